@@ -1,0 +1,183 @@
+"""Typed configuration with the paper's defaults, loaded and validated in one place.
+
+Every knob is a dataclass field whose metadata says what values it accepts; `from_mapping` builds a config
+from a plain dict (params.yaml) and fails on the first bad key with one line naming the key, what it got and
+what is allowed. Stages never read YAML themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, TypeVar, get_type_hints
+
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message is one line naming the key and the allowed values."""
+
+
+def knob(default: Any, *, gt: float | None = None, ge: float | None = None, lt: float | None = None,
+         le: float | None = None, choices: tuple | None = None) -> Any:
+    meta = {k: v for k, v in dict(gt=gt, ge=ge, lt=lt, le=le, choices=choices).items() if v is not None}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = "auto"          # auto (CUDA when present, else CPU) | cpu | cuda | cuda:N
+    seed: int = knob(2, ge=0)
+    amp: bool = True              # bf16 autocast on CUDA; ignored on CPU
+    channels_last: bool = True    # NHWC activations on CUDA; ignored on CPU
+    deterministic: bool = False   # cuDNN deterministic algorithms: bit-exact repeats, slower
+
+
+@dataclass
+class DataConfig:
+    train_portion: float = knob(0.8, gt=0.0, lt=1.0)  # share of the training set for shared weights; rest trains the policy
+    search_augment: bool = True                        # random crop + flip of search training images
+
+
+@dataclass
+class SearchConfig:
+    strategy: str = knob("ednas", choices=("ednas", "random"))
+    epochs: int = knob(300, ge=1)
+    batch_size: int = knob(128, ge=1)           # child (shared weights) batch
+    policy_batch_size: int = knob(128, ge=1)    # validation batch per policy step (one reward)
+    layers: int = knob(8, ge=2)                 # cells of the search network, reductions at 1/3 and 2/3
+    init_channels: int = knob(16, ge=2)
+    alternate: str = knob("epoch", choices=("epoch", "step"))
+    lr: float = knob(0.05, gt=0.0)              # child learning rate
+    lr_min: float = knob(0.001, ge=0.0)
+    lr_schedule: str = knob("cosine", choices=("cosine", "step"))
+    lr_step_epochs: int = knob(10, ge=1)        # step schedule only: divide by 1/lr_step_gamma every N epochs
+    lr_step_gamma: float = knob(0.1, gt=0.0, le=1.0)
+    momentum: float = knob(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = True
+    weight_decay: float = knob(3e-4, ge=0.0)
+    grad_clip: float = knob(5.0, gt=0.0)
+    policy_lr: float = knob(3.5e-4, ge=0.0)
+    policy_beta1: float = knob(0.5, ge=0.0, lt=1.0)
+    policy_beta2: float = knob(0.999, ge=0.0, lt=1.0)
+    policy_weight_decay: float = knob(1e-3, ge=0.0)
+    policy_init_std: float = knob(1e-3, ge=0.0)
+    baseline_decay: float = knob(0.99, ge=0.0, lt=1.0)
+    entropy_weight: float = knob(0.0, ge=0.0)
+
+
+@dataclass
+class DeriveConfig:
+    samples: int = knob(100, ge=1)              # architectures sampled from the final policy
+    batch_size: int = knob(128, ge=1)           # validation batch each candidate is scored on
+    mode: str = knob("best", choices=("best", "argmax"))
+
+
+@dataclass
+class EvaluateConfig:
+    genotype: str = "derived"                   # derived | paper-cifar10 | paper-imagenet | path to a genotype JSON
+    epochs: int = knob(600, ge=1)
+    batch_size: int = knob(128, ge=1)
+    layers: int = knob(20, ge=3)
+    init_channels: int = knob(36, ge=2)
+    lr: float = knob(0.025, gt=0.0)
+    lr_min: float = knob(0.0, ge=0.0)
+    momentum: float = knob(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    weight_decay: float = knob(3e-4, ge=0.0)
+    grad_clip: float = knob(5.0, gt=0.0)
+    auxiliary_weight: float = knob(0.4, ge=0.0)  # 0 disables the auxiliary head
+    drop_path: float = knob(0.2, ge=0.0, lt=1.0)
+    cutout: int = knob(16, ge=0)                 # 0 disables cutout
+
+
+@dataclass
+class ExperimentConfig:
+    task: str = knob("cifar10", choices=("cifar10",))
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    derive: DeriveConfig = field(default_factory=DeriveConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+T = TypeVar("T")
+
+
+def _describe(meta: Mapping[str, Any], kind: type) -> str:
+    if "choices" in meta:
+        return "one of " + ", ".join(map(str, meta["choices"]))
+    bounds = [f"{sym} {meta[k]}" for k, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")) if k in meta]
+    noun = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[kind]
+    return noun + (" " + " and ".join(bounds) if bounds else "")
+
+
+def _coerce(value: Any, kind: type, key: str, meta: Mapping[str, Any]) -> Any:
+    bad = ConfigError(f"{key}: got {value!r}; expected {_describe(meta, kind)}")
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+    elif kind is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise bad from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad
+        value = float(value)
+    elif kind is str and not isinstance(value, str):
+        raise bad
+    checks = {"gt": lambda b: value > b, "ge": lambda b: value >= b, "lt": lambda b: value < b,
+              "le": lambda b: value <= b, "choices": lambda c: value in c}
+    if not all(check(meta[name]) for name, check in checks.items() if name in meta):
+        raise bad
+    return value
+
+
+def from_mapping(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "", strict: bool = True) -> T:
+    """Builds dataclass `cls` from `data`. strict: every key must be present (params.yaml holds every knob).
+    Unknown keys are always an error (a typo must not silently fall back to a default)."""
+    data = {} if data is None else data
+    where = prefix.rstrip(".") or "params"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key; known keys of {where}: {', '.join(fields)}")
+    values = {}
+    for name, f in fields.items():
+        key = prefix + name
+        if name not in data:
+            if strict:
+                raise ConfigError(f"{key}: missing; add it to params.yaml (default {f.default!r})"
+                                  if f.default is not dataclasses.MISSING else f"{key}: missing")
+            continue
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = from_mapping(kind, data[name], key + ".", strict)
+        else:
+            values[name] = _coerce(data[name], kind, key, f.metadata)
+    return cls(**values)
+
+
+def to_mapping(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'search': {'lr': 0.05}} -> {'search.lr': 0.05} (MLflow params, change detection)."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+

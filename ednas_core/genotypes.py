@@ -1,0 +1,140 @@
+"""Genotypes: a derived architecture as plain JSON, and the paper's published genotypes by name.
+
+JSON form (readable by any tool, DARTS notation of (op, input node) pairs, two per CNN node, one per RNN node):
+    {"space": "cnn", "normal": [["sep_conv_3x3", 0], ...], "normal_concat": [2, 3, 4, 5],
+     "reduce": [...], "reduce_concat": [2, 3, 4, 5]}
+    {"space": "rnn", "recurrent": [["identity", 0], ...], "recurrent_concat": [1, ..., 8]}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .spaces import SPACES, Architecture, SearchSpace
+
+OpInput = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Genotype:
+    space: str
+    cells: dict[str, tuple[OpInput, ...]]
+    concat: dict[str, tuple[int, ...]]
+
+    @property
+    def search_space(self) -> SearchSpace:
+        return SPACES[self.space]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"space": self.space}
+        for cell_type, pairs in self.cells.items():
+            out[cell_type] = [[op, inp] for op, inp in pairs]
+            out[f"{cell_type}_concat"] = list(self.concat[cell_type])
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Genotype":
+        space_name = data.get("space", "cnn")
+        if space_name not in SPACES:
+            raise ValueError(f"genotype space {space_name!r} is unknown; known: {', '.join(SPACES)}")
+        space = SPACES[space_name]
+        cells, concat = {}, {}
+        for cell_type in space.cell_types:
+            if cell_type not in data:
+                raise ValueError(f"{space_name} genotype has no {cell_type!r} list")
+            pairs = []
+            for entry in data[cell_type]:
+                if not (isinstance(entry, (list, tuple)) and len(entry) == 2):
+                    raise ValueError(f"genotype {cell_type}: entries must be [op, input], got {entry!r}")
+                op, inp = entry
+                if op not in space.cell.ops:
+                    raise ValueError(f"genotype {cell_type}: unknown op {op!r}; known: {', '.join(space.cell.ops)}")
+                pairs.append((str(op), int(inp)))
+            cells[cell_type] = tuple(pairs)
+            concat[cell_type] = tuple(int(c) for c in data.get(f"{cell_type}_concat", space.concat))
+            if concat[cell_type] != space.concat:
+                raise ValueError(f"genotype {cell_type}_concat must be {list(space.concat)} in this search space")
+        genotype = cls(space=space_name, cells=cells, concat=concat)
+        to_architecture(genotype)  # validates the structure
+        return genotype
+
+
+def to_architecture(genotype: Genotype) -> Architecture:
+    """Genotype -> host ints (op indices), validated and canonical."""
+    space = genotype.search_space
+    per_node = space.cell.inputs_per_node
+    arch = {}
+    for cell_type in space.cell_types:
+        pairs = genotype.cells[cell_type]
+        if len(pairs) != per_node * space.cell.n_nodes:
+            raise ValueError(
+                f"genotype {cell_type}: expected {per_node * space.cell.n_nodes} (op, input) pairs, got {len(pairs)}"
+            )
+        arch[cell_type] = tuple(
+            tuple((inp, space.cell.ops.index(op)) for op, inp in pairs[k * per_node : (k + 1) * per_node])
+            for k in range(space.cell.n_nodes)
+        )
+    return space.validate(arch)
+
+
+def from_architecture(space: SearchSpace, arch: Architecture) -> Genotype:
+    """Host ints -> genotype with op names, in canonical order (inputs ascending within each node)."""
+    arch = space.validate(arch)
+    cells = {
+        t: tuple((space.cell.ops[op], pred) for node in arch[t] for pred, op in node) for t in space.cell_types
+    }
+    return Genotype(space=space.name, cells=cells, concat={t: space.concat for t in space.cell_types})
+
+
+def _cnn(normal: list[OpInput], reduce: list[OpInput]) -> Genotype:
+    return Genotype.from_dict({"space": "cnn", "normal": normal, "reduce": reduce})
+
+
+PAPER_GENOTYPES: dict[str, Genotype] = {
+    "paper-cifar10": _cnn(
+        normal=[("sep_conv_3x3", 0), ("dil_conv_3x3", 1), ("sep_conv_5x5", 0), ("avg_pool_3x3", 1),
+                ("sep_conv_5x5", 0), ("sep_conv_5x5", 3), ("avg_pool_3x3", 0), ("sep_conv_5x5", 1)],
+        reduce=[("skip_connect", 0), ("avg_pool_3x3", 1), ("sep_conv_3x3", 0), ("dil_conv_3x3", 2),
+                ("max_pool_3x3", 0), ("skip_connect", 3), ("sep_conv_5x5", 0), ("skip_connect", 4)],
+    ),
+    "paper-imagenet": _cnn(
+        normal=[("sep_conv_5x5", 0), ("dil_conv_5x5", 1), ("skip_connect", 0), ("sep_conv_3x3", 1),
+                ("max_pool_3x3", 1), ("dil_conv_3x3", 3), ("sep_conv_5x5", 1), ("max_pool_3x3", 3)],
+        reduce=[("sep_conv_5x5", 0), ("sep_conv_3x3", 1), ("dil_conv_3x3", 0), ("sep_conv_3x3", 2),
+                ("sep_conv_3x3", 0), ("avg_pool_3x3", 2), ("avg_pool_3x3", 0), ("dil_conv_5x5", 1)],
+    ),
+    "paper-ptb": Genotype.from_dict({
+        "space": "rnn",
+        "recurrent": [("identity", 0), ("tanh", 1), ("relu", 1), ("tanh", 2),
+                      ("relu", 4), ("relu", 3), ("sigmoid", 4), ("tanh", 7)],
+    }),
+}
+
+
+def load_genotype(name_or_path: str | Path) -> Genotype:
+    """A named paper genotype (paper-cifar10, paper-imagenet, paper-ptb) or a genotype JSON file."""
+    key = str(name_or_path)
+    if key in PAPER_GENOTYPES:
+        return PAPER_GENOTYPES[key]
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"genotype {key!r} is neither a named genotype ({', '.join(PAPER_GENOTYPES)}) nor an existing JSON file"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"genotype file {path} is not valid JSON: {err}") from None
+    return Genotype.from_dict(data)
+
+
+def save_genotype(genotype: Genotype, path: str | Path) -> None:
+    from .checkpoint import atomic_write_text
+
+    atomic_write_text(Path(path), genotype.to_json() + "\n")

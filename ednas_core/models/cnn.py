@@ -1,0 +1,77 @@
+"""The evaluation network built from a CNN genotype (DARTS NetworkCIFAR shape): stem, `layers` cells with
+reductions at 1/3 and 2/3, an auxiliary head after the cell at 2/3, drop-path on every non-identity op."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..cnn_cell import CELL, build_cells, reduction_layers
+from ..genotypes import Genotype, to_architecture
+
+
+class AuxiliaryHead(nn.Module):
+    """DARTS's auxiliary classifier for 8x8 feature maps (CIFAR); adapts to other sizes by adaptive pooling."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=True),
+            nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False),
+            nn.Conv2d(channels, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(128, 768, 2, bias=False),
+            nn.BatchNorm2d(768),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] < 8:  # small images (tests, digits): resample to the 8x8 the head is built for
+            x = nn.functional.adaptive_avg_pool2d(x, 8)
+        return self.classifier(self.features(x).flatten(1))
+
+
+class EvalNetwork(nn.Module):
+    def __init__(self, genotype: Genotype, init_channels: int = 36, layers: int = 20, num_classes: int = 10,
+                 auxiliary: bool = True, in_channels: int = 3, stem_multiplier: int = 3):
+        super().__init__()
+        if genotype.space != "cnn":
+            raise ValueError(f"EvalNetwork needs a CNN genotype, got a {genotype.space} one")
+        self.arch = to_architecture(genotype)
+        self.drop_path_prob = 0.0
+        stem_channels = stem_multiplier * init_channels
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, stem_channels, 3, padding=1, bias=False), nn.BatchNorm2d(stem_channels)
+        )
+        edge_ops = {reduction: self._chosen_ops("reduce" if reduction else "normal") for reduction in (False, True)}
+        self.cells, out_channels = build_cells(init_channels, layers, stem_channels, affine=True, edge_ops=edge_ops)
+        self.aux_index = reduction_layers(layers)[1]
+        self.auxiliary_head = AuxiliaryHead(out_channels[self.aux_index], num_classes) if auxiliary else None
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(out_channels[-1], num_classes)
+
+    def _chosen_ops(self, cell_type: str) -> dict[int, list[str]]:
+        ops: dict[int, list[str]] = {}
+        for node, pairs in zip(CELL.node_ids, self.arch[cell_type]):
+            for pred, op in pairs:
+                ops.setdefault(CELL.edge_id(node, pred), []).append(CELL.ops[op])
+        return ops
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns (logits, auxiliary logits or None); the auxiliary head runs only in training mode."""
+        aux_logits = None
+        s0 = s1 = self.stem(x)
+        for i, cell in enumerate(self.cells):
+            cell_arch = self.arch["reduce" if cell.reduction else "normal"]
+            s0, s1 = s1, cell(s0, s1, cell_arch, self.drop_path_prob)
+            if i == self.aux_index and self.auxiliary_head is not None and self.training:
+                aux_logits = self.auxiliary_head(s1)
+        return self.classifier(self.global_pooling(s1).flatten(1)), aux_logits
+
+
+def count_parameters(model: nn.Module, exclude_auxiliary: bool = True) -> int:
+    """Trainable parameters; the auxiliary head is excluded by default, as papers report."""
+    return sum(p.numel() for name, p in model.named_parameters()
+               if p.requires_grad and not (exclude_auxiliary and name.startswith("auxiliary_head")))

@@ -1,0 +1,198 @@
+"""EDNAS policy vectors: one logit vector per searched node (its incoming-edge combination) and one per DAG
+edge (its operation), for every cell type; independent Categorical draws; REINFORCE with an EMA baseline.
+
+The policy lives on the CPU. It is a few hundred numbers, and keeping it (and its sampling generator) on the host
+means sampled choices are host ints that never require reading a device tensor; it also makes the sequence of
+sampled architectures identical on every device for a given seed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from .spaces import Architecture, SearchSpace
+
+
+class PolicyVectors(nn.Module):
+    """node_logits[t]: [n_nodes, max_combos] (entries beyond a node's combinations are masked out);
+    edge_logits[t]: [n_edges, n_ops], for each cell type t."""
+
+    def __init__(self, space: SearchSpace, init_std: float = 1e-3, generator: torch.Generator | None = None):
+        super().__init__()
+        self.space = space
+        cell = space.cell
+        mask = torch.zeros(cell.n_nodes, cell.max_combos, dtype=torch.bool)
+        for k, node_combos in enumerate(cell.combos):
+            mask[k, : len(node_combos)] = True
+        self.register_buffer("node_mask", mask, persistent=False)
+        self.node_logits = nn.ParameterDict()
+        self.edge_logits = nn.ParameterDict()
+        for t in space.cell_types:
+            node = torch.randn(cell.n_nodes, cell.max_combos, generator=generator) * init_std
+            edge = torch.randn(cell.n_edges, len(cell.ops), generator=generator) * init_std
+            self.node_logits[t] = nn.Parameter(node.masked_fill(~mask, 0.0))
+            self.edge_logits[t] = nn.Parameter(edge)
+
+    # --- distributions ---------------------------------------------------------------------------------
+
+    def node_log_probs(self, cell_type: str) -> torch.Tensor:
+        logits = self.node_logits[cell_type].masked_fill(~self.node_mask, float("-inf"))
+        return torch.log_softmax(logits, dim=-1)
+
+    def edge_log_probs(self, cell_type: str) -> torch.Tensor:
+        return torch.log_softmax(self.edge_logits[cell_type], dim=-1)
+
+    def sample(self, generator: torch.Generator) -> Architecture:
+        """One architecture: a combination per node, then an op per selected edge (independent draws)."""
+        arch = {}
+        with torch.no_grad():
+            for t in self.space.cell_types:
+                combos = torch.multinomial(self.node_log_probs(t).exp(), 1, generator=generator).squeeze(1)
+                ops = torch.multinomial(self.edge_log_probs(t).exp(), 1, generator=generator).squeeze(1)
+                arch[t] = self.space.cell.cell_from_choices(combos.tolist(), ops.tolist())
+        return arch
+
+    def argmax(self) -> Architecture:
+        """The most probable architecture: argmax combination per node, argmax op per selected edge."""
+        with torch.no_grad():
+            return {
+                t: self.space.cell.cell_from_choices(
+                    self.node_log_probs(t).argmax(-1).tolist(), self.edge_log_probs(t).argmax(-1).tolist()
+                )
+                for t in self.space.cell_types
+            }
+
+    def log_prob(self, arch: Architecture) -> torch.Tensor:
+        """log P(m): sum of the log-softmax entries of the chosen combinations and of the selected edges' ops."""
+        total = torch.zeros(())
+        for t in self.space.cell_types:
+            combo_idx, edge_ids, op_idx = self.space.cell.choices_of(arch[t])
+            node_lp = self.node_log_probs(t)
+            edge_lp = self.edge_log_probs(t)
+            total = total + node_lp[torch.arange(len(combo_idx)), torch.tensor(combo_idx)].sum()
+            total = total + edge_lp[torch.tensor(edge_ids), torch.tensor(op_idx)].sum()
+        return total
+
+    def entropies(self) -> dict[str, torch.Tensor]:
+        """Summed entropy of the node distributions and of the edge distributions, per cell type."""
+        out = {}
+        for t in self.space.cell_types:
+            node_lp = self.node_log_probs(t)
+            node_terms = torch.where(self.node_mask, node_lp.exp() * node_lp, torch.zeros(()))
+            edge_lp = self.edge_log_probs(t)
+            out[f"{t}_node"] = -node_terms.sum()
+            out[f"{t}_edge"] = -(edge_lp.exp() * edge_lp).sum()
+        return out
+
+    def entropy(self) -> torch.Tensor:
+        return torch.stack(list(self.entropies().values())).sum()
+
+    def probabilities(self) -> dict[str, np.ndarray]:
+        """Softmax of every policy vector, for logging: '<cell>_node' [n_nodes, max_combos] (0 where masked)
+        and '<cell>_edge' [n_edges, n_ops]."""
+        with torch.no_grad():
+            out = {}
+            for t in self.space.cell_types:
+                out[f"{t}_node"] = self.node_log_probs(t).exp().numpy().copy()
+                out[f"{t}_edge"] = self.edge_log_probs(t).exp().numpy().copy()
+        return out
+
+
+class EMABaseline:
+    """Bias-corrected exponential moving average of rewards (numerator / denominator), so that the first
+    values are the plain average of what was seen instead of being pulled towards 0."""
+
+    def __init__(self, decay: float):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"baseline decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self.numerator = 0.0
+        self.denominator = 0.0
+
+    @property
+    def value(self) -> float:
+        return self.numerator / self.denominator if self.denominator > 0 else math.nan
+
+    def update(self, reward: float) -> None:
+        self.numerator = self.decay * self.numerator + (1.0 - self.decay) * reward
+        self.denominator = self.decay * self.denominator + (1.0 - self.decay)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"decay": self.decay, "numerator": self.numerator, "denominator": self.denominator}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.decay, self.numerator, self.denominator = state["decay"], state["numerator"], state["denominator"]
+
+
+class ReinforcePolicy:
+    """EDNAS's architecture-learning strategy: PolicyVectors trained by REINFORCE with Adam.
+
+    loss = -log P(m) * (R - b) - entropy_weight * H, where b is the baseline BEFORE this reward is added
+    (so it does not depend on the sample it corrects); the first step, with no baseline yet, has advantage 0.
+    """
+
+    name = "ednas"
+
+    def __init__(self, space: SearchSpace, *, lr: float, betas: tuple[float, float], weight_decay: float,
+                 baseline_decay: float, entropy_weight: float, init_std: float, seed: int):
+        self.vectors = PolicyVectors(space, init_std, torch.Generator().manual_seed(seed))
+        self.optimizer = torch.optim.Adam(self.vectors.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+        self.baseline = EMABaseline(baseline_decay)
+        self.entropy_weight = entropy_weight
+
+    def sample(self, generator: torch.Generator) -> Architecture:
+        return self.vectors.sample(generator)
+
+    def learn(self, arch: Architecture, reward: float) -> dict[str, float]:
+        """One REINFORCE step on one sampled architecture and its reward; returns step statistics."""
+        if not math.isfinite(reward):
+            raise FloatingPointError(f"policy reward is {reward}; the child network has diverged")
+        baseline = self.baseline.value
+        advantage = 0.0 if math.isnan(baseline) else reward - baseline
+        log_prob = self.vectors.log_prob(arch)
+        loss = -log_prob * advantage
+        if self.entropy_weight:
+            loss = loss - self.entropy_weight * self.vectors.entropy()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.baseline.update(reward)
+        return {"reward": reward, "advantage": advantage, "log_prob": float(log_prob.detach()),
+                "policy_loss": float(loss.detach())}
+
+    def final_architecture(self) -> Architecture:
+        return self.vectors.argmax()
+
+    def state_dict(self) -> dict:
+        return {"vectors": self.vectors.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "baseline": self.baseline.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vectors.load_state_dict(state["vectors"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.baseline.load_state_dict(state["baseline"])
+
+
+class RandomPolicy(ReinforcePolicy):
+    """The paper's random-search baseline: uniform policy vectors that never learn (rewards still tracked)."""
+
+    name = "random"
+
+    def __init__(self, space: SearchSpace, *, baseline_decay: float, **_: object):
+        super().__init__(space, lr=0.0, betas=(0.9, 0.999), weight_decay=0.0, baseline_decay=baseline_decay,
+                         entropy_weight=0.0, init_std=0.0, seed=0)
+
+    def learn(self, arch: Architecture, reward: float) -> dict[str, float]:
+        if not math.isfinite(reward):
+            raise FloatingPointError(f"policy reward is {reward}; the child network has diverged")
+        baseline = self.baseline.value
+        self.baseline.update(reward)
+        return {"reward": reward, "advantage": 0.0 if math.isnan(baseline) else reward - baseline,
+                "log_prob": float(self.vectors.log_prob(arch).detach()), "policy_loss": 0.0}
+
+
+STRATEGIES = {"ednas": ReinforcePolicy, "random": RandomPolicy}

@@ -1,0 +1,1 @@
+"""Weight-sharing search networks that run only the sampled operations."""
