@@ -9,12 +9,16 @@ sampled architectures identical on every device for a given seed.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from .spaces import Architecture, SearchSpace
+
+if TYPE_CHECKING:
+    from .config import SearchConfig
 
 
 class PolicyVectors(nn.Module):
@@ -82,7 +86,9 @@ class PolicyVectors(nn.Module):
         out = {}
         for t in self.space.cell_types:
             node_lp = self.node_log_probs(t)
-            node_terms = torch.where(self.node_mask, node_lp.exp() * node_lp, torch.zeros(()))
+            # masked entries have log p = -inf: 0 * -inf is NaN in the forward and (even when discarded by a
+            # where) in the backward, so multiply p by a log p with the masked entries set to 0 instead
+            node_terms = node_lp.exp() * node_lp.masked_fill(~self.node_mask, 0.0)
             edge_lp = self.edge_log_probs(t)
             out[f"{t}_node"] = -node_terms.sum()
             out[f"{t}_edge"] = -(edge_lp.exp() * edge_lp).sum()
@@ -196,3 +202,12 @@ class RandomPolicy(ReinforcePolicy):
 
 
 STRATEGIES = {"ednas": ReinforcePolicy, "random": RandomPolicy}
+
+
+def make_policy(space: SearchSpace, config: "SearchConfig", seed: int) -> ReinforcePolicy:
+    """The architecture-learning strategy named by search.strategy, with the policy hyper-parameters of `config`."""
+    return STRATEGIES[config.strategy](
+        space, lr=config.policy_lr, betas=(config.policy_beta1, config.policy_beta2),
+        weight_decay=config.policy_weight_decay, baseline_decay=config.baseline_decay,
+        entropy_weight=config.entropy_weight, init_std=config.policy_init_std, seed=seed,
+    )

@@ -1,0 +1,87 @@
+"""Where and how tensors run: device resolution (`auto` = CUDA when present), bf16 autocast and channels_last
+on CUDA only, cuDNN mode, and seeds derived per epoch so that any epoch can be replayed exactly on resume."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import platform
+from dataclasses import dataclass
+
+import torch
+
+from .config import ConfigError, RuntimeConfig
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"runtime.device: got {name!r}; expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"runtime.device: {name!r} asked for but no CUDA device is visible; use auto or cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"runtime.device: {name!r} but only {torch.cuda.device_count()} CUDA devices are visible")
+    elif device.type != "cpu":
+        raise ConfigError(f"runtime.device: got {name!r}; expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+def seed_for(seed: int, *keys: object) -> int:
+    """A stable 63-bit seed derived from the run seed and keys such as (epoch, 'arch')."""
+    digest = hashlib.sha256(repr((seed,) + keys).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    amp: bool
+    channels_last: bool
+    deterministic: bool
+    seed: int
+
+    @classmethod
+    def from_config(cls, config: RuntimeConfig) -> "Runtime":
+        device = resolve_device(config.device)
+        on_cuda = device.type == "cuda"
+        runtime = cls(device=device, amp=config.amp and on_cuda, channels_last=config.channels_last and on_cuda,
+                      deterministic=config.deterministic, seed=config.seed)
+        if on_cuda:
+            torch.backends.cudnn.benchmark = not config.deterministic
+            torch.backends.cudnn.deterministic = config.deterministic
+            torch.backends.cuda.matmul.allow_tf32 = not config.deterministic
+            torch.backends.cudnn.allow_tf32 = not config.deterministic
+        return runtime
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp:
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def seed_epoch(self, epoch: int, stream: str) -> None:
+        """Reseeds torch's global generators (dropout, drop-path) for one epoch of one stream."""
+        torch.manual_seed(seed_for(self.seed, stream, epoch))
+
+    def generator(self, *keys: object) -> torch.Generator:
+        """A CPU generator for host-side draws (architectures), reproducible from the seed and keys."""
+        return torch.Generator().manual_seed(seed_for(self.seed, *keys))
+
+    def synchronize(self) -> None:
+        """Waits for the device; called only at phase boundaries to time phases, never per step."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @property
+    def name(self) -> str:
+        return device_name(self.device)
+

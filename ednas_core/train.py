@@ -1,0 +1,168 @@
+"""Training a CNN genotype from scratch (the paper's evaluation): SGD with cosine learning rate, auxiliary
+head, drop-path growing linearly over the epochs, cutout, gradient clipping; top-1 test error every epoch.
+Checkpointed atomically every epoch and resumed exactly, as the search is."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import EvaluateConfig
+from .data import DeviceLoader, ImageDataset
+from .genotypes import Genotype
+from .models.cnn import EvalNetwork, count_parameters
+from .runtime import Runtime, seed_for
+from .schedules import cosine_lr, set_lr
+from .search import CheckpointMismatch, NonFiniteError, fingerprint
+
+
+@dataclass
+class TrainEpoch:
+    epoch: int
+    epochs: int
+    metrics: dict[str, float]
+
+
+class TrainCallback:
+    def on_resume(self, history: list[TrainEpoch]) -> None:
+        """Called once when training resumes from a checkpoint."""
+
+    def on_progress(self, phase: str, step: int, total: int) -> None:
+        """Called every few steps; never reads the device."""
+
+    def on_epoch_end(self, report: TrainEpoch) -> None:
+        """Called after the epoch's checkpoint is written."""
+
+
+@dataclass
+class TrainResult:
+    test_error: float        # % top-1 error on the test set after the last epoch
+    test_acc: float
+    params: int              # auxiliary head excluded
+    history: list[TrainEpoch]
+    model: EvalNetwork
+
+
+class GenotypeTrainer:
+    progress_every = 20
+
+    def __init__(self, genotype: Genotype, dataset: ImageDataset, config: EvaluateConfig, runtime: Runtime,
+                 checkpoint_path: Path | None = None, callbacks: Iterable[TrainCallback] = ()):
+        self.config = config
+        self.runtime = runtime
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.callbacks = list(callbacks)
+        device = runtime.device
+        torch.manual_seed(seed_for(runtime.seed, "evaluate-init"))
+        self.model = EvalNetwork(genotype, config.init_channels, config.layers, dataset.num_classes,
+                                 auxiliary=config.auxiliary_weight > 0, in_channels=dataset.in_channels).to(device)
+        if runtime.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.params = count_parameters(self.model)
+        common = dict(mean=dataset.mean, std=dataset.std, channels_last=runtime.channels_last)
+        self.train_loader = DeviceLoader(dataset.train_images.to(device), dataset.train_labels.to(device),
+                                         config.batch_size, seed=runtime.seed, shuffle=True, augment=True,
+                                         cutout=config.cutout, **common)
+        self.test_loader = DeviceLoader(dataset.test_images.to(device), dataset.test_labels.to(device),
+                                        config.batch_size, seed=runtime.seed, shuffle=False, augment=False, **common)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
+                                         nesterov=config.nesterov and config.momentum > 0,
+                                         weight_decay=config.weight_decay)
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.fingerprint = fingerprint(evaluate=asdict(config), seed=runtime.seed, genotype=genotype.to_dict(),
+                                       data=[len(dataset.train_labels), len(dataset.test_labels)])
+        self.history: list[TrainEpoch] = []
+
+    def _resume(self) -> int:
+        if self.checkpoint_path is None or not self.checkpoint_path.exists():
+            return 0
+        state = load_checkpoint(self.checkpoint_path)
+        if state.get("fingerprint") != self.fingerprint:
+            raise CheckpointMismatch(
+                f"checkpoint {self.checkpoint_path} belongs to a training run with other settings; "
+                "delete it to start over or restore the settings it was made with"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history = [TrainEpoch(**h) for h in state["history"]]
+        for cb in self.callbacks:
+            cb.on_resume(list(self.history))
+        return state["epoch"] + 1
+
+    def run(self) -> TrainResult:
+        start = self._resume()
+        for epoch in range(start, self.config.epochs):
+            report = self._epoch(epoch)
+            self.history.append(report)
+            if self.checkpoint_path is not None:
+                save_checkpoint({"epoch": epoch, "fingerprint": self.fingerprint, "model": self.model.state_dict(),
+                                 "optimizer": self.optimizer.state_dict(),
+                                 "history": [asdict(h) for h in self.history]}, self.checkpoint_path)
+            for cb in self.callbacks:
+                cb.on_epoch_end(report)
+        last = self.history[-1].metrics if self.history else self.evaluate()
+        return TrainResult(test_error=100.0 - last["test_acc"] * 100.0, test_acc=last["test_acc"],
+                           params=self.params, history=self.history, model=self.model)
+
+    def _progress(self, phase: str, step: int, total: int) -> None:
+        if step % self.progress_every == 0 or step == total:
+            for cb in self.callbacks:
+                cb.on_progress(phase, step, total)
+
+    def _epoch(self, epoch: int) -> TrainEpoch:
+        c, rt = self.config, self.runtime
+        rt.seed_epoch(epoch, "train")
+        lr = cosine_lr(c.lr, c.lr_min, epoch, c.epochs)
+        set_lr(self.optimizer, lr)
+        self.model.drop_path_prob = c.drop_path * epoch / c.epochs
+        self.model.train()
+        loss_sum = torch.zeros((), device=rt.device)
+        correct = torch.zeros((), dtype=torch.long, device=rt.device)
+        t0 = time.perf_counter()
+        total = len(self.train_loader)
+        for i, (images, labels) in enumerate(self.train_loader.epoch(epoch), 1):
+            with rt.autocast():
+                logits, aux_logits = self.model(images)
+                loss = self.loss_fn(logits, labels)
+                if aux_logits is not None:
+                    loss = loss + c.auxiliary_weight * self.loss_fn(aux_logits, labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            self.optimizer.step()
+            loss_sum += loss.detach().float() * labels.shape[0]
+            correct += (logits.detach().argmax(1) == labels).sum()
+            self._progress("train", i, total)
+        rt.synchronize()
+        train_time = time.perf_counter() - t0
+        n = self.train_loader.num_samples
+        train_loss = float(loss_sum) / n
+        if not math.isfinite(train_loss):
+            raise NonFiniteError(f"evaluate epoch {epoch + 1}: training loss is {train_loss}; "
+                                 "lower evaluate.lr or evaluate.grad_clip")
+        metrics = {"train_loss": train_loss, "train_acc": float(correct) / n, "lr": lr,
+                   "drop_path_prob": self.model.drop_path_prob, "epoch_time_s": train_time,
+                   "train_images_per_s": n / train_time if train_time > 0 else math.nan}
+        metrics.update(self.evaluate())
+        return TrainEpoch(epoch=epoch, epochs=c.epochs, metrics=metrics)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Top-1 accuracy and loss on the test set."""
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.runtime.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.runtime.device)
+        for images, labels in self.test_loader.epoch(0):
+            with self.runtime.autocast():
+                logits, _ = self.model(images)
+            loss_sum += self.loss_fn(logits.float(), labels) * labels.shape[0]
+            correct += (logits.argmax(1) == labels).sum()
+        n = self.test_loader.num_samples
+        return {"test_loss": float(loss_sum) / n, "test_acc": float(correct) / n}

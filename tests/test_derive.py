@@ -1,0 +1,46 @@
+"""Derive: the best of N sampled architectures by their reward, the argmax architecture, and caching."""
+
+from __future__ import annotations
+
+import torch
+
+from ednas_core.derive import derive
+from ednas_core.policy import PolicyVectors
+from ednas_core.spaces import CNN_SPACE
+
+SEP3 = CNN_SPACE.cell.ops.index("sep_conv_3x3")
+
+
+def sep3_share(arch) -> float:
+    ops = [op for t in CNN_SPACE.cell_types for node in arch[t] for _, op in node]
+    return sum(op == SEP3 for op in ops) / len(ops)
+
+
+def test_best_candidate_has_the_highest_reward_and_argmax_is_reported():
+    policy = PolicyVectors(CNN_SPACE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        policy.edge_logits["normal"][:, SEP3] += 1.0
+    result = derive(policy, sep3_share, samples=100, generator=torch.Generator().manual_seed(1))
+    assert len(result.candidates) == 100
+    assert result.best.reward == max(c.reward for c in result.candidates)
+    assert result.chosen is result.best and result.mode == "best"
+    assert all(op == SEP3 for node in result.argmax.architecture["normal"] for _, op in node)
+    assert result.argmax.reward == sep3_share(result.argmax.architecture)
+    assert result.best.genotype.to_dict()["space"] == "cnn"
+
+
+def test_argmax_mode_chooses_the_most_probable_architecture():
+    policy = PolicyVectors(CNN_SPACE, generator=torch.Generator().manual_seed(0))
+    result = derive(policy, sep3_share, samples=5, generator=torch.Generator().manual_seed(1), mode="argmax")
+    assert result.chosen is result.argmax
+
+
+def test_repeated_architectures_are_scored_once():
+    policy = PolicyVectors(CNN_SPACE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # a near-deterministic policy samples the same architecture again and again
+        for t in CNN_SPACE.cell_types:
+            policy.edge_logits[t][:, 0] += 50.0
+            policy.node_logits[t][:, 0] += 50.0
+    calls = []
+    result = derive(policy, lambda a: calls.append(a) or 0.5, samples=20, generator=torch.Generator().manual_seed(1))
+    assert result.distinct_samples == 1 and len(calls) == 1
