@@ -46,7 +46,7 @@ class ImageChild:
         images, labels = dataset.train_images.to(device), dataset.train_labels.to(device)
         common = dict(mean=dataset.mean, std=dataset.std, channels_last=runtime.channels_last)
         train_loader = DeviceLoader(images[train_idx.to(device)], labels[train_idx.to(device)], search.batch_size,
-                                    seed=runtime.seed, shuffle=True, augment=data.search_augment, **common)
+                                    seed=runtime.seed, shuffle=True, augment=search.augment, **common)
         valid_loader = DeviceLoader(images[valid_idx.to(device)], labels[valid_idx.to(device)],
                                     search.policy_batch_size, seed=runtime.seed + 1, shuffle=True, augment=False,
                                     **common)
@@ -133,9 +133,12 @@ class ImageChild:
 
 
 def cnn_search(dataset: ImageDataset, search: SearchConfig, data: DataConfig, runtime: Runtime,
-               checkpoint_path: Path | None, callbacks: Iterable[SearchCallback] = ()) -> EDNASSearch:
-    """The whole CNN search, ready to run(): child network on the device, policy on the host."""
+               checkpoint_path: Path | None, callbacks: Iterable[SearchCallback] = (),
+               settings: dict | None = None) -> EDNASSearch:
+    """The whole CNN search, ready to run(): child network on the device, policy on the host. `settings`
+    joins the checkpoint fingerprint (e.g. the code version), so other settings are never resumed."""
     child = ImageChild.build(dataset, search, data, runtime)
     policy = make_policy(CNN_SPACE, search, seed_for(runtime.seed, "policy-init"))
-    settings = {"data": asdict(data), "dataset": [len(dataset.train_labels), list(dataset.train_images.shape[1:])]}
+    settings = {"data": asdict(data), "dataset": [len(dataset.train_labels), list(dataset.train_images.shape[1:])],
+                **(settings or {})}
     return EDNASSearch(CNN_SPACE, child, policy, search, runtime, checkpoint_path, callbacks, settings)

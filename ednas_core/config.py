@@ -35,8 +35,8 @@ class RuntimeConfig:
 
 @dataclass
 class DataConfig:
+    root: str = "data/raw"                             # where raw downloads live (CIFAR-10 files, ...)
     train_portion: float = knob(0.8, gt=0.0, lt=1.0)  # share of the training set for shared weights; rest trains the policy
-    search_augment: bool = True                        # random crop + flip of search training images
 
 
 @dataclass
@@ -48,6 +48,7 @@ class SearchConfig:
     layers: int = knob(8, ge=2)                 # cells of the search network, reductions at 1/3 and 2/3
     init_channels: int = knob(16, ge=2)
     alternate: str = knob("epoch", choices=("epoch", "step"))
+    augment: bool = True                        # random crop + flip of the child's training images
     lr: float = knob(0.05, gt=0.0)              # child learning rate
     lr_min: float = knob(0.001, ge=0.0)
     lr_schedule: str = knob("cosine", choices=("cosine", "step"))
@@ -88,17 +89,61 @@ class EvaluateConfig:
     grad_clip: float = knob(5.0, gt=0.0)
     auxiliary_weight: float = knob(0.4, ge=0.0)  # 0 disables the auxiliary head
     drop_path: float = knob(0.2, ge=0.0, lt=1.0)
-    cutout: int = knob(16, ge=0)                 # 0 disables cutout
+    augment: bool = True                         # random crop + flip
+    cutout: int = knob(16, ge=0)                 # 0 disables cutout (applied only with augment)
+
+
+TASKS: tuple[str, ...] = ("cifar10", "digits")
 
 
 @dataclass
-class ExperimentConfig:
-    task: str = knob("cifar10", choices=("cifar10",))
+class TaskConfig:
+    """The per-task sections: what search, derive and evaluate do for one task."""
+
+    search: SearchConfig = field(default_factory=SearchConfig)
+    derive: DeriveConfig = field(default_factory=DeriveConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+def digits_defaults() -> TaskConfig:
+    """The embedded CPU demo: scikit-learn's 8x8 digits, a small network, minutes on 2 cores."""
+    return TaskConfig(
+        search=SearchConfig(epochs=12, batch_size=64, policy_batch_size=64, layers=5, init_channels=8,
+                            augment=False, lr=0.05, lr_min=0.001, policy_lr=0.003),
+        derive=DeriveConfig(samples=100, batch_size=128),
+        evaluate=EvaluateConfig(epochs=20, batch_size=64, layers=5, init_channels=12, lr=0.05,
+                                drop_path=0.1, augment=False, cutout=0),
+    )
+
+
+@dataclass
+class TrackingConfig:
+    policy_every: int = knob(1, ge=1)     # log the policy vectors (softmax JSON) to MLflow every N epochs
+    progress: str = knob("auto", choices=("auto", "bar", "lines", "off"))  # auto: bar in a terminal, lines in CI
+
+
+@dataclass
+class Params:
+    """params.yaml: the CIFAR-10 sections at the top level (search.lr is the CIFAR-10 child learning rate),
+    other tasks' sections under their name (digits.search.lr, ...)."""
+
+    task: str = knob("cifar10", choices=TASKS)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     data: DataConfig = field(default_factory=DataConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     derive: DeriveConfig = field(default_factory=DeriveConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    digits: TaskConfig = field(default_factory=digits_defaults)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def task_config(self) -> TaskConfig:
+        if self.task == "cifar10":
+            return TaskConfig(self.search, self.derive, self.evaluate)
+        return getattr(self, self.task)
+
+    def task_prefix(self) -> str:
+        """Where the selected task's sections live in params.yaml ('' for CIFAR-10, 'digits.' for digits)."""
+        return "" if self.task == "cifar10" else f"{self.task}."
 
 
 T = TypeVar("T")
@@ -169,6 +214,11 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "",
 
 def to_mapping(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def load_params(data: Mapping[str, Any]) -> Params:
+    """params.yaml contents -> Params; every key must be present and valid (one-line ConfigError otherwise)."""
+    return from_mapping(Params, data, strict=True)
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -54,7 +54,8 @@ class GenotypeTrainer:
     progress_every = 20
 
     def __init__(self, genotype: Genotype, dataset: ImageDataset, config: EvaluateConfig, runtime: Runtime,
-                 checkpoint_path: Path | None = None, callbacks: Iterable[TrainCallback] = ()):
+                 checkpoint_path: Path | None = None, callbacks: Iterable[TrainCallback] = (),
+                 settings: dict | None = None):
         self.config = config
         self.runtime = runtime
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
@@ -68,7 +69,7 @@ class GenotypeTrainer:
         self.params = count_parameters(self.model)
         common = dict(mean=dataset.mean, std=dataset.std, channels_last=runtime.channels_last)
         self.train_loader = DeviceLoader(dataset.train_images.to(device), dataset.train_labels.to(device),
-                                         config.batch_size, seed=runtime.seed, shuffle=True, augment=True,
+                                         config.batch_size, seed=runtime.seed, shuffle=True, augment=config.augment,
                                          cutout=config.cutout, **common)
         self.test_loader = DeviceLoader(dataset.test_images.to(device), dataset.test_labels.to(device),
                                         config.batch_size, seed=runtime.seed, shuffle=False, augment=False, **common)
@@ -77,7 +78,8 @@ class GenotypeTrainer:
                                          weight_decay=config.weight_decay)
         self.loss_fn = nn.CrossEntropyLoss()
         self.fingerprint = fingerprint(evaluate=asdict(config), seed=runtime.seed, genotype=genotype.to_dict(),
-                                       data=[len(dataset.train_labels), len(dataset.test_labels)])
+                                       data=[len(dataset.train_labels), len(dataset.test_labels)],
+                                       **(settings or {}))
         self.history: list[TrainEpoch] = []
 
     def _resume(self) -> int:

@@ -11,14 +11,6 @@ from ednas_core.policy import PolicyVectors
 from ednas_core.spaces import CNN_SPACE, RNN_SPACE
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("space", [CNN_SPACE, RNN_SPACE], ids=["cnn", "rnn"])
 def test_genotype_round_trip_of_sampled_architectures(space):
     vectors = PolicyVectors(space, init_std=1.0, generator=torch.Generator().manual_seed(0))

@@ -1,0 +1,69 @@
+"""The prepared form of an image dataset that the pipeline's later stages read: one torch file of uint8
+tensors plus a JSON manifest with the md5 of that file and of every raw file it came from."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import atomic_write_bytes, atomic_write_text
+from .dataset import DataError, ImageDataset
+
+DATASET_FILE = "dataset.pt"
+MANIFEST_FILE = "manifest.json"
+
+
+def md5sum(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Manifest:
+    task: str
+    dataset_md5: str
+    train: int
+    test: int
+    shape: list[int]
+    classes: list[str]
+    sources: dict[str, str]      # raw file -> md5
+
+
+def save_prepared(dataset: ImageDataset, folder: Path, task: str, sources: dict[str, str]) -> Manifest:
+    buffer = io.BytesIO()
+    torch.save({"train_images": dataset.train_images, "train_labels": dataset.train_labels,
+                "test_images": dataset.test_images, "test_labels": dataset.test_labels,
+                "classes": dataset.classes, "mean": dataset.mean, "std": dataset.std}, buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(folder / DATASET_FILE, data)
+    manifest = Manifest(task=task, dataset_md5=hashlib.md5(data).hexdigest(), train=len(dataset.train_labels),
+                        test=len(dataset.test_labels), shape=list(dataset.train_images.shape[1:]),
+                        classes=list(dataset.classes), sources=sources)
+    atomic_write_text(folder / MANIFEST_FILE, json.dumps(asdict(manifest), indent=2) + "\n")
+    return manifest
+
+
+def load_prepared(folder: Path, task: str) -> ImageDataset:
+    """Loads and checks a prepared dataset; a missing, foreign or corrupt one gets a one-line DataError."""
+    folder = Path(folder)
+    manifest_path, data_path = folder / MANIFEST_FILE, folder / DATASET_FILE
+    if not manifest_path.is_file() or not data_path.is_file():
+        raise DataError(f"no prepared dataset in {folder}; run the prepare-data stage (dvc repro prepare-data)")
+    manifest = Manifest(**json.loads(manifest_path.read_text()))
+    if manifest.task != task:
+        raise DataError(f"{folder} holds the {manifest.task!r} dataset but task is {task!r}; "
+                        "run the prepare-data stage again (dvc repro)")
+    if md5sum(data_path) != manifest.dataset_md5:
+        raise DataError(f"{data_path} does not match the md5 in {manifest_path}; it is corrupt: "
+                        "delete it and run prepare-data again")
+    state = torch.load(data_path, map_location="cpu", weights_only=True)
+    return ImageDataset(state["train_images"], state["train_labels"], state["test_images"], state["test_labels"],
+                        classes=list(state["classes"]), mean=tuple(state["mean"]), std=tuple(state["std"]))

@@ -1,0 +1,70 @@
+"""derive: samples architectures from the final policy, scores each on one validation minibatch with the
+search's shared weights, and writes the best (or the argmax, derive.mode) as data/derive/genotype.json,
+with every candidate in data/derive/candidates.csv and headline numbers in metrics/derive.json."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from ednas_core.checkpoint import load_checkpoint
+from ednas_core.child_cnn import ImageChild
+from ednas_core.data import DeviceLoader
+from ednas_core.data.prepared import load_prepared
+from ednas_core.derive import derive
+from ednas_core.genotypes import save_genotype
+from ednas_core.policy import make_policy
+from ednas_core.runtime import Runtime
+from ednas_core.spaces import CNN_SPACE
+from ednas_core.tracking import StageRun
+
+from .common import (DERIVE_DIR, METRICS_DIR, PREPARED, SEARCH_DIR, StageError, flat_params, read_params,
+                     run_stage, write_csv, write_json)
+
+
+def main() -> None:
+    params, text = read_params()
+    task = params.task_config()
+    runtime = Runtime.from_config(params.runtime)
+    dataset = load_prepared(PREPARED, params.task)
+    supernet_path = SEARCH_DIR / "supernet.pt"
+    if not supernet_path.is_file():
+        raise StageError(f"{supernet_path} is missing; run the search stage first (dvc repro search)")
+    state = load_checkpoint(supernet_path)
+    with StageRun("derive", params.task, flat_params(params), text) as run:
+        child = ImageChild.build(dataset, task.search, params.data, runtime)
+        child.load_state_dict(state["child"])
+        policy = make_policy(CNN_SPACE, task.search, seed=0)
+        policy.load_state_dict(state["policy"])
+        valid = child.valid_loader
+        scoring = DeviceLoader(valid.images, valid.labels, task.derive.batch_size, dataset.mean, dataset.std,
+                               seed=runtime.seed, shuffle=False, channels_last=runtime.channels_last)
+        batch = next(iter(scoring.epoch(0)))
+        result = derive(policy.vectors, lambda arch: child.reward(arch, batch), task.derive.samples,
+                        runtime.generator("derive"), task.derive.mode)
+
+        save_genotype(result.chosen.genotype, DERIVE_DIR / "genotype.json")
+        save_genotype(result.best.genotype, DERIVE_DIR / "best_genotype.json")
+        save_genotype(result.argmax.genotype, DERIVE_DIR / "argmax_genotype.json")
+        ranked = sorted(result.candidates, key=lambda c: (-c.reward, -c.log_prob))
+        write_csv(DERIVE_DIR / "candidates.csv", [
+            {"rank": i + 1, "reward": round(c.reward, 6), "log_prob": round(c.log_prob, 4),
+             "genotype": json.dumps(c.genotype.to_dict(), separators=(",", ":"))}
+            for i, c in enumerate(ranked)
+        ])
+        summary = {"mode": result.mode, "samples": len(result.candidates),
+                   "distinct_samples": result.distinct_samples, "best_reward": result.best.reward,
+                   "argmax_reward": result.argmax.reward, "chosen_reward": result.chosen.reward,
+                   "mean_reward": sum(c.reward for c in result.candidates) / len(result.candidates),
+                   "scored_on_images": int(batch[1].shape[0]), "mlflow_run_id": run.run_id}
+        write_json(METRICS_DIR / "derive.json", summary)
+        run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+        for name in ("genotype.json", "best_genotype.json", "argmax_genotype.json", "candidates.csv"):
+            run.log_artifact(DERIVE_DIR / name, "derive")
+        print(f"derive: best of {len(result.candidates)} samples reward {result.best.reward:.4f}, argmax "
+              f"{result.argmax.reward:.4f}; {result.mode} -> {DERIVE_DIR / 'genotype.json'}")
+
+
+if __name__ == "__main__":
+    run_stage("derive", main)

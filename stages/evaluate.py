@@ -1,0 +1,76 @@
+"""evaluate: trains a genotype from scratch (the derived one, or a named paper genotype / JSON file given by
+evaluate.genotype) and reports top-1 test error and parameters. Writes data/evaluate/model.pt,
+metrics/evaluate.json and metrics/evaluate_epochs.csv. A resumable checkpoint (data/evaluate/checkpoint.pt, not a
+DVC output) is written every epoch and removed when training has finished."""
+
+from __future__ import annotations
+
+import sys
+
+from ednas_core.checkpoint import save_checkpoint
+from ednas_core.data.prepared import load_prepared
+from ednas_core.genotypes import load_genotype
+from ednas_core.runtime import Runtime
+from ednas_core.search import CheckpointMismatch
+from ednas_core.tracking import StageRun
+from ednas_core.train import GenotypeTrainer, TrainCallback, TrainEpoch
+
+from .common import (DERIVE_DIR, EVALUATE_DIR, METRICS_DIR, PREPARED, Progress, code_version, epoch_rows,
+                     flat_params, read_params, run_stage, write_csv, write_json)
+
+CHECKPOINT = EVALUATE_DIR / "checkpoint.pt"
+
+
+class MLflowTrainLogger(TrainCallback):
+    def __init__(self, run: StageRun):
+        self.run = run
+
+    def on_resume(self, history: list[TrainEpoch]) -> None:
+        for report in history:
+            self.on_epoch_end(report)
+
+    def on_epoch_end(self, report: TrainEpoch) -> None:
+        self.run.log_metrics(report.metrics, step=report.epoch + 1)
+
+
+def main() -> None:
+    params, text = read_params()
+    task = params.task_config()
+    runtime = Runtime.from_config(params.runtime)
+    source = task.evaluate.genotype
+    genotype = load_genotype(DERIVE_DIR / "genotype.json" if source == "derived" else source)
+    dataset = load_prepared(PREPARED, params.task)
+    with StageRun("evaluate", params.task, flat_params(params), text) as run:
+        run.set_tags({"ednas.device": runtime.name, "ednas.genotype_source": source})
+        run.log_dict(genotype.to_dict(), "genotype.json")
+        progress = Progress("evaluate", params.tracking.progress, ("train_loss", "train_acc", "test_acc"))
+
+        def build() -> GenotypeTrainer:
+            return GenotypeTrainer(genotype, dataset, task.evaluate, runtime, CHECKPOINT,
+                                   [MLflowTrainLogger(run), progress], settings={"code": code_version()})
+
+        try:
+            result = build().run()
+        except CheckpointMismatch:
+            print(f"evaluate: {CHECKPOINT} is from other settings or code; starting over", file=sys.stderr)
+            CHECKPOINT.unlink()
+            result = build().run()
+
+        save_checkpoint({"model": result.model.state_dict(), "genotype": genotype.to_dict(),
+                         "evaluate": flat_params(params)}, EVALUATE_DIR / "model.pt")
+        seconds = sum(h.metrics["epoch_time_s"] for h in result.history)
+        hours_key = "train_gpu_hours" if runtime.device.type == "cuda" else "train_cpu_hours"
+        summary = {"genotype": source, "epochs": len(result.history), "test_error": result.test_error,
+                   "test_acc": result.test_acc, "params": result.params, "params_m": result.params / 1e6,
+                   hours_key: seconds / 3600.0, "device": runtime.name, "mlflow_run_id": run.run_id}
+        write_json(METRICS_DIR / "evaluate.json", summary)
+        write_csv(METRICS_DIR / "evaluate_epochs.csv", epoch_rows(result.history))
+        run.log_metrics({"test_error": result.test_error, "params_m": result.params / 1e6, hours_key: seconds / 3600})
+        run.log_artifact(EVALUATE_DIR / "model.pt", "model")
+        CHECKPOINT.unlink(missing_ok=True)
+        print(f"evaluate: test error {result.test_error:.2f}% with {result.params / 1e6:.2f}M parameters "
+              f"-> {METRICS_DIR / 'evaluate.json'}")
+
+
+if __name__ == "__main__":
+    run_stage("evaluate", main)

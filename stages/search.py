@@ -1,0 +1,96 @@
+"""search: the EDNAS search on the prepared data. Writes data/search/{supernet.pt, policy_history.npz,
+final_policy.json}, metrics/search.json and metrics/search_epochs.csv; logs every epoch to MLflow.
+
+A resumable checkpoint (data/search/checkpoint.pt, not a DVC output) is written every epoch: a killed
+`dvc repro` resumes the search where it stopped; it is removed once the search has finished."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import numpy as np
+import torch
+
+from ednas_core.checkpoint import atomic_write_bytes, save_checkpoint
+from ednas_core.child_cnn import cnn_search
+from ednas_core.data.prepared import load_prepared
+from ednas_core.genotypes import from_architecture
+from ednas_core.runtime import Runtime
+from ednas_core.search import CheckpointMismatch, SearchResult
+from ednas_core.tracking import MLflowSearchLogger, StageRun, policy_json
+
+from .common import (METRICS_DIR, PREPARED, SEARCH_DIR, Progress, code_version, epoch_rows, flat_params,
+                     read_params, run_stage, write_csv, write_json)
+
+CHECKPOINT = SEARCH_DIR / "checkpoint.pt"
+
+
+def history_arrays(result: SearchResult) -> dict[str, np.ndarray]:
+    """Policy softmax and sampling counts of every epoch, stacked: key -> [epochs, ...]."""
+    arrays: dict[str, np.ndarray] = {"epoch": np.array([r.epoch + 1 for r in result.history])}
+    for key in result.history[0].probabilities:
+        arrays[f"prob_{key}"] = np.stack([r.probabilities[key] for r in result.history])
+    for key in result.history[0].counts:
+        arrays[f"counts_{key}"] = np.stack([r.counts[key] for r in result.history])
+    for key in result.history[0].metrics:
+        arrays[f"metric_{key}"] = np.array([r.metrics[key] for r in result.history])
+    return arrays
+
+
+def main() -> None:
+    params, text = read_params()
+    task = params.task_config()
+    runtime = Runtime.from_config(params.runtime)
+    dataset = load_prepared(PREPARED, params.task)
+    with StageRun("search", params.task, flat_params(params), text) as run:
+        run.set_tags({"ednas.device": runtime.name})
+        progress = Progress("search", params.tracking.progress, ("child_loss", "child_acc", "reward", "entropy"))
+        callbacks = [MLflowSearchLogger(run, params.tracking.policy_every), progress]
+        settings = {"code": code_version()}
+
+        def build():
+            return cnn_search(dataset, task.search, params.data, runtime, CHECKPOINT, callbacks, settings)
+
+        search = build()
+        try:
+            result = search.run()
+        except CheckpointMismatch:
+            print(f"search: {CHECKPOINT} is from other settings or code; starting a new search", file=sys.stderr)
+            CHECKPOINT.unlink()
+            search = build()
+            result = search.run()
+
+        final = result.history[-1].metrics
+        search_seconds = sum(r.metrics["epoch_time_s"] for r in result.history)
+        argmax = from_architecture(search.space, result.final_architecture)
+        save_checkpoint({"child": search.child.state_dict(), "policy": search.policy.state_dict(),
+                         "fingerprint": search.fingerprint}, SEARCH_DIR / "supernet.pt")
+        arrays = history_arrays(result)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        atomic_write_bytes(SEARCH_DIR / "policy_history.npz", buffer.getvalue())
+        final_policy = {"epochs": len(result.history), **policy_json(result.history[-1].probabilities),
+                        "argmax_genotype": argmax.to_dict()}
+        write_json(SEARCH_DIR / "final_policy.json", final_policy)
+        hours_key = "search_gpu_hours" if runtime.device.type == "cuda" else "search_cpu_hours"
+        summary = {
+            "epochs": len(result.history),
+            "child_loss": final["child_loss"], "child_acc": final["child_acc"],
+            "first_epoch_child_acc": result.history[0].metrics["child_acc"],
+            "reward": final["reward"], "baseline": final["baseline"], "entropy": final["entropy"],
+            hours_key: search_seconds / 3600.0,
+            "device": runtime.name, "mlflow_run_id": run.run_id,
+        }
+        write_json(METRICS_DIR / "search.json", summary)
+        write_csv(METRICS_DIR / "search_epochs.csv", epoch_rows(result.history))
+        run.log_metrics({hours_key: summary[hours_key]})
+        run.log_dict(final_policy, "final_policy.json")
+        run.log_artifact(SEARCH_DIR / "policy_history.npz")
+        CHECKPOINT.unlink(missing_ok=True)
+        print(f"search: {len(result.history)} epochs, child_acc {final['child_acc']:.4f}, reward "
+              f"{final['reward']:.4f} -> {SEARCH_DIR}, {METRICS_DIR / 'search.json'}")
+
+
+if __name__ == "__main__":
+    run_stage("search", main)
