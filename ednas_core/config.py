@@ -108,8 +108,8 @@ class TaskConfig:
 def digits_defaults() -> TaskConfig:
     """The embedded CPU demo: scikit-learn's 8x8 digits, a small network, minutes on 2 cores."""
     return TaskConfig(
-        search=SearchConfig(epochs=12, batch_size=64, policy_batch_size=64, layers=5, init_channels=8,
-                            augment=False, lr=0.05, lr_min=0.001, policy_lr=0.003),
+        search=SearchConfig(epochs=15, batch_size=64, policy_batch_size=64, layers=3, init_channels=16,
+                            augment=False, lr=0.1, lr_min=0.001, policy_lr=0.003),
         derive=DeriveConfig(samples=100, batch_size=128),
         evaluate=EvaluateConfig(epochs=20, batch_size=64, layers=5, init_channels=12, lr=0.05,
                                 drop_path=0.1, augment=False, cutout=0),

@@ -1,0 +1,111 @@
+"""The real pipeline: `dvc repro` of the five stages, up-to-date detection, an ablation with `dvc exp run -S`,
+queued experiments in parallel, and what lands in MLflow (runs, tags, per-epoch metrics, artifacts)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import dvc, mlflow_runs
+
+pytestmark = pytest.mark.slow
+STAGES = ["prepare-data", "search", "derive", "evaluate", "report"]
+
+
+def client(ws: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")
+
+
+def artifact_paths(c: MlflowClient, run_id: str, path: str = "") -> set[str]:
+    out = set()
+    for item in c.list_artifacts(run_id, path):
+        out |= artifact_paths(c, run_id, item.path) if item.is_dir else {item.path}
+    return out
+
+
+def test_repro_runs_all_stages_and_writes_outputs(workspace):
+    for rel in ("data/prepared/dataset.pt", "data/search/supernet.pt", "data/search/policy_history.npz",
+                "data/derive/genotype.json", "data/derive/candidates.csv", "data/evaluate/model.pt",
+                "metrics/search.json", "metrics/derive.json", "metrics/evaluate.json", "metrics/report.md",
+                "metrics/search_epochs.csv", "metrics/evaluate_epochs.csv"):
+        assert (workspace / rel).is_file(), rel
+    assert not (workspace / "data/search/checkpoint.pt").exists()  # removed once the search finished
+    genotype = json.loads((workspace / "data/derive/genotype.json").read_text())
+    assert genotype["space"] == "cnn" and len(genotype["normal"]) == 8
+    report = (workspace / "metrics/report.md").read_text()
+    evaluate = json.loads((workspace / "metrics/evaluate.json").read_text())
+    assert f"{evaluate['test_error']:.2f}%" in report
+
+
+def test_mlflow_has_one_run_per_stage_with_tags_metrics_and_artifacts(workspace):
+    runs = {r.data.tags["dvc.stage"]: r for r in mlflow_runs(workspace) if not r.data.tags.get("dvc.exp_name")}
+    assert set(STAGES) <= set(runs)
+    assert all(runs[s].info.status == "FINISHED" for s in STAGES)
+    assert len({runs[s].data.tags["ednas.pipeline_id"] for s in STAGES}) == 1
+    assert all(len(runs[s].data.tags["git.rev"]) == 40 for s in STAGES)
+    search = runs["search"]
+    assert search.data.params["digits.search.lr"] == "0.1" and search.data.params["task"] == "digits"
+    c = client(workspace)
+    for key in ("child_loss", "child_acc", "reward", "baseline", "entropy", "entropy_normal_edge", "lr",
+                "child_images_per_s"):
+        history = c.get_metric_history(search.info.run_id, key)
+        assert sorted(m.step for m in history) == [1, 2], key
+    paths = artifact_paths(c, search.info.run_id)
+    assert {"policy/epoch_0001.json", "policy/epoch_0002.json", "final_policy.json"} <= paths
+    policy = json.loads((Path(search.info.artifact_uri.removeprefix("file://")) / "policy/epoch_0002.json").read_text())
+    assert len(policy["normal_edge"]) == 14 and abs(sum(policy["reduce_edge"][0]) - 1) < 1e-5
+    assert {"derive/genotype.json", "derive/candidates.csv"} <= artifact_paths(c, runs["derive"].info.run_id)
+    assert {"model/model.pt", "genotype.json"} <= artifact_paths(c, runs["evaluate"].info.run_id)
+    assert len(c.get_metric_history(runs["evaluate"].info.run_id, "test_acc")) == 1
+    # artifacts land beside mlflow.db at the repository root, not in a temporary copy
+    assert search.info.artifact_uri.startswith((workspace / "mlruns").as_uri())
+
+
+def test_second_repro_is_up_to_date(workspace):
+    assert "up to date" in dvc(workspace, "status").stdout
+    out = dvc(workspace, "repro").stdout
+    assert "Running stage" not in out
+
+
+def test_exp_run_ablation_reruns_search_and_after_but_not_prepare(workspace):
+    before = {r.info.run_id for r in mlflow_runs(workspace)}
+    out = dvc(workspace, "exp", "run", "-n", "lr-ablation", "-S", "digits.search.lr=0.05").stdout
+    assert "Running stage 'search'" in out and "Running stage 'prepare-data'" not in out
+    new = [r for r in mlflow_runs(workspace) if r.info.run_id not in before]
+    assert sorted(r.data.tags["dvc.stage"] for r in new) == sorted(["search", "derive", "evaluate", "report"])
+    assert {r.data.tags["dvc.exp_name"] for r in new} == {"lr-ablation"}
+    assert len({r.data.tags["ednas.pipeline_id"] for r in new}) == 1
+    assert {r.data.params["digits.search.lr"] for r in new} == {"0.05"}
+    shown = json.loads(dvc(workspace, "exp", "show", "--json").stdout)
+    assert "lr-ablation" in json.dumps(shown) and "child_acc" in json.dumps(shown)
+
+
+def test_queued_experiments_in_parallel_land_in_the_root_database(workspace):
+    before = {r.info.run_id for r in mlflow_runs(workspace)}
+    for lr in ("0.02", "0.03"):
+        dvc(workspace, "exp", "run", "--queue", "-n", f"q-{lr}", "-S", f"digits.search.lr={lr}")
+    dvc(workspace, "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = dvc(workspace, "queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    dvc(workspace, "queue", "stop", check=False)
+    assert "Failed" not in status, status
+    new = [r for r in mlflow_runs(workspace) if r.info.run_id not in before]
+    by_exp: dict[str, list] = {}
+    for r in new:
+        by_exp.setdefault(r.data.tags["dvc.exp_name"], []).append(r)
+    assert set(by_exp) == {"q-0.02", "q-0.03"}
+    for name, runs in by_exp.items():
+        assert sorted(r.data.tags["dvc.stage"] for r in runs) == ["derive", "evaluate", "report", "search"], name
+        assert all(r.info.status == "FINISHED" for r in runs)
+        search = next(r for r in runs if r.data.tags["dvc.stage"] == "search")
+        assert len(client(workspace).get_metric_history(search.info.run_id, "child_acc")) == 2
+    shown = json.dumps(json.loads(dvc(workspace, "exp", "show", "--json").stdout))
+    assert "q-0.02" in shown and "q-0.03" in shown

@@ -1,0 +1,1 @@
+"""Developer and demo tools around the pipeline (not part of the library)."""
