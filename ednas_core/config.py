@@ -152,7 +152,7 @@ T = TypeVar("T")
 def _describe(meta: Mapping[str, Any], kind: type) -> str:
     if "choices" in meta:
         return "one of " + ", ".join(map(str, meta["choices"]))
-    bounds = [f"{sym} {meta[k]}" for k, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")) if k in meta]
+    bounds = [f"{sym} {meta[k]:g}" for k, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")) if k in meta]
     noun = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[kind]
     return noun + (" " + " and ".join(bounds) if bounds else "")
 

@@ -1,0 +1,106 @@
+"""Bad input stops a stage before it touches anything: one line naming the key (or file) and what is allowed,
+exit code 1, outputs of the earlier run unchanged. A run that diverges is marked FAILED in MLflow."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import mlflow_runs, stage
+from tools.workspace import set_params
+
+pytestmark = pytest.mark.slow
+OUTPUTS = ["metrics/search.json", "data/search/supernet.pt", "metrics/evaluate.json", "data/evaluate/model.pt",
+           "data/derive/genotype.json"]
+
+
+def snapshot(ws: Path) -> dict[str, str]:
+    return {rel: hashlib.md5((ws / rel).read_bytes()).hexdigest() for rel in OUTPUTS}
+
+
+@pytest.fixture
+def params_restored(workspace):
+    original = (workspace / "params.yaml").read_bytes()
+    yield workspace / "params.yaml"
+    (workspace / "params.yaml").write_bytes(original)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("digits.search.lr", -1, "digits.search.lr: got -1; expected a number > 0"),
+    ("digits.search.lr", "fast", "digits.search.lr: got 'fast'; expected a number > 0"),
+    ("task", "mnist", "task: got 'mnist'; expected one of cifar10, digits"),
+    ("digits.search.batch_size", 0, "digits.search.batch_size: got 0; expected an integer >= 1"),
+    ("digits.search.alternate", "sometimes", "digits.search.alternate: got 'sometimes'; expected one of epoch, step"),
+    ("runtime.device", "tpu", "runtime.device: got 'tpu'; expected auto, cpu, cuda or cuda:N"),
+])
+def test_bad_param_fails_before_any_output(workspace, params_restored, key, value, message):
+    before = snapshot(workspace)
+    set_params(params_restored, {key: value})
+    done = stage(workspace, "search")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"search: error: {message}"]
+    assert snapshot(workspace) == before
+
+
+def test_missing_key_is_named(workspace, params_restored):
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    data = yaml.load(params_restored.read_text())
+    del data["digits"]["search"]["momentum"]
+    with open(params_restored, "w") as f:
+        yaml.dump(data, f)
+    done = stage(workspace, "derive")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == ["derive: error: digits.search.momentum: missing; "
+                                                 "add it to params.yaml (default 0.9)"]
+
+
+def test_unknown_op_in_a_genotype_file_is_named(workspace, params_restored):
+    before = snapshot(workspace)
+    genotype = json.loads((workspace / "data/derive/genotype.json").read_text())
+    genotype["normal"][3][0] = "conv_9x9"
+    (workspace / "bad_genotype.json").write_text(json.dumps(genotype))
+    set_params(params_restored, {"digits.evaluate.genotype": "bad_genotype.json"})
+    done = stage(workspace, "evaluate")
+    assert done.returncode == 1
+    line, = done.stderr.strip().splitlines()
+    assert "unknown op 'conv_9x9'" in line and "sep_conv_3x3" in line
+    assert snapshot(workspace) == before
+
+
+def test_broken_yaml_is_reported_with_its_line(workspace, params_restored):
+    params_restored.write_text(params_restored.read_text() + "\nsearch: [unclosed\n")
+    done = stage(workspace, "search")
+    assert done.returncode == 1 and "params.yaml: not valid YAML at line" in done.stderr
+
+
+def test_corrupt_prepared_data_is_detected(workspace):
+    dataset = workspace / "data/prepared/dataset.pt"
+    backup = dataset.with_suffix(".bak")
+    shutil.copy2(dataset, backup)
+    try:
+        with open(dataset, "r+b") as f:
+            f.seek(1000)
+            f.write(b"\x00garbage\x00")
+        done = stage(workspace, "search")
+        assert done.returncode == 1 and "is corrupt" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    finally:
+        shutil.move(backup, dataset)
+
+
+def test_diverging_search_fails_cleanly_and_is_marked_failed(workspace, params_restored):
+    before = snapshot(workspace)
+    set_params(params_restored, {"digits.search.lr": 1.0e30})
+    done = stage(workspace, "search")
+    assert done.returncode == 1
+    line, = done.stderr.strip().splitlines()[-1:]
+    assert "search: error:" in line and "diverged" in line
+    assert snapshot(workspace) == before
+    failed = [r for r in mlflow_runs(workspace) if r.info.status == "FAILED"]
+    assert failed and "diverged" in failed[-1].data.tags["error"]
+    (workspace / "data/search/checkpoint.pt").unlink(missing_ok=True)
