@@ -1,56 +1,13 @@
-"""Shared test fixtures: small generated image data the tests make themselves, and tiny configurations."""
+"""Shared test fixtures (helpers live in helpers.py, importable from every test folder)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
-import torch
 
-from ednas_core.config import EvaluateConfig, RuntimeConfig, SearchConfig
 from ednas_core.data import ImageDataset
-from ednas_core.runtime import Runtime
-
-# Tiny tensors run fastest on one thread; more threads only contend with each other on a 2-core machine.
-torch.set_num_threads(1)
-
-
-def make_pattern_images(n: int, classes: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """RGB images whose class sets the colour and the quadrant of a bright square, over uniform noise."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % classes
-    labels = labels[torch.randperm(n, generator=g)]
-    images = torch.randint(0, 120, (n, 3, size, size), generator=g, dtype=torch.int64)
-    half = size // 2
-    for k in range(classes):
-        idx = labels == k
-        r0, c0 = (k // 2 % 2) * half, (k % 2) * half
-        images[idx, k % 3, r0 : r0 + half, c0 : c0 + half] += 120
-    return images.clamp(0, 255).to(torch.uint8), labels
-
-
-def make_pattern_dataset(n_train: int = 256, n_test: int = 128, classes: int = 4, size: int = 8,
-                         seed: int = 0) -> ImageDataset:
-    x, y = make_pattern_images(n_train, classes, size, seed)
-    tx, ty = make_pattern_images(n_test, classes, size, seed + 1)
-    return ImageDataset(x, y, tx, ty, classes=[f"class{k}" for k in range(classes)])
+from helpers import make_pattern_dataset
 
 
 @pytest.fixture(scope="session")
 def pattern_dataset() -> ImageDataset:
     return make_pattern_dataset()
-
-
-def tiny_search_config(**overrides) -> SearchConfig:
-    base = SearchConfig(epochs=3, batch_size=32, policy_batch_size=32, layers=3, init_channels=4, lr=0.05,
-                        policy_lr=0.01)
-    return dataclasses.replace(base, **overrides)
-
-
-def tiny_eval_config(**overrides) -> EvaluateConfig:
-    base = EvaluateConfig(epochs=3, batch_size=32, layers=3, init_channels=4, cutout=4, drop_path=0.1)
-    return dataclasses.replace(base, **overrides)
-
-
-def cpu_runtime(seed: int = 0) -> Runtime:
-    return Runtime.from_config(RuntimeConfig(device="cpu", seed=seed))

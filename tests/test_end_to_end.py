@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import cpu_runtime, make_pattern_dataset, tiny_eval_config, tiny_search_config
+from helpers import cpu_runtime, make_pattern_dataset, tiny_eval_config, tiny_search_config
 from ednas_core.child_cnn import cnn_search
 from ednas_core.config import DataConfig
 from ednas_core.derive import derive

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import cpu_runtime, tiny_search_config
+from helpers import cpu_runtime, tiny_search_config
 from ednas_core.checkpoint import load_checkpoint
 from ednas_core.child_cnn import cnn_search
 from ednas_core.config import DataConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import cpu_runtime, tiny_eval_config
+from helpers import cpu_runtime, tiny_eval_config
 from ednas_core.genotypes import PAPER_GENOTYPES
 from ednas_core.schedules import cosine_lr
 from ednas_core.train import GenotypeTrainer, TrainCallback

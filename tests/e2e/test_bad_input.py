@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import mlflow_runs, stage
+from pipeline import mlflow_runs, stage
 from tools.workspace import set_params
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import dvc, mlflow_runs
+from pipeline import dvc, mlflow_runs
 
 pytestmark = pytest.mark.slow
 STAGES = ["prepare-data", "search", "derive", "evaluate", "report"]

@@ -1,0 +1,294 @@
+"""ednas_core.config: the committed params.yaml, one-line validation errors, task sections, flatten."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ednas_core.config import (ConfigError, DeriveConfig, Params, SearchConfig, TaskConfig, digits_defaults,
+                               flatten, from_mapping, load_params)
+
+PARAMS_YAML = Path(__file__).parents[1] / "params.yaml"
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return yaml.safe_load(PARAMS_YAML.read_text())
+
+
+def data(raw: dict) -> dict:
+    return copy.deepcopy(raw)
+
+
+def error_of(mapping: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_params(mapping)
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
+# --- the committed params.yaml ---------------------------------------------------------------------------------
+
+def test_committed_params_equal_typed_defaults(raw):
+    assert load_params(raw) == Params()
+
+
+def test_committed_params_hold_paper_values(raw):
+    p = load_params(raw)
+    assert p.task == "cifar10"
+    s = p.search
+    assert (s.lr, s.lr_min, s.epochs, s.batch_size, s.layers, s.init_channels) == (0.05, 0.001, 300, 128, 8, 16)
+    assert s.nesterov is True
+    assert s.weight_decay == pytest.approx(3e-4)
+    assert s.grad_clip == 5
+    assert s.policy_lr == pytest.approx(3.5e-4)
+    assert (s.policy_beta1, s.policy_beta2) == (0.5, 0.999)
+    assert s.policy_weight_decay == pytest.approx(1e-3)
+    assert s.baseline_decay == 0.99
+    assert p.data.train_portion == 0.8
+    assert p.derive.samples == 100
+    e = p.evaluate
+    assert (e.epochs, e.layers, e.init_channels, e.lr, e.batch_size) == (600, 20, 36, 0.025, 128)
+    assert e.auxiliary_weight == 0.4
+    assert e.drop_path == 0.2
+    assert e.cutout == 16
+    assert e.nesterov is False
+
+
+def test_committed_params_hold_every_knob(raw):
+    """The file spells out every key (flatten of the YAML equals flatten of the defaults: same keys)."""
+    assert set(flatten(raw)) == set(flatten(dataclasses.asdict(Params())))
+
+
+def test_committed_digits_sections_equal_digits_defaults(raw):
+    p = load_params(raw)
+    assert p.digits == digits_defaults()
+    assert p.digits.search.epochs == 15 and p.digits.search.augment is False
+
+
+# Keys whose meaning is plain from their name; every other key line of the sections below needs a comment.
+SELF_EXPLANATORY = {"epochs", "batch_size", "layers", "init_channels", "lr_min", "momentum", "nesterov",
+                    "weight_decay", "grad_clip", "policy_beta1", "policy_beta2", "policy_weight_decay"}
+COMMENTED_SECTIONS = ("runtime", "data", "search", "derive", "evaluate", "tracking")
+
+
+def test_committed_params_comment_every_non_obvious_key():
+    section = None
+    checked, uncommented = 0, []
+    for number, line in enumerate(PARAMS_YAML.read_text().splitlines(), 1):
+        top = re.match(r"^(\w+):", line)
+        if top:
+            section = top.group(1)
+            if section == "task":
+                assert "#" in line, f"line {number}: {line}"
+            continue
+        key = re.match(r"^  (\w+):", line)
+        if key and section in COMMENTED_SECTIONS:
+            checked += 1
+            if "#" not in line and key.group(1) not in SELF_EXPLANATORY:
+                uncommented.append(f"line {number}: {section}.{key.group(1)}")
+    assert checked > 50  # the parser saw the sections
+    assert not uncommented, uncommented
+
+
+# --- one-line errors --------------------------------------------------------------------------------------------
+
+def test_negative_lr(raw):
+    d = data(raw)
+    d["search"]["lr"] = -1
+    assert error_of(d) == "search.lr: got -1; expected a number > 0"
+
+
+def test_string_lr(raw):
+    d = data(raw)
+    d["search"]["lr"] = "abc"
+    assert error_of(d) == "search.lr: got 'abc'; expected a number > 0"
+
+
+def test_bool_for_int(raw):
+    d = data(raw)
+    d["search"]["epochs"] = True
+    assert error_of(d) == "search.epochs: got True; expected an integer >= 1"
+
+
+def test_float_for_int(raw):
+    d = data(raw)
+    d["search"]["batch_size"] = 1.5
+    assert error_of(d) == "search.batch_size: got 1.5; expected an integer >= 1"
+
+
+def test_int_for_bool(raw):
+    d = data(raw)
+    d["runtime"]["amp"] = 1
+    assert error_of(d) == "runtime.amp: got 1; expected true or false"
+
+
+def test_bound_upper_exclusive(raw):
+    d = data(raw)
+    d["data"]["train_portion"] = 1.0
+    assert error_of(d) == "data.train_portion: got 1.0; expected a number > 0 and < 1"
+
+
+def test_unknown_choice(raw):
+    d = data(raw)
+    d["search"]["strategy"] = "darts"
+    assert error_of(d) == "search.strategy: got 'darts'; expected one of ednas, random"
+
+
+def test_unknown_top_level_choice(raw):
+    d = data(raw)
+    d["task"] = "imagenet"
+    assert error_of(d) == "task: got 'imagenet'; expected one of cifar10, digits"
+
+
+def test_unknown_key_in_section(raw):
+    d = data(raw)
+    d["search"]["lrr"] = 0.1
+    known = ", ".join(f.name for f in dataclasses.fields(SearchConfig))
+    assert error_of(d) == f"search.lrr: unknown key; known keys of search: {known}"
+
+
+def test_unknown_key_in_nested_task_section(raw):
+    d = data(raw)
+    d["digits"]["derive"]["sample"] = 3
+    known = ", ".join(f.name for f in dataclasses.fields(DeriveConfig))
+    assert error_of(d) == f"digits.derive.sample: unknown key; known keys of digits.derive: {known}"
+
+
+def test_unknown_top_level_key(raw):
+    d = data(raw)
+    d["serach"] = {}
+    assert error_of(d).startswith("serach: unknown key; known keys of params: task, runtime, data, search")
+
+
+def test_missing_key(raw):
+    d = data(raw)
+    del d["search"]["lr"]
+    assert error_of(d) == "search.lr: missing; add it to params.yaml (default 0.05)"
+
+
+def test_missing_key_of_digits_section(raw):
+    d = data(raw)
+    del d["digits"]["evaluate"]["cutout"]
+    assert error_of(d) == "digits.evaluate.cutout: missing; add it to params.yaml (default 16)"
+
+
+def test_missing_section(raw):
+    d = data(raw)
+    del d["tracking"]
+    assert error_of(d) == "tracking: missing"
+
+
+def test_section_not_a_mapping(raw):
+    d = data(raw)
+    d["search"] = 5
+    assert error_of(d) == "search: expected a mapping of keys, got int"
+
+
+def test_top_level_not_a_mapping():
+    with pytest.raises(ConfigError, match=r"^params: expected a mapping of keys, got list$"):
+        load_params([1, 2])
+
+
+def test_nested_error_names_full_key(raw):
+    d = data(raw)
+    d["digits"]["search"]["lr"] = 0
+    assert error_of(d) == "digits.search.lr: got 0; expected a number > 0"
+
+
+def test_yaml11_exponent_string_is_a_float(raw):
+    d = data(raw)
+    d["search"]["policy_lr"] = "1e-3"
+    assert yaml.safe_load("x: 1e-3")["x"] == "1e-3"  # why the coercion exists
+    value = load_params(d).search.policy_lr
+    assert value == 0.001 and isinstance(value, float)
+
+
+def test_int_for_float_becomes_float(raw):
+    d = data(raw)
+    d["search"]["grad_clip"] = 5
+    value = load_params(d).search.grad_clip
+    assert value == 5.0 and isinstance(value, float)
+
+
+@pytest.mark.parametrize("bad, shown", [(float("nan"), "nan"), (float("inf"), "inf"), ("nan", "'nan'"),
+                                        ("inf", "'inf'")])
+def test_non_finite_rejected(raw, bad, shown):
+    d = data(raw)
+    d["search"]["grad_clip"] = bad
+    assert error_of(d) == f"search.grad_clip: got {shown}; expected a number > 0"
+
+
+def test_yaml_nan_rejected(raw):
+    d = data(raw)
+    d["evaluate"]["lr"] = yaml.safe_load("x: .nan")["x"]
+    assert error_of(d) == "evaluate.lr: got nan; expected a number > 0"
+
+
+def test_non_strict_fills_defaults():
+    p = from_mapping(Params, {"task": "digits", "search": {"lr": 0.2}, "evaluate": {}}, strict=False)
+    assert p.task == "digits"
+    assert p.search == dataclasses.replace(SearchConfig(), lr=0.2)
+    assert p.evaluate == Params().evaluate
+    assert p.digits == digits_defaults()  # an absent section keeps Params' default for it
+    assert p.runtime == Params().runtime and p.tracking == Params().tracking
+    assert from_mapping(Params, None, strict=False) == Params()
+
+
+def test_non_strict_still_rejects_unknown_and_bad_values():
+    with pytest.raises(ConfigError, match=r"^search\.lrr: unknown key"):
+        from_mapping(Params, {"search": {"lrr": 1}}, strict=False)
+    with pytest.raises(ConfigError, match=r"^derive\.mode: got 'max'; expected one of best, argmax$"):
+        from_mapping(Params, {"derive": {"mode": "max"}}, strict=False)
+
+
+def test_strict_empty_mapping_names_first_missing_key():
+    with pytest.raises(ConfigError, match=r"^task: missing; add it to params\.yaml \(default 'cifar10'\)$"):
+        load_params({})
+
+
+# --- task sections ----------------------------------------------------------------------------------------------
+
+def test_task_config_cifar10_is_top_level_sections(raw):
+    p = load_params(raw)
+    tc = p.task_config()
+    assert isinstance(tc, TaskConfig)
+    assert tc.search is p.search and tc.derive is p.derive and tc.evaluate is p.evaluate
+    assert tc.search.lr == 0.05
+    assert p.task_prefix() == ""
+
+
+def test_task_config_digits_is_digits_sections(raw):
+    d = data(raw)
+    d["task"] = "digits"
+    d["digits"]["search"]["lr"] = 0.123
+    p = load_params(d)
+    tc = p.task_config()
+    assert tc is p.digits
+    assert tc.search.lr == 0.123 and tc.search.epochs == 15
+    assert tc.evaluate.layers == 5
+    assert p.task_prefix() == "digits."
+
+
+# --- flatten ----------------------------------------------------------------------------------------------------
+
+def test_flatten_nested():
+    assert flatten({"a": {"b": 1, "c": {"d": 2, "e": [3]}}, "f": "x"}) == {"a.b": 1, "a.c.d": 2, "a.c.e": [3],
+                                                                          "f": "x"}
+    assert flatten({}) == {}
+    assert flatten({"a": 1}, prefix="p.") == {"p.a": 1}
+
+
+def test_flatten_params():
+    flat = flatten(dataclasses.asdict(Params()))
+    assert flat["task"] == "cifar10"
+    assert flat["search.lr"] == 0.05
+    assert flat["digits.search.lr"] == 0.1
+    assert flat["tracking.progress"] == "auto"
+    assert not any(isinstance(v, dict) for v in flat.values())
