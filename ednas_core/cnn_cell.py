@@ -51,6 +51,15 @@ class CNNCell(nn.Module):
         return torch.cat(states[CELL.n_inputs:], dim=1)
 
 
+def chosen_ops(cell: CellArch) -> dict[int, list[str]]:
+    """edge id -> names of the ops a CellArch uses on it (for building only those)."""
+    ops: dict[int, list[str]] = {}
+    for node, pairs in zip(CELL.node_ids, cell):
+        for pred, op in pairs:
+            ops.setdefault(CELL.edge_id(node, pred), []).append(CELL.ops[op])
+    return ops
+
+
 def reduction_layers(layers: int) -> tuple[int, int]:
     """Reduction cells sit at 1/3 and 2/3 of the depth."""
     return layers // 3, 2 * layers // 3

@@ -32,6 +32,7 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
     hours = search.get("search_gpu_hours", search.get("search_cpu_hours", 0.0))
     kind = "GPU" if "search_gpu_hours" in search else "CPU"
     train_hours = evaluate.get("train_gpu_hours", evaluate.get("train_cpu_hours", 0.0))
+    train_kind = "GPU" if "train_gpu_hours" in evaluate else "CPU"
     lines = [f"# EDNAS report: {task}", ""]
     lines += ["## Result", "", "| | this run | paper | difference |", "|---|---|---|---|"]
     paper = PAPER.get(task)
@@ -58,7 +59,7 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
               "", "```json", json.dumps(genotype_json), "```",
               "", "## Evaluation", "",
               f"- genotype: {evaluate['genotype']}, {evaluate['epochs']} epochs, "
-              f"{train_hours:.4g} {kind}-hours on {evaluate['device']}",
+              f"{train_hours:.4g} {train_kind}-hours on {evaluate['device']}",
               f"- top-1 test error {evaluate['test_error']:.2f}% (accuracy {evaluate['test_acc']:.4f}), "
               f"{evaluate['params']:,} parameters (auxiliary head excluded)",
               "", "## Configuration", "", "| key | value |", "|---|---|"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..cnn_cell import CELL, build_cells, reduction_layers
+from ..cnn_cell import build_cells, chosen_ops, reduction_layers
 from ..genotypes import Genotype, to_architecture
 
 
@@ -45,19 +45,12 @@ class EvalNetwork(nn.Module):
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, stem_channels, 3, padding=1, bias=False), nn.BatchNorm2d(stem_channels)
         )
-        edge_ops = {reduction: self._chosen_ops("reduce" if reduction else "normal") for reduction in (False, True)}
+        edge_ops = {reduction: chosen_ops(self.arch["reduce" if reduction else "normal"]) for reduction in (False, True)}
         self.cells, out_channels = build_cells(init_channels, layers, stem_channels, affine=True, edge_ops=edge_ops)
         self.aux_index = reduction_layers(layers)[1]
         self.auxiliary_head = AuxiliaryHead(out_channels[self.aux_index], num_classes) if auxiliary else None
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(out_channels[-1], num_classes)
-
-    def _chosen_ops(self, cell_type: str) -> dict[int, list[str]]:
-        ops: dict[int, list[str]] = {}
-        for node, pairs in zip(CELL.node_ids, self.arch[cell_type]):
-            for pred, op in pairs:
-                ops.setdefault(CELL.edge_id(node, pred), []).append(CELL.ops[op])
-        return ops
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Returns (logits, auxiliary logits or None); the auxiliary head runs only in training mode."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..cnn_cell import CELL, build_cells
+from ..cnn_cell import CELL, build_cells, chosen_ops
 from ..spaces import Architecture
 
 ALL_OPS = {edge_id: CELL.ops for edge_id in range(CELL.n_edges)}
@@ -16,14 +16,17 @@ ALL_OPS = {edge_id: CELL.ops for edge_id in range(CELL.n_edges)}
 
 class SearchNetwork(nn.Module):
     def __init__(self, init_channels: int = 16, layers: int = 8, num_classes: int = 10, in_channels: int = 3,
-                 stem_multiplier: int = 3):
+                 stem_multiplier: int = 3, only: Architecture | None = None):
+        """only=None builds every candidate op on every edge (the weight-sharing network); an Architecture builds
+        just its ops: the same child as a fixed network, which the benchmarks compare the search step against."""
         super().__init__()
         stem_channels = stem_multiplier * init_channels
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, stem_channels, 3, padding=1, bias=False), nn.BatchNorm2d(stem_channels)
         )
-        self.cells, out_channels = build_cells(init_channels, layers, stem_channels, affine=False,
-                                               edge_ops={False: ALL_OPS, True: ALL_OPS})
+        edge_ops = ({False: ALL_OPS, True: ALL_OPS} if only is None else
+                    {False: chosen_ops(only["normal"]), True: chosen_ops(only["reduce"])})
+        self.cells, out_channels = build_cells(init_channels, layers, stem_channels, affine=False, edge_ops=edge_ops)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(out_channels[-1], num_classes)
 

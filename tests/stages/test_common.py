@@ -1,0 +1,236 @@
+"""stages.common: reading params.yaml, one-line stage errors, atomic JSON/CSV writers, progress, epoch rows."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ednas_core.config import ConfigError, Params
+from ednas_core.data import DataError
+from stages import common
+from stages.common import Progress, StageError, epoch_rows, read_params, run_stage, write_csv, write_json
+
+PARAMS_YAML = Path(__file__).parents[2] / "params.yaml"
+
+
+# --- read_params --------------------------------------------------------------------------------------------
+
+def test_read_params_missing_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    with pytest.raises(ConfigError) as err:
+        read_params(path)
+    assert str(err.value) == f"{path}: not found; run the stage from the repository root"
+
+
+@pytest.mark.parametrize("text, line", [("task: cifar10\nsearch:\n\tlr: 1\n", 3),
+                                        ("task: cifar10\nsearch:\n  lr: [1, 2\n", 4)])
+def test_read_params_broken_yaml(tmp_path, text, line):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        read_params(path)
+    assert str(err.value) == f"{path}: not valid YAML at line {line}; fix the syntax"
+    assert err.value.__cause__ is None and err.value.__suppress_context__  # no chained YAML traceback
+
+
+def test_read_params_valid_copy(tmp_path):
+    path = tmp_path / "params.yaml"
+    shutil.copy(PARAMS_YAML, path)
+    params, text = read_params(path)
+    assert params == Params()
+    assert text == PARAMS_YAML.read_text()
+
+
+def test_read_params_bad_value(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(PARAMS_YAML.read_text().replace("  lr: 0.05 ", "  lr: -0.05 ", 1))
+    with pytest.raises(ConfigError, match=r"^search\.lr: got -0\.05; expected a number > 0$"):
+        read_params(path)
+
+
+def test_read_params_empty_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("# nothing here\n")
+    with pytest.raises(ConfigError, match=r"^task: missing"):
+        read_params(path)
+
+
+# --- run_stage ----------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def no_debug(monkeypatch):
+    monkeypatch.delenv("EDNAS_DEBUG", raising=False)
+
+
+def raiser(err: BaseException):
+    def body() -> None:
+        raise err
+    return body
+
+
+def test_run_stage_expected_error_is_one_line_exit_1(no_debug, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage("name", raiser(ConfigError("x: bad")))
+    assert exit_info.value.code == 1
+    captured = capsys.readouterr()
+    assert captured.err == "name: error: x: bad\n"
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("err", [StageError("metrics/search.json is missing"), DataError("no data\nmore detail"),
+                                 FileNotFoundError("genotype.json"), ValueError("bad value")])
+def test_run_stage_other_expected_errors(no_debug, capsys, err):
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage("search", raiser(err))
+    assert exit_info.value.code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"search: error: {str(err).splitlines()[0]}"]
+
+
+def test_run_stage_empty_message_names_the_error(no_debug, capsys):
+    with pytest.raises(SystemExit):
+        run_stage("derive", raiser(StageError()))
+    assert capsys.readouterr().err == "derive: error: StageError\n"
+
+
+def test_run_stage_bug_keeps_traceback(no_debug, capsys):
+    with pytest.raises(RuntimeError, match="a bug") as info:
+        run_stage("search", raiser(RuntimeError("a bug")))
+    assert info.traceback[-1].name == "body"  # the original traceback, not a re-raise
+    assert capsys.readouterr().err == ""
+
+
+def test_run_stage_debug_propagates_expected_errors(monkeypatch, capsys):
+    monkeypatch.setenv("EDNAS_DEBUG", "1")
+    with pytest.raises(ConfigError, match="x: bad"):
+        run_stage("name", raiser(ConfigError("x: bad")))
+    assert capsys.readouterr().err == ""
+
+
+def test_run_stage_interrupt_exits_130(no_debug, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage("search", raiser(KeyboardInterrupt()))
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.startswith("search: interrupted")
+
+
+def test_run_stage_success_returns(no_debug, capsys):
+    done = []
+    run_stage("report", lambda: done.append(1))
+    assert done == [1]
+    assert capsys.readouterr().err == ""
+
+
+# --- writers ------------------------------------------------------------------------------------------------
+
+def test_write_json_complete_and_atomic(tmp_path):
+    path = tmp_path / "metrics" / "search.json"
+    data = {"epochs": 3, "child_acc": np.float32(0.5), "device": "cpu", "nested": {"a": [1, 2]}}
+    write_json(path, data)
+    text = path.read_text()
+    assert text.endswith("}\n")
+    assert json.loads(text) == {"epochs": 3, "child_acc": 0.5, "device": "cpu", "nested": {"a": [1, 2]}}
+    assert list(json.loads(text)) == ["epochs", "child_acc", "device", "nested"]  # key order kept
+    write_json(path, {"epochs": 4})  # overwrite in place
+    assert json.loads(path.read_text()) == {"epochs": 4}
+    assert [p.name for p in path.parent.iterdir()] == ["search.json"]  # no temp files left
+
+
+def test_write_csv_complete_and_atomic(tmp_path):
+    path = tmp_path / "metrics" / "epochs.csv"
+    rows = [{"epoch": 1, "loss": 2.5, "acc": 0.1}, {"epoch": 2, "loss": 1.25, "acc": 0.4}]
+    write_csv(path, rows)
+    with path.open(newline="") as f:
+        back = list(csv.DictReader(f))
+    assert back == [{"epoch": "1", "loss": "2.5", "acc": "0.1"}, {"epoch": "2", "loss": "1.25", "acc": "0.4"}]
+    assert path.read_text().splitlines()[0] == "epoch,loss,acc"
+    assert [p.name for p in path.parent.iterdir()] == ["epochs.csv"]
+
+
+def test_write_csv_no_rows_raises(tmp_path):
+    path = tmp_path / "empty.csv"
+    with pytest.raises(ValueError, match="no rows"):
+        write_csv(path, [])
+    assert not path.exists()
+
+
+# --- Progress -----------------------------------------------------------------------------------------------
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def fake_report(epoch: int, epochs: int, **metrics: float) -> types.SimpleNamespace:
+    return types.SimpleNamespace(epoch=epoch, epochs=epochs, metrics=metrics)
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(common, "time", types.SimpleNamespace(monotonic=clock.monotonic))
+    return clock
+
+
+def test_progress_lines_one_line_per_epoch_with_eta(clock, capsys):
+    progress = Progress("search", mode="lines", headline=("child_acc", "reward", "missing"))
+    progress.on_progress("child", 5, 10)  # lines mode: no bar
+    assert capsys.readouterr().err == ""
+    clock.now += 10
+    progress.on_epoch_end(fake_report(0, 3, child_acc=0.51234, reward=0.25, other=9.0))
+    clock.now += 20
+    progress.on_epoch_end(fake_report(1, 3, child_acc=0.6, reward=float("nan")))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["search: epoch 1/3 child_acc=0.5123 reward=0.25 (10.0 s/epoch, ETA 0m20s)",
+                     "search: epoch 2/3 child_acc=0.6 (15.0 s/epoch, ETA 0m15s)"]
+
+
+def test_progress_eta_after_resume_counts_only_new_epochs(clock, capsys):
+    progress = Progress("evaluate", mode="lines", headline=("test_acc",))
+    progress.on_resume([fake_report(497, 600)])
+    clock.now += 36
+    progress.on_epoch_end(fake_report(498, 600, test_acc=0.9))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["evaluate: resuming after epoch 498 of 600",
+                     "evaluate: epoch 499/600 test_acc=0.9 (36.0 s/epoch, ETA 1h00m)"]  # 101 epochs left
+
+
+def test_progress_off_prints_nothing(clock, capsys):
+    progress = Progress("search", mode="off", headline=("child_acc",))
+    progress.on_resume([fake_report(0, 3)])
+    progress.on_progress("child", 1, 10)
+    clock.now += 5
+    progress.on_epoch_end(fake_report(1, 3, child_acc=0.5))
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_progress_auto_is_lines_when_not_a_terminal(monkeypatch):
+    monkeypatch.setattr(common.sys, "stderr", types.SimpleNamespace(isatty=lambda: False))
+    assert Progress("search").mode == "lines"
+
+
+def test_duration_format():
+    assert common._duration(0) == "0m00s"
+    assert common._duration(59.9) == "0m59s"
+    assert common._duration(3725) == "1h02m"
+
+
+# --- epoch_rows ---------------------------------------------------------------------------------------------
+
+def test_epoch_rows_number_from_one():
+    history = [fake_report(0, 2, loss=1.23456789, acc=0.5), fake_report(1, 2, loss=0.5, acc=0.75)]
+    assert epoch_rows(history) == [{"epoch": 1, "loss": 1.234568, "acc": 0.5},
+                                   {"epoch": 2, "loss": 0.5, "acc": 0.75}]
+    assert epoch_rows([]) == []
+    assert list(epoch_rows(history)[0]) == ["epoch", "loss", "acc"]
