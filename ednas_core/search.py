@@ -11,8 +11,6 @@ Every epoch's randomness (batch order, augmentation, sampled architectures, drop
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -22,8 +20,8 @@ from typing import Any, Iterable, Iterator, Protocol
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint
 from .config import SearchConfig
+from .epochs import CheckpointedLoop, EpochCallback, NonFiniteError, fingerprint
 from .policy import ReinforcePolicy
 from .runtime import Runtime
 from .spaces import Architecture, SearchSpace
@@ -61,25 +59,7 @@ class EpochReport:
     counts: dict[str, np.ndarray]
 
 
-class SearchCallback:
-    """Hooks for tracking and progress; override what you need."""
-
-    def on_resume(self, history: list[EpochReport]) -> None:
-        """Called once when a run resumes from a checkpoint, with the epochs already done."""
-
-    def on_progress(self, phase: str, step: int, total: int) -> None:
-        """Called every few steps of a phase ('child' or 'policy'); never reads the device."""
-
-    def on_epoch_end(self, report: EpochReport) -> None:
-        """Called after the epoch's checkpoint is safely written."""
-
-
-class CheckpointMismatch(RuntimeError):
-    """The checkpoint on disk was made with other settings and cannot be resumed."""
-
-
-class NonFiniteError(FloatingPointError):
-    """A loss or reward became NaN or infinite."""
+SearchCallback = EpochCallback  # on_resume(history), on_progress(phase, step, total), on_epoch_end(EpochReport)
 
 
 @dataclass
@@ -87,12 +67,6 @@ class SearchResult:
     history: list[EpochReport]
     final_architecture: Architecture
     resumed_from: int | None = None
-
-
-def fingerprint(**settings: Any) -> str:
-    """A short hash of everything that determines the search, to refuse resuming a different run."""
-    text = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _count(counts: dict[str, np.ndarray], space: SearchSpace, arch: Architecture) -> None:
@@ -103,10 +77,11 @@ def _count(counts: dict[str, np.ndarray], space: SearchSpace, arch: Architecture
                 counts[t][cell.edge_id(node, pred), op] += 1
 
 
-class EDNASSearch:
+class EDNASSearch(CheckpointedLoop[EpochReport]):
     """Runs the alternating search of one child (the task's weight-sharing network) and one policy."""
 
-    progress_every = 20
+    what = "search"
+    report_type = EpochReport
 
     def __init__(self, space: SearchSpace, child: Child, policy: ReinforcePolicy, config: SearchConfig,
                  runtime: Runtime, checkpoint_path: Path | None, callbacks: Iterable[SearchCallback] = (),
@@ -116,57 +91,22 @@ class EDNASSearch:
         self.policy = policy
         self.config = config
         self.runtime = runtime
-        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
-        self.callbacks = list(callbacks)
-        self.fingerprint = fingerprint(search=asdict(config), seed=runtime.seed, space=space.name,
-                                       **(settings or {}))
-        self.history: list[EpochReport] = []
+        super().__init__(config.epochs, checkpoint_path, callbacks,
+                         fingerprint(search=asdict(config), seed=runtime.seed, space=space.name, **(settings or {})))
 
-    # --- checkpoint ---------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"child": self.child.state_dict(), "policy": self.policy.state_dict()}
 
-    def _save(self, epoch: int) -> None:
-        if self.checkpoint_path is None:
-            return
-        save_checkpoint({"epoch": epoch, "fingerprint": self.fingerprint, "child": self.child.state_dict(),
-                         "policy": self.policy.state_dict(), "history": [asdict(r) for r in self.history]},
-                        self.checkpoint_path)
-
-    def _resume(self) -> int:
-        """Loads the checkpoint if there is one; returns the first epoch still to run."""
-        if self.checkpoint_path is None or not self.checkpoint_path.exists():
-            return 0
-        state = load_checkpoint(self.checkpoint_path)
-        if state.get("fingerprint") != self.fingerprint:
-            raise CheckpointMismatch(
-                f"checkpoint {self.checkpoint_path} belongs to a search with other settings; "
-                "delete it to start over or restore the settings it was made with"
-            )
+    def load_state_dict(self, state: dict) -> None:
         self.child.load_state_dict(state["child"])
         self.policy.load_state_dict(state["policy"])
-        self.history = [EpochReport(**r) for r in state["history"]]
-        for cb in self.callbacks:
-            cb.on_resume(list(self.history))
-        return state["epoch"] + 1
-
-    # --- the loop -----------------------------------------------------------------------------------------
 
     def run(self) -> SearchResult:
-        start = self._resume()
-        for epoch in range(start, self.config.epochs):
-            report = self._epoch(epoch)
-            self.history.append(report)
-            self._save(epoch)
-            for cb in self.callbacks:
-                cb.on_epoch_end(report)
+        resumed_from = self.run_epochs()
         return SearchResult(history=self.history, final_architecture=self.policy.final_architecture(),
-                            resumed_from=start if start else None)
+                            resumed_from=resumed_from)
 
-    def _progress(self, phase: str, step: int, total: int) -> None:
-        if step % self.progress_every == 0 or step == total:
-            for cb in self.callbacks:
-                cb.on_progress(phase, step, total)
-
-    def _epoch(self, epoch: int) -> EpochReport:
+    def run_epoch(self, epoch: int) -> EpochReport:
         rt = self.runtime
         rt.seed_epoch(epoch, "search")
         arch_gen = rt.generator("search-arch", epoch)
@@ -195,12 +135,12 @@ class EDNASSearch:
         if self.config.alternate == "epoch":
             for i, batch in enumerate(self.child.train_batches(epoch), 1):
                 child_step(batch)
-                self._progress("child", i, child_steps)
+                self.progress("child", i, child_steps)
             rt.synchronize()
             t1 = time.perf_counter()
             for i, batch in enumerate(self.child.policy_batches(epoch), 1):
                 policy_step(batch)
-                self._progress("policy", i, policy_steps)
+                self.progress("policy", i, policy_steps)
             t2 = time.perf_counter()
             child_time, policy_time = t1 - t0, t2 - t1
         else:  # one policy step after every child step; the validation split is cycled
@@ -214,7 +154,7 @@ class EDNASSearch:
                 policy_step(next(policy_iter))
                 child_time += b - a
                 policy_time += time.perf_counter() - b
-                self._progress("child", i, child_steps)
+                self.progress("child", i, child_steps)
             rt.synchronize()
 
         metrics = self.child.epoch_metrics()

@@ -13,14 +13,13 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint, save_checkpoint
 from .config import EvaluateConfig
 from .data import DeviceLoader, ImageDataset
 from .genotypes import Genotype
 from .models.cnn import EvalNetwork, count_parameters
 from .runtime import Runtime, seed_for
 from .schedules import cosine_lr, set_lr
-from .search import CheckpointMismatch, NonFiniteError, fingerprint
+from .epochs import CheckpointedLoop, EpochCallback, NonFiniteError, fingerprint
 
 
 @dataclass
@@ -30,15 +29,7 @@ class TrainEpoch:
     metrics: dict[str, float]
 
 
-class TrainCallback:
-    def on_resume(self, history: list[TrainEpoch]) -> None:
-        """Called once when training resumes from a checkpoint."""
-
-    def on_progress(self, phase: str, step: int, total: int) -> None:
-        """Called every few steps; never reads the device."""
-
-    def on_epoch_end(self, report: TrainEpoch) -> None:
-        """Called after the epoch's checkpoint is written."""
+TrainCallback = EpochCallback  # on_resume(history), on_progress(phase, step, total), on_epoch_end(TrainEpoch)
 
 
 @dataclass
@@ -50,16 +41,18 @@ class TrainResult:
     model: EvalNetwork
 
 
-class GenotypeTrainer:
-    progress_every = 20
+class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
+    what = "training run"
+    report_type = TrainEpoch
 
     def __init__(self, genotype: Genotype, dataset: ImageDataset, config: EvaluateConfig, runtime: Runtime,
                  checkpoint_path: Path | None = None, callbacks: Iterable[TrainCallback] = (),
                  settings: dict | None = None):
+        super().__init__(config.epochs, checkpoint_path, callbacks,
+                         fingerprint(evaluate=asdict(config), seed=runtime.seed, genotype=genotype.to_dict(),
+                                     data=[len(dataset.train_labels), len(dataset.test_labels)], **(settings or {})))
         self.config = config
         self.runtime = runtime
-        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
-        self.callbacks = list(callbacks)
         device = runtime.device
         torch.manual_seed(seed_for(runtime.seed, "evaluate-init"))
         self.model = EvalNetwork(genotype, config.init_channels, config.layers, dataset.num_classes,
@@ -77,48 +70,21 @@ class GenotypeTrainer:
                                          nesterov=config.nesterov and config.momentum > 0,
                                          weight_decay=config.weight_decay)
         self.loss_fn = nn.CrossEntropyLoss()
-        self.fingerprint = fingerprint(evaluate=asdict(config), seed=runtime.seed, genotype=genotype.to_dict(),
-                                       data=[len(dataset.train_labels), len(dataset.test_labels)],
-                                       **(settings or {}))
-        self.history: list[TrainEpoch] = []
 
-    def _resume(self) -> int:
-        if self.checkpoint_path is None or not self.checkpoint_path.exists():
-            return 0
-        state = load_checkpoint(self.checkpoint_path)
-        if state.get("fingerprint") != self.fingerprint:
-            raise CheckpointMismatch(
-                f"checkpoint {self.checkpoint_path} belongs to a training run with other settings; "
-                "delete it to start over or restore the settings it was made with"
-            )
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.history = [TrainEpoch(**h) for h in state["history"]]
-        for cb in self.callbacks:
-            cb.on_resume(list(self.history))
-        return state["epoch"] + 1
 
     def run(self) -> TrainResult:
-        start = self._resume()
-        for epoch in range(start, self.config.epochs):
-            report = self._epoch(epoch)
-            self.history.append(report)
-            if self.checkpoint_path is not None:
-                save_checkpoint({"epoch": epoch, "fingerprint": self.fingerprint, "model": self.model.state_dict(),
-                                 "optimizer": self.optimizer.state_dict(),
-                                 "history": [asdict(h) for h in self.history]}, self.checkpoint_path)
-            for cb in self.callbacks:
-                cb.on_epoch_end(report)
+        self.run_epochs()
         last = self.history[-1].metrics if self.history else self.evaluate()
         return TrainResult(test_error=100.0 - last["test_acc"] * 100.0, test_acc=last["test_acc"],
                            params=self.params, history=self.history, model=self.model)
 
-    def _progress(self, phase: str, step: int, total: int) -> None:
-        if step % self.progress_every == 0 or step == total:
-            for cb in self.callbacks:
-                cb.on_progress(phase, step, total)
-
-    def _epoch(self, epoch: int) -> TrainEpoch:
+    def run_epoch(self, epoch: int) -> TrainEpoch:
         c, rt = self.config, self.runtime
         rt.seed_epoch(epoch, "train")
         lr = cosine_lr(c.lr, c.lr_min, epoch, c.epochs)
@@ -141,7 +107,7 @@ class GenotypeTrainer:
             self.optimizer.step()
             loss_sum += loss.detach().float() * labels.shape[0]
             correct += (logits.detach().argmax(1) == labels).sum()
-            self._progress("train", i, total)
+            self.progress("train", i, total)
         rt.synchronize()
         train_time = time.perf_counter() - t0
         n = self.train_loader.num_samples

@@ -19,7 +19,7 @@ import yaml
 from ednas_core.checkpoint import atomic_write_text
 from ednas_core.config import ConfigError, Params, flatten, load_params
 from ednas_core.data import DataError
-from ednas_core.search import CheckpointMismatch
+from ednas_core.epochs import CheckpointMismatch
 
 PARAMS_FILE = Path("params.yaml")
 PREPARED = Path("data/prepared")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import torch
 
 from ednas_core.checkpoint import load_checkpoint
 from ednas_core.child_cnn import ImageChild

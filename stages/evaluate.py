@@ -11,7 +11,7 @@ from ednas_core.checkpoint import save_checkpoint
 from ednas_core.data.prepared import load_prepared
 from ednas_core.genotypes import load_genotype
 from ednas_core.runtime import Runtime
-from ednas_core.search import CheckpointMismatch
+from ednas_core.epochs import CheckpointMismatch
 from ednas_core.tracking import StageRun
 from ednas_core.train import GenotypeTrainer, TrainCallback, TrainEpoch
 

@@ -10,15 +10,15 @@ import io
 import sys
 
 import numpy as np
-import torch
 
 from ednas_core.checkpoint import atomic_write_bytes, save_checkpoint
 from ednas_core.child_cnn import cnn_search
 from ednas_core.data.prepared import load_prepared
 from ednas_core.genotypes import from_architecture
 from ednas_core.runtime import Runtime
-from ednas_core.search import CheckpointMismatch, SearchResult
-from ednas_core.tracking import MLflowSearchLogger, StageRun, policy_json
+from ednas_core.epochs import CheckpointMismatch
+from ednas_core.search import SearchResult
+from ednas_core.tracking import MLflowPolicyFigures, MLflowSearchLogger, StageRun, policy_json
 
 from .common import (METRICS_DIR, PREPARED, SEARCH_DIR, Progress, code_version, epoch_rows, flat_params,
                      read_params, run_stage, write_csv, write_json)
@@ -46,7 +46,8 @@ def main() -> None:
     with StageRun("search", params.task, flat_params(params), text) as run:
         run.set_tags({"ednas.device": runtime.name})
         progress = Progress("search", params.tracking.progress, ("child_loss", "child_acc", "reward", "entropy"))
-        callbacks = [MLflowSearchLogger(run, params.tracking.policy_every), progress]
+        callbacks = [MLflowSearchLogger(run, params.tracking.policy_every),
+                     MLflowPolicyFigures(run, params.tracking.heatmap_every), progress]
         settings = {"code": code_version()}
 
         def build():

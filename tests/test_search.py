@@ -3,7 +3,6 @@ non-finite detection, and checkpoint safety."""
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -13,7 +12,8 @@ from helpers import cpu_runtime, tiny_search_config
 from ednas_core.checkpoint import load_checkpoint
 from ednas_core.child_cnn import cnn_search
 from ednas_core.config import DataConfig
-from ednas_core.search import CheckpointMismatch, NonFiniteError, SearchCallback
+from ednas_core.epochs import CheckpointMismatch, NonFiniteError
+from ednas_core.search import SearchCallback
 
 
 class StopAfter(SearchCallback):

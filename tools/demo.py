@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from .workspace import PROJECT, dvc_env, make_workspace
 

@@ -1,0 +1,68 @@
+"""A search stage killed with SIGKILL resumes from its checkpoint and ends as an uninterrupted one would; the
+prepare-data stage reads the real CIFAR-10 files when EDNAS_DATA_ROOT is set."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline import TINY, stage
+from tools.workspace import dvc_env, make_workspace
+
+pytestmark = pytest.mark.slow
+
+
+def test_killed_search_stage_resumes_to_the_uninterrupted_result(tmp_path, workspace):
+    ws = make_workspace(tmp_path / "ws", {**TINY, "digits.search.epochs": 4})
+    for rel in ("data/prepared/dataset.pt", "data/prepared/manifest.json"):
+        (ws / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ws / rel).write_bytes((workspace / rel).read_bytes())
+    checkpoint = ws / "data/search/checkpoint.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "stages.search"], cwd=ws, env=dvc_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists(), "the search finished before it could be killed"
+    killed_at = torch.load(checkpoint, weights_only=False)["epoch"]
+    assert killed_at < 3
+    resumed = stage(ws, "search")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after epoch {killed_at + 1} of 4" in resumed.stderr
+    assert not checkpoint.exists()
+    resumed_state = torch.load(ws / "data/search/supernet.pt", weights_only=False)
+    resumed_metrics = json.loads((ws / "metrics/search.json").read_text())
+
+    (ws / "data/search/supernet.pt").unlink()
+    fresh = stage(ws, "search")
+    assert fresh.returncode == 0 and "resuming" not in fresh.stderr
+    fresh_state = torch.load(ws / "data/search/supernet.pt", weights_only=False)
+    for name, tensor in fresh_state["child"]["net"].items():
+        assert torch.equal(tensor, resumed_state["child"]["net"][name]), name
+    for name, tensor in fresh_state["policy"]["vectors"].items():
+        assert torch.equal(tensor, resumed_state["policy"]["vectors"][name]), name
+    fresh_metrics = json.loads((ws / "metrics/search.json").read_text())
+    for key in ("child_loss", "child_acc", "reward", "baseline", "entropy"):
+        assert fresh_metrics[key] == resumed_metrics[key], key
+
+
+@pytest.mark.skipif(not os.environ.get("EDNAS_DATA_ROOT"), reason="EDNAS_DATA_ROOT (real datasets) is not set")
+def test_prepare_data_reads_real_cifar10(tmp_path):
+    root = Path(os.environ["EDNAS_DATA_ROOT"])
+    ws = make_workspace(tmp_path / "ws", {"task": "cifar10", "data.root": str(root)})
+    done = stage(ws, "prepare_data")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((ws / "data/prepared/manifest.json").read_text())
+    assert manifest["task"] == "cifar10" and manifest["train"] == 50_000 and manifest["test"] == 10_000
+    assert manifest["shape"] == [3, 32, 32] and len(manifest["sources"]) == 6
+    assert json.loads((ws / "metrics/prepare.json").read_text())["train_images"] == 50_000
