@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast demo clean-venv
+.PHONY: venv test test-fast demo demo-text clean-venv
 
 venv: $(STAMP)
 
@@ -20,7 +20,10 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 demo: $(STAMP)
-	$(PY) -m tools.demo
+	$(PY) -m tools.demo digits
+
+demo-text: $(STAMP)
+	$(PY) -m tools.demo markov
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"

@@ -93,7 +93,61 @@ class EvaluateConfig:
     cutout: int = knob(16, ge=0)                 # 0 disables cutout (applied only with augment)
 
 
-TASKS: tuple[str, ...] = ("cifar10", "digits")
+@dataclass
+class RNNSearchConfig:
+    """The PTB search (paper 4.3, DARTS's recurrent search settings); policy fields mirror SearchConfig."""
+
+    strategy: str = knob("ednas", choices=("ednas", "random"))
+    epochs: int = knob(150, ge=1)
+    batch_size: int = knob(256, ge=1)           # child batch (columns of the training stream)
+    policy_batch_size: int = knob(256, ge=1)    # columns of the validation stream; one bptt window per reward (DARTS: 256)
+    bptt: int = knob(35, ge=1)
+    emb: int = knob(300, ge=1)                  # embedding size (= hidden: the decoder is tied to the embedding)
+    hidden: int = knob(300, ge=1)
+    alternate: str = knob("epoch", choices=("epoch", "step"))
+    lr: float = knob(20.0, gt=0.0)              # child SGD learning rate (constant)
+    momentum: float = knob(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = knob(5e-7, ge=0.0)
+    grad_clip: float = knob(0.25, gt=0.0)
+    dropout: float = knob(0.75, ge=0.0, lt=1.0)   # locked dropout on the cell output
+    dropouth: float = knob(0.25, ge=0.0, lt=1.0)  # mask on h_{t-1} (and node inputs) inside the cell
+    dropoutx: float = knob(0.75, ge=0.0, lt=1.0)  # mask on x_t inside the cell
+    dropouti: float = knob(0.2, ge=0.0, lt=1.0)   # locked dropout on the embeddings
+    dropoute: float = knob(0.0, ge=0.0, lt=1.0)   # whole-word embedding dropout
+    policy_lr: float = knob(3e-3, ge=0.0)
+    policy_beta1: float = knob(0.5, ge=0.0, lt=1.0)
+    policy_beta2: float = knob(0.999, ge=0.0, lt=1.0)
+    policy_weight_decay: float = knob(1e-3, ge=0.0)
+    policy_init_std: float = knob(1e-3, ge=0.0)
+    baseline_decay: float = knob(0.99, ge=0.0, lt=1.0)
+    entropy_weight: float = knob(0.0, ge=0.0)
+    reward_c: float = knob(80.0, gt=0.0)         # reward = reward_c / validation perplexity
+
+
+@dataclass
+class RNNEvaluateConfig:
+    """Training a recurrent genotype on PTB from scratch (paper 4.3): SGD, then averaged SGD (AWD-LSTM trigger)."""
+
+    genotype: str = "derived"                   # derived | paper-ptb | path to a genotype JSON
+    epochs: int = knob(1600, ge=1)
+    batch_size: int = knob(64, ge=1)
+    eval_batch_size: int = knob(10, ge=1)       # validation and test columns (DARTS)
+    bptt: int = knob(35, ge=1)
+    variable_bptt: bool = True                  # AWD-LSTM's random window lengths (lr scaled by length / bptt)
+    emb: int = knob(850, ge=1)
+    hidden: int = knob(850, ge=1)
+    lr: float = knob(20.0, gt=0.0)
+    weight_decay: float = knob(8e-7, ge=0.0)
+    grad_clip: float = knob(0.25, gt=0.0)
+    dropout: float = knob(0.75, ge=0.0, lt=1.0)
+    dropouth: float = knob(0.25, ge=0.0, lt=1.0)
+    dropoutx: float = knob(0.75, ge=0.0, lt=1.0)
+    dropouti: float = knob(0.2, ge=0.0, lt=1.0)
+    dropoute: float = knob(0.1, ge=0.0, lt=1.0)
+    nonmono: int = knob(5, ge=1)                # switch to ASGD when valid loss > best of all but the last N epochs
+
+
+TASKS: tuple[str, ...] = ("cifar10", "digits", "ptb", "markov")
 
 
 @dataclass
@@ -117,8 +171,29 @@ def digits_defaults() -> TaskConfig:
 
 
 @dataclass
+class TextTaskConfig:
+    """The per-task sections of a language-modelling task (recurrent cells)."""
+
+    search: RNNSearchConfig = field(default_factory=RNNSearchConfig)
+    derive: DeriveConfig = field(default_factory=lambda: DeriveConfig(samples=100, batch_size=64))
+    evaluate: RNNEvaluateConfig = field(default_factory=RNNEvaluateConfig)
+
+
+def markov_defaults() -> TextTaskConfig:
+    """The embedded text demo: a generated Markov-chain corpus (50 words), small recurrent networks, CPU."""
+    return TextTaskConfig(
+        search=RNNSearchConfig(epochs=8, batch_size=32, policy_batch_size=32, bptt=20, emb=32, hidden=32,
+                               dropout=0.1, dropouth=0.05, dropoutx=0.1, dropouti=0.05, dropoute=0.0),
+        derive=DeriveConfig(samples=100, batch_size=32),
+        evaluate=RNNEvaluateConfig(epochs=6, batch_size=32, eval_batch_size=32, bptt=20, emb=48, hidden=48,
+                                   dropout=0.1, dropouth=0.05, dropoutx=0.1, dropouti=0.05, dropoute=0.0),
+    )
+
+
+@dataclass
 class TrackingConfig:
     policy_every: int = knob(1, ge=1)     # log the policy vectors (softmax JSON) to MLflow every N epochs
+    heatmap_every: int = knob(10, ge=1)   # log the policy heatmap PNG to MLflow every N epochs (and at the last)
     progress: str = knob("auto", choices=("auto", "bar", "lines", "off"))  # auto: bar in a terminal, lines in CI
 
 
@@ -134,9 +209,11 @@ class Params:
     derive: DeriveConfig = field(default_factory=DeriveConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     digits: TaskConfig = field(default_factory=digits_defaults)
+    ptb: TextTaskConfig = field(default_factory=TextTaskConfig)
+    markov: TextTaskConfig = field(default_factory=markov_defaults)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
-    def task_config(self) -> TaskConfig:
+    def task_config(self) -> TaskConfig | TextTaskConfig:
         if self.task == "cifar10":
             return TaskConfig(self.search, self.derive, self.evaluate)
         return getattr(self, self.task)

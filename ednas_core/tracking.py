@@ -195,3 +195,34 @@ class MLflowSearchLogger(SearchCallback):
             self.run.log_dict({"epoch": step, **policy_json(report.probabilities),
                                **{f"{k}_counts": v.tolist() for k, v in report.counts.items()}},
                               f"policy/epoch_{step:04d}.json")
+
+
+class MLflowPolicyFigures(SearchCallback):
+    """Every `every` epochs and at the last one, the policy heatmaps (ednas_core.viz.policy_heatmaps) as a PNG
+    artifact 'figures/policy_epoch_NNNN.png'. One figure per N epochs keeps the cost low (about a second)."""
+
+    def __init__(self, run: StageRun, every: int = 10, space: Any = None):
+        if every < 1:
+            raise ValueError(f"heatmap_every must be >= 1, got {every}")
+        self.run = run
+        self.every = every
+        self.space = space
+
+    def due(self, step: int, epochs: int) -> bool:
+        return step % self.every == 0 or step == epochs
+
+    def on_resume(self, history: list[EpochReport]) -> None:
+        for report in history:  # the resumed search logs to a new run: give it the figures already due
+            self.on_epoch_end(report)
+
+    def on_epoch_end(self, report: EpochReport) -> None:
+        step = report.epoch + 1
+        if not self.due(step, report.epochs):
+            return
+        from .viz import policy_heatmaps
+
+        figure = policy_heatmaps(report.probabilities, self.space, epoch=step)
+        try:
+            self.run.log_figure(figure, f"figures/policy_epoch_{step:04d}.png")
+        finally:
+            figure.clear()

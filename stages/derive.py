@@ -1,4 +1,5 @@
-"""derive: samples architectures from the final policy, scores each on one validation minibatch with the
+"""derive: samples architectures from the final policy, scores each on one validation minibatch (images, or a
+bptt window of tokens for text tasks) with the
 search's shared weights, and writes the best (or the argmax, derive.mode) as data/derive/genotype.json,
 with every candidate in data/derive/candidates.csv and headline numbers in metrics/derive.json."""
 
@@ -8,14 +9,11 @@ import json
 
 
 from ednas_core.checkpoint import load_checkpoint
-from ednas_core.child_cnn import ImageChild
-from ednas_core.data import DeviceLoader
 from ednas_core.data.prepared import load_prepared
 from ednas_core.derive import derive
 from ednas_core.genotypes import save_genotype
-from ednas_core.policy import make_policy
 from ednas_core.runtime import Runtime
-from ednas_core.spaces import CNN_SPACE
+from ednas_core.tasks import derive_scorer, restore_search
 from ednas_core.tracking import StageRun
 
 from .common import (DERIVE_DIR, METRICS_DIR, PREPARED, SEARCH_DIR, StageError, flat_params, read_params,
@@ -32,16 +30,9 @@ def main() -> None:
         raise StageError(f"{supernet_path} is missing; run the search stage first (dvc repro search)")
     state = load_checkpoint(supernet_path)
     with StageRun("derive", params.task, flat_params(params), text) as run:
-        child = ImageChild.build(dataset, task.search, params.data, runtime)
-        child.load_state_dict(state["child"])
-        policy = make_policy(CNN_SPACE, task.search, seed=0)
-        policy.load_state_dict(state["policy"])
-        valid = child.valid_loader
-        scoring = DeviceLoader(valid.images, valid.labels, task.derive.batch_size, dataset.mean, dataset.std,
-                               seed=runtime.seed, shuffle=False, channels_last=runtime.channels_last)
-        batch = next(iter(scoring.epoch(0)))
-        result = derive(policy.vectors, lambda arch: child.reward(arch, batch), task.derive.samples,
-                        runtime.generator("derive"), task.derive.mode)
+        child, policy = restore_search(params.task, dataset, task.search, params.data, runtime, state)
+        score, scored_on = derive_scorer(params.task, child, task.derive.batch_size, runtime)
+        result = derive(policy.vectors, score, task.derive.samples, runtime.generator("derive"), task.derive.mode)
 
         save_genotype(result.chosen.genotype, DERIVE_DIR / "genotype.json")
         save_genotype(result.best.genotype, DERIVE_DIR / "best_genotype.json")
@@ -56,7 +47,7 @@ def main() -> None:
                    "distinct_samples": result.distinct_samples, "best_reward": result.best.reward,
                    "argmax_reward": result.argmax.reward, "chosen_reward": result.chosen.reward,
                    "mean_reward": sum(c.reward for c in result.candidates) / len(result.candidates),
-                   "scored_on_images": int(batch[1].shape[0]), "mlflow_run_id": run.run_id}
+                   "scored_on_images": scored_on, "mlflow_run_id": run.run_id}
         write_json(METRICS_DIR / "derive.json", summary)
         run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
         for name in ("genotype.json", "best_genotype.json", "argmax_genotype.json", "candidates.csv"):

@@ -1,5 +1,6 @@
 """evaluate: trains a genotype from scratch (the derived one, or a named paper genotype / JSON file given by
-evaluate.genotype) and reports top-1 test error and parameters. Writes data/evaluate/model.pt,
+evaluate.genotype) and reports top-1 test error (image tasks) or valid/test perplexity (text tasks) and
+parameters. Writes data/evaluate/model.pt,
 metrics/evaluate.json and metrics/evaluate_epochs.csv. A resumable checkpoint (data/evaluate/checkpoint.pt, not a
 DVC output) is written every epoch and removed when training has finished."""
 
@@ -13,7 +14,8 @@ from ednas_core.genotypes import load_genotype
 from ednas_core.runtime import Runtime
 from ednas_core.epochs import CheckpointMismatch
 from ednas_core.tracking import StageRun
-from ednas_core.train import GenotypeTrainer, TrainCallback, TrainEpoch
+from ednas_core.tasks import is_text, make_trainer
+from ednas_core.train import TrainCallback, TrainEpoch
 
 from .common import (DERIVE_DIR, EVALUATE_DIR, METRICS_DIR, PREPARED, Progress, code_version, epoch_rows,
                      flat_params, read_params, run_stage, write_csv, write_json)
@@ -43,11 +45,12 @@ def main() -> None:
     with StageRun("evaluate", params.task, flat_params(params), text) as run:
         run.set_tags({"ednas.device": runtime.name, "ednas.genotype_source": source})
         run.log_dict(genotype.to_dict(), "genotype.json")
-        progress = Progress("evaluate", params.tracking.progress, ("train_loss", "train_acc", "test_acc"))
+        headline = ("train_ppl", "valid_ppl") if is_text(params.task) else ("train_loss", "train_acc", "test_acc")
+        progress = Progress("evaluate", params.tracking.progress, headline)
 
-        def build() -> GenotypeTrainer:
-            return GenotypeTrainer(genotype, dataset, task.evaluate, runtime, CHECKPOINT,
-                                   [MLflowTrainLogger(run), progress], settings={"code": code_version()})
+        def build():
+            return make_trainer(params.task, genotype, dataset, task.evaluate, runtime, CHECKPOINT,
+                                [MLflowTrainLogger(run), progress], settings={"code": code_version()})
 
         try:
             result = build().run()
@@ -60,16 +63,22 @@ def main() -> None:
                          "evaluate": flat_params(params)}, EVALUATE_DIR / "model.pt")
         seconds = sum(h.metrics["epoch_time_s"] for h in result.history)
         hours_key = "train_gpu_hours" if runtime.device.type == "cuda" else "train_cpu_hours"
-        summary = {"genotype": source, "epochs": len(result.history), "test_error": result.test_error,
-                   "test_acc": result.test_acc, "params": result.params, "params_m": result.params / 1e6,
-                   hours_key: seconds / 3600.0, "device": runtime.name, "mlflow_run_id": run.run_id}
+        if is_text(params.task):
+            scores = {"valid_ppl": result.valid_ppl, "test_ppl": result.test_ppl,
+                      "best_valid_ppl": result.best_valid_ppl}
+            headline = f"test perplexity {result.test_ppl:.2f}"
+        else:
+            scores = {"test_error": result.test_error, "test_acc": result.test_acc}
+            headline = f"test error {result.test_error:.2f}%"
+        summary = {"genotype": source, "epochs": len(result.history), **scores, "params": result.params,
+                   "params_m": result.params / 1e6, hours_key: seconds / 3600.0, "device": runtime.name,
+                   "mlflow_run_id": run.run_id}
         write_json(METRICS_DIR / "evaluate.json", summary)
         write_csv(METRICS_DIR / "evaluate_epochs.csv", epoch_rows(result.history))
-        run.log_metrics({"test_error": result.test_error, "params_m": result.params / 1e6, hours_key: seconds / 3600})
+        run.log_metrics({**scores, "params_m": result.params / 1e6, hours_key: seconds / 3600})
         run.log_artifact(EVALUATE_DIR / "model.pt", "model")
         CHECKPOINT.unlink(missing_ok=True)
-        print(f"evaluate: test error {result.test_error:.2f}% with {result.params / 1e6:.2f}M parameters "
-              f"-> {METRICS_DIR / 'evaluate.json'}")
+        print(f"evaluate: {headline} with {result.params / 1e6:.2f}M parameters -> {METRICS_DIR / 'evaluate.json'}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """prepare-data: turns the task's raw data into data/prepared/{dataset.pt, manifest.json} (+ metrics/prepare.json).
 
+PTB is read from data.root (or data.root/ptb), downloaded from the standard URL when missing; the markov task
+generates its corpus.
+
 CIFAR-10 is read from data.root (binary or python version); when missing it is downloaded with torchvision
 (python version, md5-checked); offline, the stage stops with one line saying which files to place where.
 The md5 of every raw file is recorded in the manifest and checked against the official sums where known."""
@@ -13,6 +16,7 @@ from ednas_core.data import DataError, ImageDataset, load_cifar10
 from ednas_core.data.cifar10 import BIN_DIR, PY_DIR
 from ednas_core.data.digits import load_digits_dataset
 from ednas_core.data.prepared import md5sum, save_prepared
+from ednas_core.data.ptb import PTB_FILES, PTB_URL, Corpus, load_ptb, make_synthetic_corpus
 from ednas_core.tracking import StageRun
 
 from .common import METRICS_DIR, PREPARED, flat_params, read_params, run_stage, write_json
@@ -64,7 +68,36 @@ def _cifar_sources(root: Path) -> dict[str, str]:
     return {}
 
 
-def load_task_data(task: str, root: Path) -> tuple[ImageDataset, dict[str, str]]:
+def _download_ptb(root: Path) -> None:
+    """The three Mikolov files from the standard URL; one-line DataError when offline."""
+    import urllib.request
+
+    target = root / "ptb"
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        for name in PTB_FILES:
+            with urllib.request.urlopen(PTB_URL + name, timeout=30) as response:
+                (target / f".{name}.part").write_bytes(response.read())
+        for name in PTB_FILES:
+            (target / f".{name}.part").replace(target / name)
+    except OSError as err:
+        raise DataError(f"PTB is not in {root} and could not be downloaded ({type(err).__name__}); offline, place "
+                        f"{', '.join(PTB_FILES)} (Mikolov's version) into {target}/") from None
+
+
+def _ptb(root: Path) -> tuple[Corpus, dict[str, str]]:
+    folder = next((f for f in (root, root / "ptb") if all((f / n).is_file() for n in PTB_FILES)), None)
+    if folder is None:
+        _download_ptb(root)
+        folder = root / "ptb"
+    return load_ptb(folder), {f"{folder.name}/{n}": md5sum(folder / n) for n in PTB_FILES}
+
+
+def load_task_data(task: str, root: Path) -> tuple[ImageDataset | Corpus, dict[str, str]]:
+    if task == "ptb":
+        return _ptb(root)
+    if task == "markov":
+        return make_synthetic_corpus(), {"ednas_core.data.ptb.make_synthetic_corpus": "defaults (seed 0)"}
     if task == "digits":
         import sklearn
 
@@ -80,14 +113,15 @@ def main() -> None:
     with StageRun("prepare-data", params.task, flat_params(params), text) as run:
         dataset, sources = load_task_data(params.task, root)
         manifest = save_prepared(dataset, PREPARED, params.task, sources)
-        summary = {"task": params.task, "train_images": manifest.train, "test_images": manifest.test,
-                   "image_shape": manifest.shape, "classes": len(manifest.classes),
+        unit = "tokens" if manifest.kind == "text" else "images"
+        summary = {"task": params.task, f"train_{unit}": manifest.train, f"test_{unit}": manifest.test,
+                   **({"vocab_size": manifest.vocab_size} if manifest.kind == "text" else
+                      {"image_shape": manifest.shape, "classes": len(manifest.classes)}),
                    "dataset_md5": manifest.dataset_md5, "mlflow_run_id": run.run_id}
         write_json(METRICS_DIR / "prepare.json", summary)
-        run.log_metrics({"train_images": manifest.train, "test_images": manifest.test})
+        run.log_metrics({f"train_{unit}": manifest.train, f"test_{unit}": manifest.test})
         run.log_artifact(PREPARED / "manifest.json")
-        print(f"prepare-data: {params.task}: {manifest.train} train / {manifest.test} test images "
-              f"{manifest.shape} -> {PREPARED}")
+        print(f"prepare-data: {params.task}: {manifest.train} train / {manifest.test} test {unit} -> {PREPARED}")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ import sys
 import numpy as np
 
 from ednas_core.checkpoint import atomic_write_bytes, save_checkpoint
-from ednas_core.child_cnn import cnn_search
 from ednas_core.data.prepared import load_prepared
 from ednas_core.genotypes import from_architecture
+from ednas_core.tasks import make_search
 from ednas_core.runtime import Runtime
 from ednas_core.epochs import CheckpointMismatch
 from ednas_core.search import SearchResult
@@ -51,7 +51,8 @@ def main() -> None:
         settings = {"code": code_version()}
 
         def build():
-            return cnn_search(dataset, task.search, params.data, runtime, CHECKPOINT, callbacks, settings)
+            return make_search(params.task, dataset, task.search, params.data, runtime, CHECKPOINT, callbacks,
+                               settings)
 
         search = build()
         try:
@@ -80,6 +81,7 @@ def main() -> None:
             "child_loss": final["child_loss"], "child_acc": final["child_acc"],
             "first_epoch_child_acc": result.history[0].metrics["child_acc"],
             "reward": final["reward"], "baseline": final["baseline"], "entropy": final["entropy"],
+            **({"child_ppl": final["child_ppl"]} if "child_ppl" in final else {}),
             hours_key: search_seconds / 3600.0,
             "device": runtime.name, "mlflow_run_id": run.run_id,
         }

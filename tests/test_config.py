@@ -144,7 +144,7 @@ def test_unknown_choice(raw):
 def test_unknown_top_level_choice(raw):
     d = data(raw)
     d["task"] = "imagenet"
-    assert error_of(d) == "task: got 'imagenet'; expected one of cifar10, digits"
+    assert error_of(d) == "task: got 'imagenet'; expected one of cifar10, digits, ptb, markov"
 
 
 def test_unknown_key_in_section(raw):

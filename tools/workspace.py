@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 PROJECT = Path(__file__).resolve().parents[1]
-SKIP = ("tests/", "benchmarks/", "demo/")
+SKIP = ("tests/", "benchmarks/", "demo/", "demo-text/")
 GIT_IDENTITY = ["-c", "user.name=ednas", "-c", "user.email=ednas@localhost"]
 
 

@@ -1,5 +1,6 @@
-"""The prepared form of an image dataset that the pipeline's later stages read: one torch file of uint8
-tensors plus a JSON manifest with the md5 of that file and of every raw file it came from."""
+"""The prepared form of a task's data that the pipeline's later stages read: one torch file (uint8 image tensors,
+or token ids and the vocabulary of a text corpus) plus a JSON manifest with the md5 of that file and of every
+raw file it came from."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 
 from ..checkpoint import atomic_write_bytes, atomic_write_text
 from .dataset import DataError, ImageDataset
+from .ptb import Corpus
 
 DATASET_FILE = "dataset.pt"
 MANIFEST_FILE = "manifest.json"
@@ -30,28 +32,35 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
 class Manifest:
     task: str
     dataset_md5: str
-    train: int
+    train: int                   # images, or tokens of a corpus
     test: int
-    shape: list[int]
-    classes: list[str]
+    shape: list[int]             # [C, H, W] of images; [] for a corpus
+    classes: list[str]           # class names; [] for a corpus
     sources: dict[str, str]      # raw file -> md5
+    kind: str = "images"         # images | text
+    vocab_size: int = 0
 
 
-def save_prepared(dataset: ImageDataset, folder: Path, task: str, sources: dict[str, str]) -> Manifest:
+def save_prepared(data: ImageDataset | Corpus, folder: Path, task: str, sources: dict[str, str]) -> Manifest:
     buffer = io.BytesIO()
-    torch.save({"train_images": dataset.train_images, "train_labels": dataset.train_labels,
-                "test_images": dataset.test_images, "test_labels": dataset.test_labels,
-                "classes": dataset.classes, "mean": dataset.mean, "std": dataset.std}, buffer)
-    data = buffer.getvalue()
-    atomic_write_bytes(folder / DATASET_FILE, data)
-    manifest = Manifest(task=task, dataset_md5=hashlib.md5(data).hexdigest(), train=len(dataset.train_labels),
-                        test=len(dataset.test_labels), shape=list(dataset.train_images.shape[1:]),
-                        classes=list(dataset.classes), sources=sources)
+    if isinstance(data, Corpus):
+        torch.save({"vocab": data.vocab, "train": data.train, "valid": data.valid, "test": data.test}, buffer)
+        sizes = dict(train=data.train.numel(), test=data.test.numel(), shape=[], classes=[], kind="text",
+                     vocab_size=len(data.vocab))
+    else:
+        torch.save({"train_images": data.train_images, "train_labels": data.train_labels,
+                    "test_images": data.test_images, "test_labels": data.test_labels,
+                    "classes": data.classes, "mean": data.mean, "std": data.std}, buffer)
+        sizes = dict(train=len(data.train_labels), test=len(data.test_labels), shape=list(data.train_images.shape[1:]),
+                     classes=list(data.classes))
+    payload = buffer.getvalue()
+    atomic_write_bytes(folder / DATASET_FILE, payload)
+    manifest = Manifest(task=task, dataset_md5=hashlib.md5(payload).hexdigest(), sources=sources, **sizes)
     atomic_write_text(folder / MANIFEST_FILE, json.dumps(asdict(manifest), indent=2) + "\n")
     return manifest
 
 
-def load_prepared(folder: Path, task: str) -> ImageDataset:
+def load_prepared(folder: Path, task: str) -> ImageDataset | Corpus:
     """Loads and checks a prepared dataset; a missing, foreign or corrupt one gets a one-line DataError."""
     folder = Path(folder)
     manifest_path, data_path = folder / MANIFEST_FILE, folder / DATASET_FILE
@@ -65,5 +74,7 @@ def load_prepared(folder: Path, task: str) -> ImageDataset:
         raise DataError(f"{data_path} does not match the md5 in {manifest_path}; it is corrupt: "
                         "delete it and run prepare-data again")
     state = torch.load(data_path, map_location="cpu", weights_only=True)
+    if manifest.kind == "text":
+        return Corpus(vocab=list(state["vocab"]), train=state["train"], valid=state["valid"], test=state["test"])
     return ImageDataset(state["train_images"], state["train_labels"], state["test_images"], state["test_labels"],
                         classes=list(state["classes"]), mean=tuple(state["mean"]), std=tuple(state["std"]))

@@ -32,7 +32,7 @@ def params_restored(workspace):
 @pytest.mark.parametrize("key, value, message", [
     ("digits.search.lr", -1, "digits.search.lr: got -1; expected a number > 0"),
     ("digits.search.lr", "fast", "digits.search.lr: got 'fast'; expected a number > 0"),
-    ("task", "mnist", "task: got 'mnist'; expected one of cifar10, digits"),
+    ("task", "mnist", "task: got 'mnist'; expected one of cifar10, digits, ptb, markov"),
     ("digits.search.batch_size", 0, "digits.search.batch_size: got 0; expected an integer >= 1"),
     ("digits.search.alternate", "sometimes", "digits.search.alternate: got 'sometimes'; expected one of epoch, step"),
     ("runtime.device", "tpu", "runtime.device: got 'tpu'; expected auto, cpu, cuda or cuda:N"),

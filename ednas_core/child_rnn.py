@@ -1,0 +1,143 @@
+"""The RNN child of the search (PTB): SGD steps of the weight-sharing language model on sampled cells, and the
+policy reward c / perplexity of a sampled cell on one validation bptt window (shared weights in eval mode, one
+no-grad forward). The hidden state is carried (detached) from window to window within an epoch, separately for
+the training and the validation stream, and reset when a stream starts over. Token counts stand in for images."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import RNNSearchConfig
+from .data.ptb import Corpus, batchify, bptt_batches, bptt_lengths
+from .policy import make_policy
+from .runtime import Runtime, seed_for
+from .schedules import set_lr
+from .search import EDNASSearch, SearchCallback
+from .spaces import RNN_SPACE, Architecture
+from .supernet.rnn import RNNSearchNetwork
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class TextChild:
+    def __init__(self, net: RNNSearchNetwork, train_data: torch.Tensor, valid_data: torch.Tensor,
+                 config: RNNSearchConfig, runtime: Runtime):
+        self.net = net
+        self.train_data = train_data
+        self.valid_data = valid_data
+        self.config = config
+        self.runtime = runtime
+        self.optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
+                                         weight_decay=config.weight_decay)
+        self._mode = ""
+        self._train_hidden = net.init_hidden(train_data.shape[1])
+        self._valid_hidden = net.init_hidden(valid_data.shape[1])
+        self._reset()
+
+    @classmethod
+    def build(cls, corpus: Corpus, config: RNNSearchConfig, runtime: Runtime) -> "TextChild":
+        """Training stream for the shared weights, validation stream for the policy, both on the device."""
+        device = runtime.device
+        train_data = batchify(corpus.train, config.batch_size, device)
+        valid_data = batchify(corpus.valid, config.policy_batch_size, device)
+        torch.manual_seed(seed_for(runtime.seed, "search-init"))
+        net = RNNSearchNetwork(len(corpus.vocab), config.emb, config.hidden, dropout=config.dropout,
+                               dropouth=config.dropouth, dropoutx=config.dropoutx, dropouti=config.dropouti,
+                               dropoute=config.dropoute).to(device)
+        return cls(net, train_data, valid_data, config, runtime)
+
+    # --- phases -----------------------------------------------------------------------------------------
+
+    def start_epoch(self, epoch: int) -> float:
+        set_lr(self.optimizer, self.config.lr)
+        self._reset()
+        return self.config.lr
+
+    def train_batches(self, epoch: int) -> Iterator[Batch]:
+        self._train_hidden = self.net.init_hidden(self.train_data.shape[1])
+        yield from bptt_batches(self.train_data, self.config.bptt)
+
+    def policy_batches(self, epoch: int) -> Iterator[Batch]:
+        self._valid_hidden = self.net.init_hidden(self.valid_data.shape[1])
+        yield from bptt_batches(self.valid_data, self.config.bptt)
+
+    def _set_mode(self, mode: str) -> None:
+        if mode != self._mode:
+            self.net.train(mode == "train")
+            self._mode = mode
+
+    def train_step(self, arch: Architecture, batch: Batch) -> None:
+        x, y = batch
+        self._set_mode("train")
+        logits, hidden = self.net(x, self._train_hidden, arch)
+        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self._train_hidden = hidden.detach()
+        n = y.numel()
+        self._loss_sum += loss.detach() * n
+        self._correct += (logits.detach().argmax(-1) == y).sum()
+        self._seen += n
+
+    @torch.no_grad()
+    def reward(self, arch: Architecture, batch: Batch, carry: bool = True) -> float:
+        """reward_c / perplexity of `arch` on one window (reads one scalar). carry: start from, and keep, the
+        validation stream's hidden state; carry=False starts from zeros and keeps nothing (derive's fixed score)."""
+        x, y = batch
+        self._set_mode("eval")
+        hidden = self._valid_hidden if carry else self.net.init_hidden(x.shape[1])
+        logits, hidden = self.net(x, hidden, arch)
+        if carry:
+            self._valid_hidden = hidden
+        loss = float(F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1)))
+        return self.config.reward_c * math.exp(-loss)  # = c / ppl; NaN when the weights diverged
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Child loss, perplexity and next-token accuracy of the epoch (the one device read per epoch)."""
+        seen = max(self._seen, 1)
+        loss = float(self._loss_sum) / seen
+        return {"child_loss": loss, "child_ppl": math.exp(loss) if loss < 700 else math.inf,
+                "child_acc": float(self._correct) / seen}
+
+    def _reset(self) -> None:
+        device = self.runtime.device
+        self._loss_sum = torch.zeros((), device=device)
+        self._correct = torch.zeros((), dtype=torch.long, device=device)
+        self._seen = 0
+
+    @property
+    def images_per_epoch(self) -> tuple[int, int]:
+        """Predicted tokens per pass over the training and the validation stream."""
+        return ((self.train_data.shape[0] - 1) * self.train_data.shape[1],
+                (self.valid_data.shape[0] - 1) * self.valid_data.shape[1])
+
+    @property
+    def steps_per_epoch(self) -> tuple[int, int]:
+        return (len(bptt_lengths(self.train_data.shape[0], self.config.bptt)),
+                len(bptt_lengths(self.valid_data.shape[0], self.config.bptt)))
+
+    def state_dict(self) -> dict:
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def rnn_search(corpus: Corpus, config: RNNSearchConfig, runtime: Runtime, checkpoint_path: Path | None,
+               callbacks: Iterable[SearchCallback] = (), settings: dict | None = None) -> EDNASSearch:
+    """The whole PTB search, ready to run(): child language model on the device, policy on the host.
+    `settings` joins the checkpoint fingerprint (e.g. the code version)."""
+    child = TextChild.build(corpus, config, runtime)
+    policy = make_policy(RNN_SPACE, config, seed_for(runtime.seed, "policy-init"))  # type: ignore[arg-type]
+    settings = {"corpus": [len(corpus.vocab), corpus.train.numel(), corpus.valid.numel()], **(settings or {})}
+    return EDNASSearch(RNN_SPACE, child, policy, config, runtime, checkpoint_path, callbacks,  # type: ignore[arg-type]
+                       settings)

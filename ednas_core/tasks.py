@@ -1,0 +1,84 @@
+"""The tasks the pipeline runs and what each needs: image tasks search CNN cells (child_cnn, train), text
+tasks search recurrent cells (child_rnn, train_rnn). The stages call these instead of branching themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+
+from .child_cnn import ImageChild, cnn_search
+from .child_rnn import TextChild, rnn_search
+from .config import DataConfig
+from .data import DeviceLoader, ImageDataset
+from .data.ptb import Corpus, batchify
+from .epochs import EpochCallback
+from .genotypes import Genotype
+from .policy import ReinforcePolicy, make_policy
+from .runtime import Runtime
+from .search import EDNASSearch
+from .spaces import CNN_SPACE, RNN_SPACE, Architecture, SearchSpace
+
+IMAGE_TASKS = ("cifar10", "digits")
+TEXT_TASKS = ("ptb", "markov")
+
+
+def is_text(task: str) -> bool:
+    return task in TEXT_TASKS
+
+
+def space_of(task: str) -> SearchSpace:
+    return RNN_SPACE if is_text(task) else CNN_SPACE
+
+
+def make_search(task: str, data: ImageDataset | Corpus, search_config: Any, data_config: DataConfig,
+                runtime: Runtime, checkpoint: Path | None, callbacks: Iterable[EpochCallback],
+                settings: dict) -> EDNASSearch:
+    if is_text(task):
+        return rnn_search(data, search_config, runtime, checkpoint, callbacks, settings)
+    return cnn_search(data, search_config, data_config, runtime, checkpoint, callbacks, settings)
+
+
+def restore_search(task: str, data: ImageDataset | Corpus, search_config: Any, data_config: DataConfig,
+                   runtime: Runtime, state: dict) -> tuple[ImageChild | TextChild, ReinforcePolicy]:
+    """The child network and policy of a finished search (data/search/supernet.pt), for derive."""
+    if is_text(task):
+        child: ImageChild | TextChild = TextChild.build(data, search_config, runtime)
+    else:
+        child = ImageChild.build(data, search_config, data_config, runtime)
+    child.load_state_dict(state["child"])
+    policy = make_policy(space_of(task), search_config, seed=0)
+    policy.load_state_dict(state["policy"])
+    return child, policy
+
+
+def derive_scorer(task: str, child: ImageChild | TextChild, batch_size: int,
+                  runtime: Runtime) -> tuple[Callable[[Architecture], float], int]:
+    """The search reward on one fixed validation batch, the same for every candidate; also its size
+    (images, or predicted tokens)."""
+    if isinstance(child, TextChild):
+        valid = batchify(child.valid_data.t().reshape(-1), batch_size, runtime.device)
+        window = min(child.config.bptt, valid.shape[0] - 1)
+        batch = (valid[:window], valid[1 : window + 1])
+        return (lambda arch: child.reward(arch, batch, carry=False)), batch[1].numel()
+    valid = child.valid_loader
+    loader = DeviceLoader(valid.images, valid.labels, batch_size, valid.mean, valid.std, seed=runtime.seed,
+                          shuffle=False, channels_last=runtime.channels_last)
+    images, labels = next(iter(loader.epoch(0)))
+    return (lambda arch: child.reward(arch, (images, labels))), int(labels.shape[0])
+
+
+def make_trainer(task: str, genotype: Genotype, data: ImageDataset | Corpus, evaluate_config: Any,
+                 runtime: Runtime, checkpoint: Path | None, callbacks: Iterable[EpochCallback], settings: dict):
+    if genotype.space != space_of(task).name:
+        raise ValueError(f"task {task} trains {space_of(task).name} genotypes, got a {genotype.space} genotype; "
+                         "set evaluate.genotype to a matching one")
+    if is_text(task):
+        from .train_rnn import RNNTrainer
+
+        return RNNTrainer(genotype, data, evaluate_config, runtime, checkpoint, callbacks, settings)
+    from .train import GenotypeTrainer
+
+    return GenotypeTrainer(genotype, data, evaluate_config, runtime, checkpoint, callbacks, settings)
+
+

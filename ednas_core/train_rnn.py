@@ -1,0 +1,181 @@
+"""Training a recurrent genotype on PTB from scratch (the paper's evaluation, AWD-LSTM / DARTS recipe): SGD with
+gradient clipping and AWD-LSTM's variable bptt, switching to averaged SGD (ASGD, t0=0, lambd=0) by the
+non-monotonic trigger; once averaging, validation and test use the averaged weights. Valid and test perplexity
+every epoch; checkpointed atomically every epoch and resumed exactly, as the CNN training is."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import RNNEvaluateConfig
+from .data.ptb import Corpus, batchify, bptt_batches, bptt_lengths
+from .genotypes import Genotype
+from .models.rnn import RNNEvalNetwork, count_parameters
+from .runtime import Runtime, seed_for
+from .schedules import set_lr
+from .epochs import CheckpointedLoop, NonFiniteError, fingerprint
+from .train import TrainCallback, TrainEpoch
+
+
+def switch_to_asgd(previous: Sequence[float], current: float, nonmono: int) -> bool:
+    """AWD-LSTM's non-monotonic trigger: `current` (this epoch's validation loss) is worse than the best of the
+    earlier SGD epochs' losses `previous`, leaving out the last `nonmono` of them."""
+    return len(previous) > nonmono and current > min(previous[:-nonmono])
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else math.inf
+
+
+@dataclass
+class RNNTrainResult:
+    valid_ppl: float         # after the last epoch (averaged weights once ASGD runs)
+    test_ppl: float
+    best_valid_ppl: float
+    params: int
+    history: list[TrainEpoch]
+    model: RNNEvalNetwork    # holds the evaluated (averaged, once ASGD runs) weights
+
+
+class RNNTrainer(CheckpointedLoop[TrainEpoch]):
+    what = "training run"
+    report_type = TrainEpoch
+
+    def __init__(self, genotype: Genotype, corpus: Corpus, config: RNNEvaluateConfig, runtime: Runtime,
+                 checkpoint_path: Path | None = None, callbacks: Iterable[TrainCallback] = (),
+                 settings: dict | None = None):
+        super().__init__(config.epochs, checkpoint_path, callbacks,
+                         fingerprint(evaluate=asdict(config), seed=runtime.seed, genotype=genotype.to_dict(),
+                                     data=[len(corpus.vocab), corpus.train.numel(), corpus.valid.numel(),
+                                           corpus.test.numel()], **(settings or {})))
+        self.config = config
+        self.runtime = runtime
+        device = runtime.device
+        torch.manual_seed(seed_for(runtime.seed, "evaluate-init"))
+        self.model = RNNEvalNetwork(genotype, len(corpus.vocab), config.emb, config.hidden, dropout=config.dropout,
+                                    dropouth=config.dropouth, dropoutx=config.dropoutx, dropouti=config.dropouti,
+                                    dropoute=config.dropoute).to(device)
+        self.params = count_parameters(self.model)
+        self.train_data = batchify(corpus.train, config.batch_size, device)
+        self.valid_data = batchify(corpus.valid, config.eval_batch_size, device)
+        self.test_data = batchify(corpus.test, config.eval_batch_size, device)
+        self.optimizer: torch.optim.Optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr,
+                                                                weight_decay=config.weight_decay)
+        self.sgd_valid_losses: list[float] = []  # the trigger's memory: validation losses of the SGD epochs
+
+    # --- optimizer ----------------------------------------------------------------------------------------
+
+    @property
+    def averaging(self) -> bool:
+        return isinstance(self.optimizer, torch.optim.ASGD)
+
+    def _switch_to_asgd(self) -> None:
+        self.optimizer = torch.optim.ASGD(self.model.parameters(), lr=self.config.lr, t0=0, lambd=0.0,
+                                          weight_decay=self.config.weight_decay)
+
+    @contextlib.contextmanager
+    def _evaluated_weights(self) -> Iterator[None]:
+        """The averaged weights in place of the current ones while averaging (restored on exit)."""
+        if not self.averaging:
+            yield
+            return
+        params = list(self.model.parameters())
+        saved = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p in params:
+                p.copy_(self.optimizer.state[p].get("ax", p))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, s in zip(params, saved):
+                    p.copy_(s)
+
+    # --- checkpoint and loop -------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "averaging": self.averaging,
+                "optimizer": self.optimizer.state_dict(), "sgd_valid_losses": list(self.sgd_valid_losses)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        if state["averaging"]:
+            self._switch_to_asgd()
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sgd_valid_losses = list(state["sgd_valid_losses"])
+
+    def run(self) -> RNNTrainResult:
+        self.run_epochs()
+        last = self.history[-1].metrics if self.history else self.evaluate()
+        if self.averaging:  # hand back the weights that were evaluated
+            with torch.no_grad():
+                for p in self.model.parameters():
+                    p.copy_(self.optimizer.state[p].get("ax", p))
+        best = min((h.metrics["valid_ppl"] for h in self.history), default=last["valid_ppl"])
+        return RNNTrainResult(valid_ppl=last["valid_ppl"], test_ppl=last["test_ppl"], best_valid_ppl=best,
+                              params=self.params, history=self.history, model=self.model)
+
+    def run_epoch(self, epoch: int) -> TrainEpoch:
+        c, rt = self.config, self.runtime
+        rt.seed_epoch(epoch, "train")
+        bptt_seed = seed_for(rt.seed, "bptt", epoch) if c.variable_bptt else None
+        total = len(bptt_lengths(self.train_data.shape[0], c.bptt, bptt_seed))
+        averaged = self.averaging
+        self.model.train()
+        hidden = self.model.init_hidden(self.train_data.shape[1])
+        loss_sum = torch.zeros((), device=rt.device)
+        tokens = 0
+        t0 = time.perf_counter()
+        for i, (x, y) in enumerate(bptt_batches(self.train_data, c.bptt, bptt_seed), 1):
+            set_lr(self.optimizer, c.lr * x.shape[0] / c.bptt)  # AWD-LSTM: lr scaled by the window length
+            logits, hidden = self.model(x, hidden)
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            self.optimizer.step()
+            hidden = hidden.detach()
+            loss_sum += loss.detach() * y.numel()
+            tokens += y.numel()
+            self.progress("train", i, total)
+        rt.synchronize()
+        train_time = time.perf_counter() - t0
+        train_loss = float(loss_sum) / tokens
+        if not math.isfinite(train_loss):
+            raise NonFiniteError(f"evaluate epoch {epoch + 1}: training loss is {train_loss}; "
+                                 "lower evaluate.lr or evaluate.grad_clip")
+        metrics = {"train_loss": train_loss, "train_ppl": perplexity(train_loss), "lr": c.lr,
+                   "averaged": float(averaged), "epoch_time_s": train_time,
+                   "train_tokens_per_s": tokens / train_time if train_time > 0 else math.nan}
+        metrics.update(self.evaluate())
+        if not averaged:
+            if switch_to_asgd(self.sgd_valid_losses, metrics["valid_loss"], c.nonmono):
+                self._switch_to_asgd()
+            self.sgd_valid_losses.append(metrics["valid_loss"])
+        return TrainEpoch(epoch=epoch, epochs=c.epochs, metrics=metrics)
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation and test loss and perplexity (with the averaged weights while averaging)."""
+        with self._evaluated_weights():
+            valid, test = self._mean_loss(self.valid_data), self._mean_loss(self.test_data)
+        return {"valid_loss": valid, "valid_ppl": perplexity(valid), "test_loss": test, "test_ppl": perplexity(test)}
+
+    @torch.no_grad()
+    def _mean_loss(self, data: torch.Tensor) -> float:
+        """Mean next-token cross-entropy over a batchified stream, hidden state carried across windows."""
+        self.model.eval()
+        hidden = self.model.init_hidden(data.shape[1])
+        total = torch.zeros((), device=self.runtime.device)
+        for x, y in bptt_batches(data, self.config.bptt):
+            logits, hidden = self.model(x, hidden)
+            total += F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
+        return float(total) / ((data.shape[0] - 1) * data.shape[1])

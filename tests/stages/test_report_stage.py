@@ -1,0 +1,259 @@
+"""The report stage end to end (main() in a temporary working directory with fake metrics files, a fake policy
+history and a temporary SQLite MLflow store holding several pipelines): report.md/.html, figures, comparison."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import json
+import math
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from ednas_core.config import Params
+from ednas_core.genotypes import PAPER_GENOTYPES, save_genotype
+from stages import report as report_stage
+from stages.common import flat_params
+from tools.workspace import PROJECT, set_params
+
+EPOCHS = 4
+SEARCH = {"epochs": EPOCHS, "child_loss": 0.91, "child_acc": 0.5432, "first_epoch_child_acc": 0.2109,
+          "reward": 0.4321, "baseline": 0.4012, "entropy": 60.5, "search_cpu_hours": 0.0123, "device": "cpu",
+          "mlflow_run_id": "searchrun00001"}
+DERIVE = {"mode": "best", "samples": 10, "distinct_samples": 9, "best_reward": 0.6543, "argmax_reward": 0.5,
+          "chosen_reward": 0.6543, "mean_reward": 0.41, "scored_on_images": 64, "mlflow_run_id": "deriverun00002"}
+EVALUATE = {"genotype": "derived", "epochs": 3, "test_error": 1.23, "test_acc": 0.9877, "params": 12345,
+            "params_m": 0.012345, "train_cpu_hours": 0.02, "device": "cpu", "mlflow_run_id": "evalrun00003"}
+
+# (experiment name, digits.search.lr, test error or None when evaluate never ran, stages that ran)
+PIPELINES = [("lr-0.05", "0.05", 2.0, ("search", "derive", "evaluate")),
+             ("lr-0.2", "0.2", 0.5, ("search", "derive", "evaluate")),
+             ("", "0.1", 1.0, ("prepare-data", "search", "derive", "evaluate")),
+             ("unfinished", "0.3", None, ("search",)),
+             ("prepare-only", "0.4", None, ("prepare-data",))]
+
+
+def write_inputs(root: Path) -> None:
+    shutil.copy(PROJECT / "params.yaml", root / "params.yaml")
+    set_params(root / "params.yaml", {"task": "digits"})
+    metrics = root / "metrics"
+    metrics.mkdir()
+    for name, data in (("search", SEARCH), ("derive", DERIVE), ("evaluate", EVALUATE)):
+        (metrics / f"{name}.json").write_text(json.dumps(data))
+    with open(metrics / "search_epochs.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["epoch", "child_loss", "child_acc", "reward", "baseline", "entropy"])
+        for e in range(1, EPOCHS + 1):
+            w.writerow([e, 2.0 / e, 0.1 * e, 0.08 * e, 0.07 * e, 64.0 - e])
+    with open(metrics / "evaluate_epochs.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["epoch", "train_loss", "train_acc", "test_loss", "test_acc"])
+        for e in range(1, 4):
+            w.writerow([e, 1.0 / e, 0.3 * e, "", 0.3 * e if e == 3 else ""])
+    rng = np.random.default_rng(0)
+    history = {"epoch": np.arange(1, EPOCHS + 1)}
+    for cell in ("normal", "reduce"):
+        logits = rng.normal(size=(EPOCHS, 14, 7))
+        history[f"prob_{cell}_edge"] = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        node = np.zeros((EPOCHS, 4, 10))
+        for k, n in enumerate((1, 3, 6, 10)):
+            node[:, k, :n] = 1.0 / n
+        history[f"prob_{cell}_node"] = node
+        history[f"counts_{cell}"] = rng.integers(0, 30, size=(EPOCHS, 14, 7))
+    history["metric_child_acc"] = np.linspace(0.1, 0.5, EPOCHS)
+    (root / "data/search").mkdir(parents=True)
+    np.savez(root / "data/search/policy_history.npz", **history)
+    save_genotype(PAPER_GENOTYPES["paper-imagenet"], root / "data/derive/genotype.json")
+
+
+def log_pipeline(client: MlflowClient, experiment_id: str, pid: str, task: str, exp_name: str, params: dict,
+                 test_error: float | None, stages: tuple[str, ...]) -> None:
+    for stage in stages:
+        tags = {"ednas.pipeline_id": pid, "ednas.task": task, "ednas.stage": stage, "dvc.stage": stage,
+                "dvc.exp_name": exp_name, "git.rev": "0123456789abcdef" * 2 + "01234567"}
+        run = client.create_run(experiment_id, tags=tags)
+        metrics = {"search": {"child_acc": 0.6, "reward": 0.55, "search_cpu_hours": 0.01},
+                   "derive": {"best_reward": 0.7},
+                   "evaluate": {"test_error": test_error, "params_m": 0.01}}.get(stage, {})
+        now = int(time.time() * 1000)
+        client.log_batch(run.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items() if v is not None],
+                         params=[Param(k, str(v)) for k, v in params.items()],
+                         tags=[RunTag("mlflow.runName", stage)])
+        client.set_terminated(run.info.run_id, "FINISHED")
+
+
+def fill_store(root: Path) -> None:
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    digits = client.create_experiment("ednas-digits", artifact_location=(root / "mlruns").as_uri())
+    base = flat_params(dataclasses.replace(Params(), task="digits"))
+    for k, (name, lr, error, stages) in enumerate(PIPELINES):
+        log_pipeline(client, digits, f"pipe{k}", "digits", name, {**base, "digits.search.lr": lr}, error, stages)
+    cifar = client.create_experiment("ednas-cifar10", artifact_location=(root / "mlruns").as_uri())
+    log_pipeline(client, cifar, "pipe-cifar", "cifar10", "", flat_params(Params()), 0.1,
+                 ("search", "derive", "evaluate"))
+
+
+def run_report(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("DVC_ROOT", str(root))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    report_stage.main()
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory) -> Path:
+    """One full report (figures included) over the fake inputs and the fake store."""
+    root = tmp_path_factory.mktemp("report")
+    write_inputs(root)
+    fill_store(root)
+    with pytest.MonkeyPatch.context() as mp:
+        run_report(root, mp)
+    return root
+
+
+def comparison(root: Path) -> list[dict[str, str]]:
+    with open(root / "metrics/comparison.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_writes_report_html_figures_and_comparison(done):
+    metrics = done / "metrics"
+    for name in ("report.md", "report.html", "comparison.md", "comparison.csv"):
+        assert (metrics / name).stat().st_size > 0, name
+    figures = {p.name for p in (metrics / "figures").iterdir()}
+    expected = {"search_curves.png", "evaluate_curves.png", "policy_final.png", "policy_over_epochs.png",
+                "sampling_histograms.png", "genotype_normal.png", "genotype_normal.svg", "genotype_reduce.png",
+                "genotype_reduce.svg"}
+    expected |= {f"{name}_{cell}.{ext}" for name, cells in (("paper-cifar10", ("normal", "reduce")),
+                                                            ("paper-imagenet", ("normal", "reduce")),
+                                                            ("paper-ptb", ("recurrent",)))
+                 for cell in cells for ext in ("png", "svg")}
+    assert expected <= figures
+    for name in expected:
+        assert (metrics / "figures" / name).stat().st_size > 5_000, name
+
+
+def test_report_numbers_come_from_the_metrics_files(done):
+    text = (done / "metrics/report.md").read_text()
+    assert text.startswith("# EDNAS report: digits")
+    assert "top-1 test error 1.23% (accuracy 0.9877), 12,345 parameters" in text
+    assert "final child accuracy 0.5432 (first epoch 0.2109), final reward 0.4321" in text
+    assert "- measured cost: 0.0123 CPU-hours on cpu" in text
+    assert "best reward 0.6543" in text and "(9 distinct)" in text
+    assert "search `searchrun00001`, derive `deriverun00002`, evaluate `evalrun00003`" in text
+    assert json.dumps(PAPER_GENOTYPES["paper-imagenet"].to_dict()) in text  # data/derive/genotype.json
+    assert "| digits.search.lr | 0.1 |" in text  # the configuration
+    for link in ("figures/policy_final.png", "figures/sampling_histograms.png", "figures/genotype_reduce.png",
+                 "figures/genotype_reduce.svg", "figures/search_curves.png", "figures/evaluate_curves.png",
+                 "figures/paper-ptb_recurrent.png"):
+        assert f"({link})" in text, link
+
+
+def test_html_has_every_figure_inline_as_base64_png(done):
+    page = (done / "metrics/report.html").read_text()
+    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == len(re.findall(r"!\[", (done / "metrics/report.md").read_text())) >= 12
+    assert base64.b64decode(images[0])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert '<img src="figures/' not in page
+    assert "<table>" in page and "top-1 test error 1.23%" in page and page.rstrip().endswith("</html>")
+
+
+def test_comparison_ranks_pipelines_by_test_error(done):
+    rows = comparison(done)
+    digits = [r for r in rows if r["task"] == "digits"]
+    assert [r["test_error"] for r in digits[:3]] == ["0.5", "1.0", "2.0"]
+    assert [r["experiment"] for r in digits[:3]] == ["lr-0.2", "workspace", "lr-0.05"]
+    assert [r["digits.search.lr"] for r in digits[:3]] == ["0.2", "0.1", "0.05"]  # the key that differs
+    assert all(r["test_error"] == "" for r in digits[3:])  # never evaluated: last
+    assert {r["experiment"] for r in digits[3:]} == {"unfinished", "workspace"}
+    assert "prepare-only" not in {r["experiment"] for r in rows}  # nothing to compare
+    assert rows[-1]["task"] == "cifar10"  # the report's task first
+    this = [r for r in rows if r["this"] == "yes"]
+    assert len(this) == 1 and this[0]["stages"] == ""  # the report's own pipeline: this tmp dir's params
+    assert float(digits[0]["search_child_acc"]) == 0.6 and float(digits[0]["derive_best_reward"]) == 0.7
+    assert "runtime.seed" not in rows[0]  # equal everywhere: not a column
+    md = (done / "metrics/comparison.md").read_text()
+    assert md.index("lr-0.2") < md.index("lr-0.05") < md.index("unfinished")
+    report = (done / "metrics/report.md").read_text()
+    assert "## All pipelines in the tracking store" in report and "| lr-0.2 |" in report
+    assert report.index("lr-0.2") < report.index("lr-0.05")
+
+
+def test_a_changed_metric_changes_the_report(done, tmp_path, monkeypatch):
+    root = tmp_path / "copy"
+    shutil.copytree(done, root)
+    evaluate = dict(EVALUATE, test_error=4.56, test_acc=0.9544)
+    (root / "metrics/evaluate.json").write_text(json.dumps(evaluate))
+    search = dict(SEARCH, child_acc=0.7777)
+    (root / "metrics/search.json").write_text(json.dumps(search))
+    # figures are covered above; skip drawing them here
+    monkeypatch.setattr(report_stage, "write_figures", lambda *a, **k: report_stage.Figures())
+    run_report(root, monkeypatch)
+    before = (done / "metrics/report.md").read_text()
+    after = (root / "metrics/report.md").read_text()
+    assert after != before
+    assert "top-1 test error 4.56% (accuracy 0.9544)" in after and "1.23%" not in after
+    assert "final child accuracy 0.7777" in after
+    assert "| test error (%) | 4.56 | - | - |" in after
+    assert "top-1 test error 4.56%" in (root / "metrics/report.html").read_text()
+
+
+def test_named_genotype_from_evaluate_json_is_drawn(done, tmp_path, monkeypatch):
+    root = tmp_path / "named"
+    shutil.copytree(done, root)
+    (root / "metrics/evaluate.json").write_text(json.dumps(dict(EVALUATE, genotype="paper-cifar10")))
+    drawn = {}
+
+    def fake_figures(out_dir, history, genotype, name, search_rows, evaluate_rows):
+        drawn.update(genotype=genotype, name=name, epochs=list(history["epoch"]), rows=len(search_rows))
+        return report_stage.Figures()
+
+    monkeypatch.setattr(report_stage, "write_figures", fake_figures)
+    run_report(root, monkeypatch)
+    assert drawn == {"genotype": PAPER_GENOTYPES["paper-cifar10"], "name": "paper-cifar10",
+                     "epochs": list(range(1, EPOCHS + 1)), "rows": EPOCHS}
+    assert json.dumps(PAPER_GENOTYPES["paper-cifar10"].to_dict()) in (root / "metrics/report.md").read_text()
+
+
+def test_comparison_table_without_a_store():
+    def pipeline(pid, task, error, lr, started):
+        return {"pipeline": pid, "task": task, "experiment": pid, "git_rev": "", "started": "", "stages": "",
+                "started_ms": started, "search_child_acc": math.nan, "search_reward": math.nan,
+                "search_hours": math.nan, "derive_best_reward": math.nan, "test_error": error, "test_ppl": math.nan,
+                "params_m": math.nan, "params": {"search.lr": lr, "tracking.progress": pid, "runtime.seed": "2"}}
+
+    pipelines = [pipeline("a", "cifar10", 3.0, "0.1", 1), pipeline("b", "cifar10", math.nan, "0.2", 2),
+                 pipeline("c", "cifar10", 2.5, "0.1", 3), pipeline("d", "cifar10", math.nan, "0.1", 4)]
+    header, rows = report_stage.comparison_table(pipelines, "cifar10", current="c")
+    assert "search.lr" in header and "runtime.seed" not in header and "tracking.progress" not in header
+    assert "test_ppl" not in header  # no pipeline has it
+    assert [r[0] for r in rows] == ["c", "a", "d", "b"]  # by test error; without one, newest first
+    assert rows[0][header.index("this")] == "yes"
+
+
+def test_text_task_is_ranked_by_perplexity_and_compared_to_the_ptb_row():
+    evaluate = {k: v for k, v in EVALUATE.items() if k not in ("test_error", "test_acc")}
+    evaluate.update(test_ppl=61.5, valid_ppl=63.0, params=23_000_000, params_m=23.0)
+    search = dict(SEARCH, search_gpu_hours=2.4)
+    del search["search_cpu_hours"]
+    text = report_stage.build_report("ptb", {"task": "ptb"}, search, DERIVE, evaluate,
+                                     PAPER_GENOTYPES["paper-ptb"].to_dict())
+    assert "| test perplexity | 61.5 | 59.45 | +2.05 |" in text
+    assert "| search cost (GPU-days) | 0.1 | 0.11 | -0.01 |" in text
+    assert "- test perplexity 61.50, 23,000,000 parameters" in text
+    assert report_stage.main_metric("ptb") == "test_ppl" and report_stage.main_metric("digits") == "test_error"
+
+
+def test_random_search_is_compared_to_the_papers_random_row():
+    text = report_stage.build_report("cifar10", {"task": "cifar10", "search.strategy": "random"}, SEARCH, DERIVE,
+                                     dict(EVALUATE, test_error=4.0, params_m=3.4), {})
+    assert "paper (random-search row)" in text
+    assert "| test error (%) | 4 | 3.91 | +0.09 |" in text

@@ -1,0 +1,154 @@
+"""The RNN child of the search: the c / perplexity reward, carried hidden states, a planted-reward policy on the
+RNN space, the search loop's metrics and exact resume on a small synthetic corpus."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import cpu_runtime
+from ednas_core.checkpoint import load_checkpoint
+from ednas_core.child_rnn import TextChild, rnn_search
+from ednas_core.config import RNNSearchConfig
+from ednas_core.data.ptb import make_synthetic_corpus
+from ednas_core.derive import derive
+from ednas_core.policy import make_policy
+from ednas_core.search import SearchCallback
+from ednas_core.spaces import RNN_SPACE
+
+CORPUS = make_synthetic_corpus(40, 1200, 400, 400, seed=0)
+
+
+def tiny_rnn_config(**overrides) -> RNNSearchConfig:
+    base = RNNSearchConfig(epochs=2, batch_size=8, policy_batch_size=8, bptt=10, emb=12, hidden=12, dropout=0.1,
+                           dropouth=0.1, dropoutx=0.1, dropouti=0.1, policy_lr=0.01)
+    return dataclasses.replace(base, **overrides)
+
+
+class StopAfter(SearchCallback):
+    class Killed(Exception):
+        pass
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, report):
+        if report.epoch == self.epoch:
+            raise self.Killed
+
+
+class Recorder(SearchCallback):
+    def __init__(self):
+        self.reports, self.resumed = [], None
+
+    def on_resume(self, history):
+        self.resumed = [r.epoch for r in history]
+
+    def on_epoch_end(self, report):
+        self.reports.append(report)
+
+
+def test_paper_defaults():
+    c = RNNSearchConfig()
+    assert (c.epochs, c.batch_size, c.bptt, c.emb, c.hidden, c.lr, c.momentum, c.weight_decay, c.grad_clip) == \
+           (150, 256, 35, 300, 300, 20.0, 0.0, 5e-7, 0.25)
+    assert (c.dropout, c.dropouth, c.dropoutx, c.dropouti, c.dropoute) == (0.75, 0.25, 0.75, 0.2, 0.0)
+    assert (c.policy_lr, c.policy_beta1, c.policy_beta2, c.policy_weight_decay, c.baseline_decay, c.reward_c) == \
+           (3e-3, 0.5, 0.999, 1e-3, 0.99, 80.0)
+
+
+def test_uniform_model_has_perplexity_equal_to_the_vocabulary():
+    child = TextChild.build(CORPUS, tiny_rnn_config(), cpu_runtime())
+    with torch.no_grad():
+        child.net.encoder.weight.zero_()  # the tied decoder then outputs zeros: a uniform distribution
+    batch = next(iter(child.policy_batches(0)))
+    arch = RNN_SPACE.validate({"recurrent": tuple(((0, 0),) for _ in range(8))})
+    assert child.reward(arch, batch) == pytest.approx(80.0 / len(CORPUS.vocab), rel=1e-5)  # c / ppl, ppl = V
+
+
+def test_reward_is_one_no_grad_eval_forward_and_carries_the_validation_state():
+    child = TextChild.build(CORPUS, tiny_rnn_config(), cpu_runtime())
+    calls = []
+    child.net.register_forward_pre_hook(lambda m, a: calls.append((torch.is_grad_enabled(), m.training)))
+    batches = child.policy_batches(0)
+    batch = next(batches)
+    arch = make_policy(RNN_SPACE, tiny_rnn_config(), 0).sample(torch.Generator().manual_seed(0))
+    fixed = child.reward(arch, batch, carry=False)
+    assert child.reward(arch, batch, carry=False) == fixed and calls == [(False, False)] * 2
+    assert not child._valid_hidden.any()
+    first = child.reward(arch, batch)
+    assert first == fixed and child._valid_hidden.abs().sum() > 0  # state kept for the next window
+    assert child.reward(arch, batch) != first
+
+
+def test_planted_reward_concentrates_the_rnn_policy():
+    """reward = share of nodes using relu: REINFORCE must make relu dominate within a few hundred steps."""
+    policy = make_policy(RNN_SPACE, tiny_rnn_config(policy_lr=0.05), seed=0)
+    gen = torch.Generator().manual_seed(0)
+    relu = RNN_SPACE.cell.ops.index("relu")
+
+    def share(arch):
+        return sum(op == relu for ((_, op),) in arch["recurrent"]) / 8
+
+    for _ in range(300):
+        arch = policy.sample(gen)
+        policy.learn(arch, share(arch))
+    samples = [share(policy.sample(gen)) for _ in range(100)]
+    assert np.mean(samples) > 0.8
+    assert all(op == relu for ((_, op),) in policy.final_architecture()["recurrent"])
+
+
+def run(tmp_path, name="ckpt.pt", callbacks=(), **overrides):
+    search = rnn_search(CORPUS, tiny_rnn_config(**overrides), cpu_runtime(), tmp_path / name, callbacks)
+    return search, search.run()
+
+
+def test_epoch_reports_metrics_and_counts(tmp_path):
+    rec = Recorder()
+    search, result = run(tmp_path, callbacks=[rec], epochs=1)
+    m = rec.reports[0].metrics
+    for key in ("child_loss", "child_ppl", "child_acc", "reward", "baseline", "entropy", "entropy_recurrent_node",
+                "entropy_recurrent_edge", "child_images_per_s", "policy_images_per_s"):
+        assert math.isfinite(m[key]), key
+    assert m["child_ppl"] == pytest.approx(math.exp(m["child_loss"]))
+    assert 0 < m["reward"] < 80
+    child_steps, policy_steps = search.child.steps_per_epoch
+    assert (child_steps, policy_steps) == (15, 5)
+    assert search.child.images_per_epoch == (149 * 8, 49 * 8)
+    assert rec.reports[0].counts["recurrent"].sum() == 8 * (child_steps + policy_steps)
+    assert set(result.final_architecture) == {"recurrent"}
+
+
+def test_resumed_search_equals_uninterrupted_search(tmp_path):
+    full, _ = run(tmp_path, "full.pt", epochs=2)
+    with pytest.raises(StopAfter.Killed):
+        run(tmp_path, "killed.pt", callbacks=[StopAfter(0)], epochs=2)
+    assert load_checkpoint(tmp_path / "killed.pt")["epoch"] == 0
+    rec = Recorder()
+    resumed, result = run(tmp_path, "killed.pt", callbacks=[rec], epochs=2)
+    assert rec.resumed == [0] and [r.epoch for r in rec.reports] == [1] and result.resumed_from == 1
+    for (name, a), (_, b) in zip(full.child.net.state_dict().items(), resumed.child.net.state_dict().items()):
+        assert torch.equal(a, b), name
+    for a, b in zip(full.policy.vectors.parameters(), resumed.policy.vectors.parameters()):
+        assert torch.equal(a, b)
+    timing = {"child_time_s", "policy_time_s", "epoch_time_s", "child_images_per_s", "policy_images_per_s"}
+    for ra, rb in zip(full.history, resumed.history):
+        assert {k: v for k, v in ra.metrics.items() if k not in timing} == \
+               {k: v for k, v in rb.metrics.items() if k not in timing}
+        assert np.array_equal(ra.counts["recurrent"], rb.counts["recurrent"])
+
+
+def test_alternate_step_and_derive_with_a_fixed_batch(tmp_path):
+    search, _ = run(tmp_path, epochs=1, alternate="step")
+    child = search.child
+    batch = next(iter(child.policy_batches(0)))
+    result = derive(search.policy.vectors, lambda a: child.reward(a, batch, carry=False), 10,
+                    torch.Generator().manual_seed(0))
+    assert result.chosen.genotype.space == "rnn" and result.best.reward >= max(c.reward for c in result.candidates)
+    again = derive(search.policy.vectors, lambda a: child.reward(a, batch, carry=False), 10,
+                   torch.Generator().manual_seed(0))
+    assert again.best.reward == result.best.reward

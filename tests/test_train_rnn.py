@@ -1,0 +1,137 @@
+"""Training a recurrent genotype: the non-monotonic ASGD trigger, averaged-weight evaluation, exact resume,
+and a tiny search -> derive -> train run on the synthetic corpus."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from helpers import cpu_runtime
+from ednas_core.checkpoint import load_checkpoint
+from ednas_core.child_rnn import rnn_search
+from ednas_core.config import RNNEvaluateConfig, RNNSearchConfig
+from ednas_core.data.ptb import make_synthetic_corpus
+from ednas_core.derive import derive
+from ednas_core.epochs import CheckpointMismatch
+from ednas_core.genotypes import PAPER_GENOTYPES
+from ednas_core.train import TrainCallback
+from ednas_core.train_rnn import RNNTrainer, switch_to_asgd
+
+CORPUS = make_synthetic_corpus(40, 640, 240, 240, seed=0)  # 8 windows of 8 x 10 tokens per epoch
+PTB = PAPER_GENOTYPES["paper-ptb"]
+
+
+def tiny_eval_config(**overrides) -> RNNEvaluateConfig:
+    base = RNNEvaluateConfig(epochs=2, batch_size=8, eval_batch_size=8, bptt=10, emb=12, hidden=12, dropout=0.1,
+                             dropouth=0.1, dropoutx=0.1, dropouti=0.1, dropoute=0.05)
+    return dataclasses.replace(base, **overrides)
+
+
+class StopAfter(TrainCallback):
+    class Killed(Exception):
+        pass
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, report):
+        if report.epoch == self.epoch:
+            raise self.Killed
+
+
+def plant_valid_losses(trainer: RNNTrainer, losses: list[float]) -> None:
+    """Epoch k's validation loss becomes losses[k] (the test loss stays real), to force the trigger."""
+    real = trainer._mean_loss
+    trainer._mean_loss = lambda data: losses[len(trainer.history)] if data is trainer.valid_data else real(data)
+
+
+def test_paper_defaults():
+    c = RNNEvaluateConfig()
+    assert (c.epochs, c.batch_size, c.eval_batch_size, c.bptt, c.emb, c.hidden, c.lr, c.weight_decay,
+            c.grad_clip, c.nonmono, c.genotype) == (1600, 64, 10, 35, 850, 850, 20.0, 8e-7, 0.25, 5, "derived")
+    assert (c.dropout, c.dropouth, c.dropoutx, c.dropouti, c.dropoute) == (0.75, 0.25, 0.75, 0.2, 0.1)
+
+
+@pytest.mark.parametrize("previous, current, nonmono, expected", [
+    ([], 9.0, 5, False),                                  # nothing to compare with
+    ([5, 4, 3, 2, 1], 9.0, 5, False),                     # only the last 5: all left out
+    ([5, 4, 3, 2, 1, 0.5], 5.1, 5, True),                 # worse than 5, the best of all but the last 5
+    ([5, 4, 3, 2, 1, 0.5], 5.0, 5, False),                # equal is not worse
+    ([5, 4, 3, 2, 1, 0.5], 4.9, 5, False),
+    ([3.0, 2.0, 2.5], 2.6, 1, True),                      # > min(3.0, 2.0)
+    ([3.0, 2.0, 2.5], 1.9, 1, False),
+])
+def test_non_monotonic_trigger(previous, current, nonmono, expected):
+    assert switch_to_asgd(previous, current, nonmono) is expected
+
+
+def test_switches_to_asgd_exactly_when_the_trigger_holds_and_evaluates_averaged_weights():
+    trainer = RNNTrainer(PTB, CORPUS, tiny_eval_config(epochs=5, nonmono=1), cpu_runtime())
+    plant_valid_losses(trainer, [5.0, 4.0, 4.5, 5.5, 3.0])  # epoch 3: 5.5 > min(5.0, 4.0) -> switch
+    kinds = []
+
+    class Kinds(TrainCallback):
+        def on_epoch_end(self, report):
+            kinds.append(type(trainer.optimizer).__name__)
+
+    trainer.callbacks.append(Kinds())
+    result = trainer.run()
+    assert kinds == ["SGD", "SGD", "SGD", "ASGD", "ASGD"]
+    assert [h.metrics["averaged"] for h in result.history] == [0, 0, 0, 0, 1]
+    assert trainer.sgd_valid_losses == [5.0, 4.0, 4.5, 5.5]
+    group = trainer.optimizer.param_groups[0]
+    assert group["t0"] == 0 and group["lambd"] == 0.0
+    # the returned model holds the averaged weights, which give the last epoch's test loss
+    assert trainer._mean_loss(trainer.test_data) == pytest.approx(result.history[-1].metrics["test_loss"])
+
+
+def test_uniform_model_has_perplexity_equal_to_the_vocabulary():
+    trainer = RNNTrainer(PTB, CORPUS, tiny_eval_config(), cpu_runtime())
+    with torch.no_grad():
+        trainer.model.encoder.weight.zero_()
+    metrics = trainer.evaluate()
+    assert metrics["valid_ppl"] == pytest.approx(40.0, rel=1e-5)
+    assert metrics["test_ppl"] == pytest.approx(40.0, rel=1e-5)
+
+
+def test_resumed_training_equals_uninterrupted_training_across_the_asgd_switch(tmp_path):
+    losses = [5.0, 4.0, 6.0, 3.0]  # nonmono=1: switch after epoch 2
+    config = tiny_eval_config(epochs=4, nonmono=1)
+    full = RNNTrainer(PTB, CORPUS, config, cpu_runtime(), tmp_path / "full.pt")
+    plant_valid_losses(full, losses)
+    full_result = full.run()
+    killed = RNNTrainer(PTB, CORPUS, config, cpu_runtime(), tmp_path / "killed.pt", [StopAfter(2)])
+    plant_valid_losses(killed, losses)
+    with pytest.raises(StopAfter.Killed):
+        killed.run()
+    assert load_checkpoint(tmp_path / "killed.pt")["state"]["averaging"]
+    resumed = RNNTrainer(PTB, CORPUS, config, cpu_runtime(), tmp_path / "killed.pt")
+    plant_valid_losses(resumed, losses)
+    result = resumed.run()
+    assert isinstance(resumed.optimizer, torch.optim.ASGD)
+    for (name, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert [h.metrics["test_loss"] for h in full_result.history] == [h.metrics["test_loss"] for h in result.history]
+    with pytest.raises(CheckpointMismatch, match="other settings"):
+        RNNTrainer(PTB, CORPUS, dataclasses.replace(config, lr=10.0), cpu_runtime(), tmp_path / "killed.pt").run()
+
+
+@pytest.mark.slow
+def test_search_derive_train_end_to_end():
+    corpus = make_synthetic_corpus(40, 2400, 480, 480, seed=1)
+    search_config = RNNSearchConfig(epochs=2, batch_size=8, policy_batch_size=8, bptt=10, emb=16, hidden=16,
+                                    dropout=0.1, dropouth=0.1, dropoutx=0.1, dropouti=0.1)
+    search = rnn_search(corpus, search_config, cpu_runtime(), None)
+    search.run()
+    batch = next(iter(search.child.policy_batches(0)))
+    derived = derive(search.policy.vectors, lambda a: search.child.reward(a, batch, carry=False), 20,
+                     torch.Generator().manual_seed(0))
+    trainer = RNNTrainer(derived.chosen.genotype, corpus,
+                         tiny_eval_config(emb=16, hidden=16, dropoute=0.0), cpu_runtime())
+    result = trainer.run()
+    valid = [h.metrics["valid_ppl"] for h in result.history]
+    assert valid[1] < valid[0] < len(corpus.vocab)
+    assert result.valid_ppl == valid[-1] and result.best_valid_ppl == min(valid)
+    assert result.params == sum(p.numel() for p in result.model.parameters())
