@@ -327,7 +327,7 @@ def _paper_rows(task: str, strategy: str, evaluate: dict, search_days: float, ki
     out = []
     for label, ours, key in rows:
         theirs = paper.get(key) if paper else None
-        diff = f"{ours - theirs:+.4g}" if theirs is not None and isinstance(ours, (int, float)) else "-"
+        diff = f"{round(ours - theirs, 9):+.4g}" if theirs is not None and isinstance(ours, (int, float)) else "-"
         out.append([label, ours, theirs if theirs is not None else "-", diff])
     return out
 

@@ -140,8 +140,7 @@ def policy_heatmaps(probabilities: Mapping[str, np.ndarray], space: SearchSpace 
                      annotate)
         node_heatmap(fig.add_subplot(grid[1, col]), probs[f"{t}_node"], cell, f"{t} cell: input policy", annotate)
     when = f" at epoch {epoch}" if epoch is not None else ""
-    fig.suptitle(f"EDNAS policy vectors (softmax){when}; colours normalised per destination node",
-                 fontsize=11)
+    fig.suptitle(f"EDNAS policy vectors (softmax){when}\ncolours normalised per destination node", fontsize=11)
     return fig
 
 
@@ -175,6 +174,5 @@ def policy_small_multiples(history: Mapping[str, np.ndarray], space: SearchSpace
                          fontsize=5.5, xlabels=r == len(space.cell_types) - 1, ylabels=c == 0)
             if c:
                 ax.set_ylabel("")
-    fig.suptitle("Operation policy over the search (softmax; colours normalised per destination node)",
-                 fontsize=11)
+    fig.suptitle("Operation policy over the search (softmax)\ncolours normalised per destination node", fontsize=11)
     return fig
