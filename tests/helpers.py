@@ -8,6 +8,7 @@ import torch
 
 from ednas_core.config import EvaluateConfig, RuntimeConfig, SearchConfig
 from ednas_core.data import ImageDataset
+from ednas_core.epochs import EpochCallback
 from ednas_core.runtime import Runtime
 
 # Tiny tensors run fastest on one thread; more threads only contend with each other on a 2-core machine.
@@ -48,3 +49,33 @@ def tiny_eval_config(**overrides) -> EvaluateConfig:
 
 def cpu_runtime(seed: int = 0) -> Runtime:
     return Runtime.from_config(RuntimeConfig(device="cpu", seed=seed))
+
+
+class StopAfter(EpochCallback):
+    """Simulates a kill right after epoch `epoch`'s checkpoint is written (raises StopAfter.Killed)."""
+
+    class Killed(Exception):
+        pass
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, report):
+        if report.epoch == self.epoch:
+            raise self.Killed
+
+
+class Recorder(EpochCallback):
+    """Records every callback: reports, progress calls and the epochs a resume started from."""
+
+    def __init__(self):
+        self.reports, self.progress, self.resumed = [], [], None
+
+    def on_resume(self, history):
+        self.resumed = [r.epoch for r in history]
+
+    def on_progress(self, phase, step, total):
+        self.progress.append((phase, step, total))
+
+    def on_epoch_end(self, report):
+        self.reports.append(report)

@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import cpu_runtime
+from helpers import Recorder, StopAfter, cpu_runtime
 from ednas_core.checkpoint import load_checkpoint
 from ednas_core.child_rnn import TextChild, rnn_search
 from ednas_core.config import RNNSearchConfig
 from ednas_core.data.ptb import make_synthetic_corpus
 from ednas_core.derive import derive
 from ednas_core.policy import make_policy
-from ednas_core.search import SearchCallback
 from ednas_core.spaces import RNN_SPACE
 
 CORPUS = make_synthetic_corpus(40, 1200, 400, 400, seed=0)
@@ -27,29 +26,6 @@ def tiny_rnn_config(**overrides) -> RNNSearchConfig:
     base = RNNSearchConfig(epochs=2, batch_size=8, policy_batch_size=8, bptt=10, emb=12, hidden=12, dropout=0.1,
                            dropouth=0.1, dropoutx=0.1, dropouti=0.1, policy_lr=0.01)
     return dataclasses.replace(base, **overrides)
-
-
-class StopAfter(SearchCallback):
-    class Killed(Exception):
-        pass
-
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_epoch_end(self, report):
-        if report.epoch == self.epoch:
-            raise self.Killed
-
-
-class Recorder(SearchCallback):
-    def __init__(self):
-        self.reports, self.resumed = [], None
-
-    def on_resume(self, history):
-        self.resumed = [r.epoch for r in history]
-
-    def on_epoch_end(self, report):
-        self.reports.append(report)
 
 
 def test_paper_defaults():

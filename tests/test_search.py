@@ -8,40 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import cpu_runtime, tiny_search_config
+from helpers import Recorder, StopAfter, cpu_runtime, tiny_search_config
 from ednas_core.checkpoint import load_checkpoint
 from ednas_core.child_cnn import cnn_search
 from ednas_core.config import DataConfig
 from ednas_core.epochs import CheckpointMismatch, NonFiniteError
 from ednas_core.search import SearchCallback
-
-
-class StopAfter(SearchCallback):
-    """Simulates a kill right after epoch `epoch`'s checkpoint is written."""
-
-    class Killed(Exception):
-        pass
-
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_epoch_end(self, report):
-        if report.epoch == self.epoch:
-            raise self.Killed
-
-
-class Recorder(SearchCallback):
-    def __init__(self):
-        self.reports, self.progress, self.resumed = [], [], None
-
-    def on_resume(self, history):
-        self.resumed = [r.epoch for r in history]
-
-    def on_progress(self, phase, step, total):
-        self.progress.append((phase, step, total))
-
-    def on_epoch_end(self, report):
-        self.reports.append(report)
 
 
 def run(dataset, tmp_path, name="ckpt.pt", callbacks=(), seed=0, **overrides):

@@ -5,22 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import cpu_runtime, tiny_eval_config
+from helpers import StopAfter, cpu_runtime, tiny_eval_config
 from ednas_core.genotypes import PAPER_GENOTYPES
 from ednas_core.schedules import cosine_lr
-from ednas_core.train import GenotypeTrainer, TrainCallback
-
-
-class StopAfter(TrainCallback):
-    class Killed(Exception):
-        pass
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_end(self, report):
-        if report.epoch == self.epoch:
-            raise self.Killed
+from ednas_core.train import GenotypeTrainer
 
 
 def trainer(dataset, tmp_path, name="t.pt", callbacks=(), **overrides):

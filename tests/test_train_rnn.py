@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from helpers import cpu_runtime
+from helpers import StopAfter, cpu_runtime
 from ednas_core.checkpoint import load_checkpoint
 from ednas_core.child_rnn import rnn_search
 from ednas_core.config import RNNEvaluateConfig, RNNSearchConfig
@@ -27,18 +27,6 @@ def tiny_eval_config(**overrides) -> RNNEvaluateConfig:
     base = RNNEvaluateConfig(epochs=2, batch_size=8, eval_batch_size=8, bptt=10, emb=12, hidden=12, dropout=0.1,
                              dropouth=0.1, dropoutx=0.1, dropouti=0.1, dropoute=0.05)
     return dataclasses.replace(base, **overrides)
-
-
-class StopAfter(TrainCallback):
-    class Killed(Exception):
-        pass
-
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_epoch_end(self, report):
-        if report.epoch == self.epoch:
-            raise self.Killed
 
 
 def plant_valid_losses(trainer: RNNTrainer, losses: list[float]) -> None:
