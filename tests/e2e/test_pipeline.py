@@ -74,6 +74,12 @@ def test_second_repro_is_up_to_date(workspace):
     assert "Running stage" not in out
 
 
+def test_dvc_plots_render_every_plot(workspace, tmp_path):
+    plots = dvc(workspace, "plots", "show", "-o", str(tmp_path / "plots"))
+    assert "could not find" not in plots.stdout + plots.stderr and "failed" not in plots.stderr.lower()
+    assert (tmp_path / "plots/index.html").is_file()
+
+
 def test_exp_run_ablation_reruns_search_and_after_but_not_prepare(workspace):
     before = {r.info.run_id for r in mlflow_runs(workspace)}
     out = dvc(workspace, "exp", "run", "-n", "lr-ablation", "-S", "digits.search.lr=0.05").stdout

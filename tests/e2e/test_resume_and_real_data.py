@@ -66,3 +66,14 @@ def test_prepare_data_reads_real_cifar10(tmp_path):
     assert manifest["task"] == "cifar10" and manifest["train"] == 50_000 and manifest["test"] == 10_000
     assert manifest["shape"] == [3, 32, 32] and len(manifest["sources"]) == 6
     assert json.loads((ws / "metrics/prepare.json").read_text())["train_images"] == 50_000
+
+
+@pytest.mark.skipif(not os.environ.get("EDNAS_DATA_ROOT"), reason="EDNAS_DATA_ROOT (real datasets) is not set")
+def test_prepare_data_reads_real_ptb(tmp_path):
+    root = Path(os.environ["EDNAS_DATA_ROOT"])
+    ws = make_workspace(tmp_path / "ws", {"task": "ptb", "data.root": str(root)})
+    done = stage(ws, "prepare_data")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((ws / "data/prepared/manifest.json").read_text())
+    assert manifest["kind"] == "text" and manifest["vocab_size"] == 10_000
+    assert manifest["train"] == 929_589 and manifest["test"] == 82_430 and len(manifest["sources"]) == 3
