@@ -7,6 +7,8 @@ Measures on the current device, at the paper's sizes (or tiny ones with --quick,
                 policy step time and its share of the epoch
   eval_train    evaluation-network training images/s with each optimisation switched on in turn, peak memory
   data          augmented batches per second from the device-resident loader
+  rnn           PTB-sized recurrent steps in tokens/s: the search child (emb = hidden = 300, batch 256, bptt 35)
+                and the evaluation network (850, batch 64), on random tokens of a 10,000-word vocabulary
 Writes JSON (device name, torch version, dtype, sizes, results) and prints a table. Synthetic uint8 images of
 CIFAR-10's shape are used: throughput does not depend on pixel values.
 """
@@ -30,10 +32,12 @@ from ednas_core.config import DataConfig, RuntimeConfig, SearchConfig
 from ednas_core.data import DeviceLoader, ImageDataset
 from ednas_core.genotypes import PAPER_GENOTYPES
 from ednas_core.models.cnn import EvalNetwork
+from ednas_core.models.rnn import RNNEvalNetwork
 from ednas_core.policy import PolicyVectors
 from ednas_core.runtime import Runtime
-from ednas_core.spaces import CNN_SPACE
+from ednas_core.spaces import CNN_SPACE, RNN_SPACE
 from ednas_core.supernet.cnn import SearchNetwork
+from ednas_core.supernet.rnn import RNNSearchNetwork
 
 
 @dataclass(frozen=True)
@@ -46,12 +50,19 @@ class Sizes:
     eval_channels: int
     batch: int
     steps: int           # timed steps per step measurement
+    rnn_search_hidden: int = 300
+    rnn_eval_hidden: int = 850
+    rnn_search_batch: int = 256
+    rnn_eval_batch: int = 64
+    bptt: int = 35
+    vocab: int = 10_000
 
 
 PAPER = Sizes(images=50_000, image_size=32, search_layers=8, search_channels=16, eval_layers=20,
               eval_channels=36, batch=128, steps=50)
 QUICK = Sizes(images=256, image_size=8, search_layers=5, search_channels=4, eval_layers=5, eval_channels=4,
-              batch=16, steps=2)
+              batch=16, steps=2, rnn_search_hidden=16, rnn_eval_hidden=16, rnn_search_batch=8, rnn_eval_batch=8,
+              bptt=10, vocab=100)
 
 
 def synthetic_cifar(sizes: Sizes) -> ImageDataset:
@@ -170,18 +181,50 @@ def bench_data(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str, float
     return {"batches_per_s": batches / seconds, "images_per_s": loader.num_samples / seconds}
 
 
+def bench_rnn(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str, float]:
+    """Tokens per second of one training step (forward, backward, clip 0.25, SGD) of the recurrent networks."""
+    g = torch.Generator().manual_seed(0)
+    arch = PolicyVectors(RNN_SPACE).sample(g)
+    out = {}
+    for name, hidden, batch in (("search", sizes.rnn_search_hidden, sizes.rnn_search_batch),
+                                ("eval", sizes.rnn_eval_hidden, sizes.rnn_eval_batch)):
+        torch.manual_seed(0)
+        if name == "search":
+            net: nn.Module = RNNSearchNetwork(sizes.vocab, hidden, hidden).to(rt.device)
+        else:
+            net = RNNEvalNetwork(PAPER_GENOTYPES["paper-ptb"], sizes.vocab, hidden, hidden).to(rt.device)
+        net.train()
+        tokens = torch.randint(0, sizes.vocab, (sizes.bptt + 1, batch), generator=g).to(rt.device)
+        x, y = tokens[:-1], tokens[1:]
+        opt = torch.optim.SGD(net.parameters(), lr=20.0)
+        state = {"hidden": net.init_hidden(batch)}
+
+        def step() -> None:
+            logits, hidden = net(x, state["hidden"], arch) if name == "search" else net(x, state["hidden"])
+            state["hidden"] = hidden.detach()
+            loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 0.25)
+            opt.step()
+
+        out[f"{name}_tokens_per_s"] = sizes.bptt * batch / timed(rt, step, sizes.steps)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CPU smoke test)")
     parser.add_argument("--out", default="benchmarks/results", help="folder for the JSON result")
-    parser.add_argument("--only", nargs="*", default=None, help="subset of: search_step search_epoch eval_train data")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="subset of: search_step search_epoch eval_train data rnn")
     args = parser.parse_args(argv)
     rt = Runtime.from_config(RuntimeConfig(device=args.device))
     sizes = QUICK if args.quick else PAPER
     data = synthetic_cifar(sizes)
     benches = {"search_step": bench_search_step, "search_epoch": bench_search_epoch,
-               "eval_train": bench_eval_train, "data": bench_data}
+               "eval_train": bench_eval_train, "data": bench_data, "rnn": bench_rnn}
     results: dict[str, Any] = {
         "device": rt.name, "torch": torch.__version__, "python": platform.python_version(),
         "dtype": "bf16 autocast" if rt.amp else "float32", "channels_last": rt.channels_last,

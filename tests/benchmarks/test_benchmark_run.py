@@ -20,3 +20,4 @@ def test_quick_run_writes_every_section(tmp_path):
     assert written["search_epoch"]["child_images_per_s"] > 0 and 0 < written["search_epoch"]["policy_share"] < 1
     assert {"fp32_nchw_images_per_s", "channels_last_images_per_s"} <= set(written["eval_train"])
     assert written["data"]["batches_per_s"] > 0
+    assert written["rnn"]["search_tokens_per_s"] > 0 and written["rnn"]["eval_tokens_per_s"] > 0
