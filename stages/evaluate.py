@@ -75,7 +75,10 @@ def main() -> None:
                    "mlflow_run_id": run.run_id}
         write_json(METRICS_DIR / "evaluate.json", summary)
         write_csv(METRICS_DIR / "evaluate_epochs.csv", epoch_rows(result.history))
-        run.log_metrics({**scores, "params_m": result.params / 1e6, hours_key: seconds / 3600})
+        # per-epoch values (test_acc, valid/test ppl) are already logged by epoch; add what only the end knows
+        final = ({"test_error": result.test_error} if "test_error" in scores
+                 else {"best_valid_ppl": result.best_valid_ppl})
+        run.log_metrics({**final, "params_m": result.params / 1e6, hours_key: seconds / 3600})
         run.log_artifact(EVALUATE_DIR / "model.pt", "model")
         CHECKPOINT.unlink(missing_ok=True)
         print(f"evaluate: {headline} with {result.params / 1e6:.2f}M parameters -> {METRICS_DIR / 'evaluate.json'}")
