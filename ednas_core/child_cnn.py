@@ -11,6 +11,7 @@ from typing import Iterable, Iterator
 import torch
 from torch import nn
 
+from .child_base import SharedWeightsChild
 from .config import DataConfig, SearchConfig
 from .data import DeviceLoader, ImageDataset, split_indices
 from .policy import make_policy
@@ -23,7 +24,7 @@ from .supernet.cnn import SearchNetwork
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-class ImageChild:
+class ImageChild(SharedWeightsChild):
     def __init__(self, net: SearchNetwork, train_loader: DeviceLoader, valid_loader: DeviceLoader,
                  config: SearchConfig, runtime: Runtime):
         self.net = net
@@ -35,7 +36,6 @@ class ImageChild:
                                          nesterov=config.nesterov and config.momentum > 0,
                                          weight_decay=config.weight_decay)
         self.loss_fn = nn.CrossEntropyLoss()
-        self._mode = ""
         self._reset()
 
     @classmethod
@@ -76,10 +76,6 @@ class ImageChild:
     def policy_batches(self, epoch: int) -> Iterator[Batch]:
         return self.valid_loader.epoch(epoch)
 
-    def _set_mode(self, mode: str) -> None:
-        if mode != self._mode:
-            self.net.train(mode == "train")
-            self._mode = mode
 
     def train_step(self, arch: Architecture, batch: Batch) -> None:
         images, labels = batch
@@ -91,10 +87,7 @@ class ImageChild:
         loss.backward()
         nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
         self.optimizer.step()
-        n = labels.shape[0]
-        self._loss_sum += loss.detach().float() * n
-        self._correct += (logits.detach().argmax(1) == labels).sum()
-        self._seen += n
+        self._accumulate(loss, logits.detach().argmax(1), labels)
 
     @torch.no_grad()
     def reward(self, arch: Architecture, batch: Batch) -> float:
@@ -107,14 +100,8 @@ class ImageChild:
 
     def epoch_metrics(self) -> dict[str, float]:
         """Child loss and accuracy of the epoch (the one device read per epoch)."""
-        seen = max(self._seen, 1)
-        return {"child_loss": float(self._loss_sum) / seen, "child_acc": float(self._correct) / seen}
-
-    def _reset(self) -> None:
-        device = self.runtime.device
-        self._loss_sum = torch.zeros((), device=device)
-        self._correct = torch.zeros((), dtype=torch.long, device=device)
-        self._seen = 0
+        loss, acc = self._epoch_loss_acc()
+        return {"child_loss": loss, "child_acc": acc}
 
     @property
     def images_per_epoch(self) -> tuple[int, int]:
@@ -123,13 +110,6 @@ class ImageChild:
     @property
     def steps_per_epoch(self) -> tuple[int, int]:
         return len(self.train_loader), len(self.valid_loader)
-
-    def state_dict(self) -> dict:
-        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])
 
 
 def cnn_search(dataset: ImageDataset, search: SearchConfig, data: DataConfig, runtime: Runtime,

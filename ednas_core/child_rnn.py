@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .child_base import SharedWeightsChild
 from .config import RNNSearchConfig
 from .data.ptb import Corpus, batchify, bptt_batches, bptt_lengths
 from .policy import make_policy
@@ -25,7 +26,7 @@ from .supernet.rnn import RNNSearchNetwork
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-class TextChild:
+class TextChild(SharedWeightsChild):
     def __init__(self, net: RNNSearchNetwork, train_data: torch.Tensor, valid_data: torch.Tensor,
                  config: RNNSearchConfig, runtime: Runtime):
         self.net = net
@@ -35,7 +36,6 @@ class TextChild:
         self.runtime = runtime
         self.optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay)
-        self._mode = ""
         self._train_hidden = net.init_hidden(train_data.shape[1])
         self._valid_hidden = net.init_hidden(valid_data.shape[1])
         self._reset()
@@ -67,10 +67,6 @@ class TextChild:
         self._valid_hidden = self.net.init_hidden(self.valid_data.shape[1])
         yield from bptt_batches(self.valid_data, self.config.bptt)
 
-    def _set_mode(self, mode: str) -> None:
-        if mode != self._mode:
-            self.net.train(mode == "train")
-            self._mode = mode
 
     def train_step(self, arch: Architecture, batch: Batch) -> None:
         x, y = batch
@@ -82,10 +78,7 @@ class TextChild:
         nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self._train_hidden = hidden.detach()
-        n = y.numel()
-        self._loss_sum += loss.detach() * n
-        self._correct += (logits.detach().argmax(-1) == y).sum()
-        self._seen += n
+        self._accumulate(loss, logits.detach().argmax(-1), y)
 
     @torch.no_grad()
     def reward(self, arch: Architecture, batch: Batch, carry: bool = True) -> float:
@@ -102,16 +95,8 @@ class TextChild:
 
     def epoch_metrics(self) -> dict[str, float]:
         """Child loss, perplexity and next-token accuracy of the epoch (the one device read per epoch)."""
-        seen = max(self._seen, 1)
-        loss = float(self._loss_sum) / seen
-        return {"child_loss": loss, "child_ppl": math.exp(loss) if loss < 700 else math.inf,
-                "child_acc": float(self._correct) / seen}
-
-    def _reset(self) -> None:
-        device = self.runtime.device
-        self._loss_sum = torch.zeros((), device=device)
-        self._correct = torch.zeros((), dtype=torch.long, device=device)
-        self._seen = 0
+        loss, acc = self._epoch_loss_acc()
+        return {"child_loss": loss, "child_ppl": math.exp(loss) if loss < 700 else math.inf, "child_acc": acc}
 
     @property
     def images_per_epoch(self) -> tuple[int, int]:
@@ -123,13 +108,6 @@ class TextChild:
     def steps_per_epoch(self) -> tuple[int, int]:
         return (len(bptt_lengths(self.train_data.shape[0], self.config.bptt)),
                 len(bptt_lengths(self.valid_data.shape[0], self.config.bptt)))
-
-    def state_dict(self) -> dict:
-        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])
 
 
 def rnn_search(corpus: Corpus, config: RNNSearchConfig, runtime: Runtime, checkpoint_path: Path | None,
