@@ -32,7 +32,7 @@ demo: finished in {time.monotonic() - start:.0f} s.
   search child accuracy rose from {search['first_epoch_child_acc']:.3f} (epoch 1) to {search['child_acc']:.3f} (epoch {search['epochs']})
   derived cell trained from scratch: {result} with {evaluate['params']:,} parameters
 Outputs (in {workspace}):
-  metrics/report.md                the report; metrics/*.json headline numbers; metrics/*_epochs.csv curves
+  metrics/report.html (and .md)    the report with figures; metrics/*.json headline numbers; *_epochs.csv curves
   data/derive/genotype.json        the derived cell; data/search/ policy history; data/evaluate/model.pt weights
   mlflow.db, mlruns/               every stage's MLflow run (per-epoch metrics, policy vectors, artifacts)
 Look at the runs:
