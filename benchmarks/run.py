@@ -1,43 +1,51 @@
-"""Benchmark harness: `python -m benchmarks.run [--quick] [--device auto] [--out benchmarks/results]`.
+"""Benchmark harness: `python -m benchmarks.run [--quick] [--device auto] [--out benchmarks/results]
+[--only SECTION ...] [--compare BEFORE.json]`.
 
-Measures on the current device, at the paper's sizes (or tiny ones with --quick, for a CPU smoke test):
-  search_step   one child training step of the sampled weight-sharing network vs the same child built as a
-                fixed network (same batch, same architecture): the ratio should be close to 1
-  search_epoch  one search epoch (child split + policy split), its child and policy phases, images/s, and the
-                policy step time and its share of the epoch
-  eval_train    evaluation-network training images/s with each optimisation switched on in turn, peak memory
+Measures on the current device, at the paper's sizes (or tiny ones with --quick, for a CPU smoke test), by
+timing the library's own step functions (ImageChild.train_step, GenotypeTrainer.train_step, ...), so that a
+number measures what a run does:
+  search_step   one child step of the sampled weight-sharing network vs the same architecture built as a fixed
+                network (same batch): the ratio should be close to 1; peak memory on CUDA
+  search_epoch  one search epoch (child split + policy split), its child and policy phases, images/s, the
+                policy step time and its share of the epoch, and the 300-epoch projection
+  eval_train    evaluation-network training images/s with each runtime switch added in turn (channels_last,
+                bf16 autocast, fused SGD, torch.compile; and cuDNN deterministic mode), peak memory on CUDA
   data          augmented batches per second from the device-resident loader
-  rnn           PTB-sized recurrent steps in tokens/s: the search child (emb = hidden = 300, batch 256, bptt 35)
-                and the evaluation network (850, batch 64), on random tokens of a 10,000-word vocabulary
-Writes JSON (device name, torch version, dtype, sizes, results) and prints a table. Synthetic uint8 images of
-CIFAR-10's shape are used: throughput does not depend on pixel values.
+  rnn           PTB-sized recurrent steps in tokens/s: the search child (emb = hidden = 300, batch 256, bptt 35),
+                its policy reward, and the evaluation network (850, batch 64), on random tokens (10,000 words)
+Writes JSON (device name, torch version, dtype, sizes, results) and prints a table; --compare prints each
+number's ratio to an earlier JSON (before/after a change). Synthetic uint8 images of CIFAR-10's shape are
+used: throughput does not depend on pixel values.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import platform
 import time
 from dataclasses import dataclass
+from itertools import cycle
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
-from torch import nn
 
-from ednas_core.child_cnn import cnn_search
-from ednas_core.config import DataConfig, RuntimeConfig, SearchConfig
+from ednas_core.child_cnn import ImageChild, cnn_search
+from ednas_core.child_rnn import TextChild
+from ednas_core.config import (DataConfig, EvaluateConfig, RNNEvaluateConfig, RNNSearchConfig, RuntimeConfig,
+                               SearchConfig)
 from ednas_core.data import DeviceLoader, ImageDataset
+from ednas_core.data.ptb import Corpus, bptt_batches
 from ednas_core.genotypes import PAPER_GENOTYPES
-from ednas_core.models.cnn import EvalNetwork
-from ednas_core.models.rnn import RNNEvalNetwork
 from ednas_core.policy import PolicyVectors
 from ednas_core.runtime import Runtime
 from ednas_core.spaces import CNN_SPACE, RNN_SPACE
 from ednas_core.supernet.cnn import SearchNetwork
-from ednas_core.supernet.rnn import RNNSearchNetwork
+from ednas_core.train import GenotypeTrainer
+from ednas_core.train_rnn import RNNTrainer
 
 
 @dataclass(frozen=True)
@@ -87,50 +95,45 @@ def timed(rt: Runtime, fn: Callable[[], Any], steps: int, warmup: int = 2) -> fl
     return (time.perf_counter() - start) / steps
 
 
-def train_step_fn(rt: Runtime, net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], arch=None,
-                  fused: bool = False) -> Callable[[], None]:
-    kwargs = {"fused": True} if fused else {}
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=3e-4, **kwargs)
-    loss_fn = nn.CrossEntropyLoss()
-    images, labels = batch
-
-    def step() -> None:
-        with rt.autocast():
-            out = net(images, arch) if arch is not None else net(images)
-            logits = out[0] if isinstance(out, tuple) else out
-            loss = loss_fn(logits, labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-        opt.step()
-
-    return step
+def peak_memory_gb(rt: Runtime) -> float:
+    return torch.cuda.max_memory_allocated(rt.device) / 1e9
 
 
-def one_batch(rt: Runtime, data: ImageDataset, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    loader = DeviceLoader(data.train_images[:batch].to(rt.device), data.train_labels[:batch].to(rt.device), batch,
-                          data.mean, data.std, seed=0, augment=True, channels_last=rt.channels_last)
-    return next(iter(loader.epoch(0)))
+def reset_peak_memory(rt: Runtime) -> None:
+    if rt.device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(rt.device)
 
 
 def bench_search_step(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str, float]:
+    """ImageChild.train_step (the search's own step) on the weight-sharing network and on the same sampled
+    architecture built as a fixed network, same batch."""
     arch = PolicyVectors(CNN_SPACE).sample(torch.Generator().manual_seed(1))
-    batch = one_batch(rt, data, sizes.batch)
+    config = search_config(sizes)
+    supernet = ImageChild.build(data, config, DataConfig(), rt)
+    batch = next(iter(supernet.train_batches(0)))
+    torch.manual_seed(0)
+    fixed_net = SearchNetwork(sizes.search_channels, sizes.search_layers, only=arch).to(rt.device)
+    if rt.channels_last:
+        fixed_net = fixed_net.to(memory_format=torch.channels_last)
+    fixed = ImageChild(fixed_net, supernet.train_loader, supernet.valid_loader, config, rt)
     out = {}
-    for name, only in (("supernet", None), ("fixed", arch)):
-        torch.manual_seed(0)
-        net = SearchNetwork(sizes.search_channels, sizes.search_layers, only=only).to(rt.device)
-        if rt.channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        out[f"{name}_step_ms"] = 1000 * timed(rt, train_step_fn(rt, net, batch, arch), sizes.steps)
+    for name, child in (("supernet", supernet), ("fixed", fixed)):
+        reset_peak_memory(rt)
+        out[f"{name}_step_ms"] = 1000 * timed(rt, lambda: child.train_step(arch, batch), sizes.steps)
+        if rt.device.type == "cuda":
+            out[f"{name}_peak_memory_gb"] = peak_memory_gb(rt)
     out["ratio"] = out["supernet_step_ms"] / out["fixed_step_ms"]
     return out
 
 
+def search_config(sizes: Sizes) -> SearchConfig:
+    return SearchConfig(epochs=1, batch_size=sizes.batch, policy_batch_size=sizes.batch,
+                        layers=sizes.search_layers, init_channels=sizes.search_channels)
+
+
 def bench_search_epoch(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str, float]:
-    config = SearchConfig(epochs=1, batch_size=sizes.batch, policy_batch_size=sizes.batch,
-                          layers=sizes.search_layers, init_channels=sizes.search_channels)
-    search = cnn_search(data, config, DataConfig(), rt, checkpoint_path=None)
+    search = cnn_search(data, search_config(sizes), DataConfig(), rt, checkpoint_path=None)
     m = search.run().history[0].metrics
     _, policy_steps = search.child.steps_per_epoch
     return {"epoch_s": m["epoch_time_s"], "child_s": m["child_time_s"], "policy_s": m["policy_time_s"],
@@ -140,32 +143,60 @@ def bench_search_epoch(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[st
             "full_search_hours_300_epochs": 300 * m["epoch_time_s"] / 3600 * (50_000 / sizes.images)}
 
 
+# Each variant adds one optimisation to the one before; `deterministic` is the last full-speed variant with
+# cuDNN's deterministic algorithms (and no autotuning, no TF32) instead of compile: what bit-exact repeats cost.
+EVAL_VARIANTS: list[tuple[str, dict[str, bool]]] = [
+    ("fp32_nchw", {}),
+    ("channels_last", {"channels_last": True}),
+    ("bf16", {"channels_last": True, "amp": True}),
+    ("fused_sgd", {"channels_last": True, "amp": True, "fused_optimizer": True}),
+    ("compile", {"channels_last": True, "amp": True, "fused_optimizer": True, "compile": True}),
+    ("deterministic", {"channels_last": True, "amp": True, "fused_optimizer": True, "deterministic": True}),
+]
+CPU_VARIANTS = ("fp32_nchw", "channels_last")
+
+
+@contextlib.contextmanager
+def cudnn_deterministic(on: bool) -> Iterator[None]:
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if on:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) = saved
+
+
 def bench_eval_train(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str, Any]:
-    """Images/s of the evaluation network, adding one optimisation at a time (each on top of the previous)."""
+    """GenotypeTrainer.train_step (the evaluation's own step: auxiliary head, drop-path 0.2) in images/s, with
+    the runtime switches of each variant, and peak memory on CUDA."""
     on_cuda = rt.device.type == "cuda"
-    variants = [("fp32_nchw", {}), ("channels_last", {"channels_last": True})]
-    if on_cuda:
-        variants += [("bf16", {"channels_last": True, "amp": True}),
-                     ("fused_sgd", {"channels_last": True, "amp": True, "fused": True}),
-                     ("compile", {"channels_last": True, "amp": True, "fused": True, "compile": True})]
+    config = EvaluateConfig(epochs=600, batch_size=sizes.batch, layers=sizes.eval_layers,
+                            init_channels=sizes.eval_channels)
     out: dict[str, Any] = {}
-    for name, opts in variants:
-        variant_rt = dataclasses.replace(rt, amp=opts.get("amp", False), channels_last=opts.get("channels_last", False))
-        torch.manual_seed(0)
-        net = EvalNetwork(PAPER_GENOTYPES["paper-cifar10"], sizes.eval_channels, sizes.eval_layers).to(rt.device)
-        if variant_rt.channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        net.train()
-        net.drop_path_prob = 0.2
-        model = torch.compile(net) if opts.get("compile") else net
-        batch = one_batch(variant_rt, data, sizes.batch)
-        if on_cuda:
-            torch.cuda.reset_peak_memory_stats(rt.device)
-        seconds = timed(variant_rt, train_step_fn(variant_rt, model, batch, fused=opts.get("fused", False)),
-                        sizes.steps, warmup=3 if opts.get("compile") else 2)
+    for name, opts in EVAL_VARIANTS:
+        if not on_cuda and name not in CPU_VARIANTS:
+            continue
+        variant = dataclasses.replace(rt, amp=opts.get("amp", False), channels_last=opts.get("channels_last", False),
+                                      fused_optimizer=opts.get("fused_optimizer", False),
+                                      compile=opts.get("compile", False))
+        with cudnn_deterministic(opts.get("deterministic", False)):
+            trainer = GenotypeTrainer(PAPER_GENOTYPES["paper-cifar10"], data, config, variant)
+            trainer.model.train()
+            trainer.model.drop_path_prob = 0.2
+            images, labels = next(iter(trainer.train_loader.epoch(0)))
+            reset_peak_memory(rt)
+            seconds = timed(variant, lambda: trainer.train_step(images, labels), sizes.steps,
+                            warmup=3 if variant.compile else 2)
         out[f"{name}_images_per_s"] = sizes.batch / seconds
         if on_cuda:
-            out[f"{name}_peak_memory_gb"] = torch.cuda.max_memory_allocated(rt.device) / 1e9
+            out[f"{name}_peak_memory_gb"] = peak_memory_gb(rt)
+        del trainer
+    best = max(v for k, v in out.items() if k.endswith("_images_per_s"))
+    out["full_eval_hours_600_epochs"] = 600 * 50_000 / best / 3600  # training steps only, at the best variant
     return out
 
 
@@ -181,35 +212,53 @@ def bench_data(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str, float
     return {"batches_per_s": batches / seconds, "images_per_s": loader.num_samples / seconds}
 
 
-def bench_rnn(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str, float]:
-    """Tokens per second of one training step (forward, backward, clip 0.25, SGD) of the recurrent networks."""
+def random_corpus(sizes: Sizes) -> Corpus:
+    """Uniform random tokens over a PTB-sized vocabulary, enough for warm-up plus the timed windows."""
     g = torch.Generator().manual_seed(0)
-    arch = PolicyVectors(RNN_SPACE).sample(g)
-    out = {}
-    for name, hidden, batch in (("search", sizes.rnn_search_hidden, sizes.rnn_search_batch),
-                                ("eval", sizes.rnn_eval_hidden, sizes.rnn_eval_batch)):
-        torch.manual_seed(0)
-        if name == "search":
-            net: nn.Module = RNNSearchNetwork(sizes.vocab, hidden, hidden).to(rt.device)
-        else:
-            net = RNNEvalNetwork(PAPER_GENOTYPES["paper-ptb"], sizes.vocab, hidden, hidden).to(rt.device)
-        net.train()
-        tokens = torch.randint(0, sizes.vocab, (sizes.bptt + 1, batch), generator=g).to(rt.device)
-        x, y = tokens[:-1], tokens[1:]
-        opt = torch.optim.SGD(net.parameters(), lr=20.0)
-        state = {"hidden": net.init_hidden(batch)}
+    n = (sizes.steps + 4) * sizes.bptt * max(sizes.rnn_search_batch, sizes.rnn_eval_batch)
+    return Corpus(vocab=[f"w{i}" for i in range(sizes.vocab)], train=torch.randint(0, sizes.vocab, (n,), generator=g),
+                  valid=torch.randint(0, sizes.vocab, (n,), generator=g),
+                  test=torch.randint(0, sizes.vocab, (n,), generator=g))
 
-        def step() -> None:
-            logits, hidden = net(x, state["hidden"], arch) if name == "search" else net(x, state["hidden"])
-            state["hidden"] = hidden.detach()
-            loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 0.25)
-            opt.step()
 
-        out[f"{name}_tokens_per_s"] = sizes.bptt * batch / timed(rt, step, sizes.steps)
-    return out
+def bench_rnn(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str, float]:
+    """Tokens/s of TextChild.train_step (the PTB search child), of its policy reward (one no-grad window) and
+    of RNNTrainer.train_step (the evaluation network), at the paper's sizes, on random tokens."""
+    corpus = random_corpus(sizes)
+    arch = PolicyVectors(RNN_SPACE).sample(torch.Generator().manual_seed(0))
+    child = TextChild.build(corpus, RNNSearchConfig(batch_size=sizes.rnn_search_batch,
+                                                    policy_batch_size=sizes.rnn_search_batch, bptt=sizes.bptt,
+                                                    emb=sizes.rnn_search_hidden, hidden=sizes.rnn_search_hidden), rt)
+    child.start_epoch(0)
+    windows = cycle(list(bptt_batches(child.train_data, sizes.bptt)))
+    valid = next(iter(child.policy_batches(0)))
+    trainer = RNNTrainer(PAPER_GENOTYPES["paper-ptb"], corpus,
+                         RNNEvaluateConfig(batch_size=sizes.rnn_eval_batch, bptt=sizes.bptt,
+                                           emb=sizes.rnn_eval_hidden, hidden=sizes.rnn_eval_hidden), rt)
+    trainer.model.train()
+    eval_windows = cycle(list(bptt_batches(trainer.train_data, sizes.bptt)))
+    state = {"hidden": trainer.model.init_hidden(sizes.rnn_eval_batch)}
+
+    def eval_step() -> None:
+        state["hidden"] = trainer.train_step(*next(eval_windows), state["hidden"])
+
+    search_tokens, eval_tokens = sizes.bptt * sizes.rnn_search_batch, sizes.bptt * sizes.rnn_eval_batch
+    return {"search_tokens_per_s": search_tokens / timed(rt, lambda: child.train_step(arch, next(windows)),
+                                                         sizes.steps),
+            "reward_tokens_per_s": search_tokens / timed(rt, lambda: child.reward(arch, valid), sizes.steps),
+            "eval_tokens_per_s": eval_tokens / timed(rt, eval_step, sizes.steps)}
+
+
+def compare(results: dict[str, Any], before: dict[str, Any]) -> list[tuple[str, str, float, float, float]]:
+    """(section, key, before, now, now/before) for every number both runs measured."""
+    rows = []
+    for section, values in results.items():
+        if isinstance(values, dict) and isinstance(before.get(section), dict):
+            for key, now in values.items():
+                old = before[section].get(key)
+                if isinstance(now, (int, float)) and isinstance(old, (int, float)) and old:
+                    rows.append((section, key, float(old), float(now), float(now) / float(old)))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -219,7 +268,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default="benchmarks/results", help="folder for the JSON result")
     parser.add_argument("--only", nargs="*", default=None,
                         help="subset of: search_step search_epoch eval_train data rnn")
+    parser.add_argument("--compare", default=None, metavar="BEFORE.json",
+                        help="an earlier result (same device): print each number's ratio now/before")
     args = parser.parse_args(argv)
+    before = json.loads(Path(args.compare).read_text()) if args.compare else None
     rt = Runtime.from_config(RuntimeConfig(device=args.device))
     sizes = QUICK if args.quick else PAPER
     data = synthetic_cifar(sizes)
@@ -241,6 +293,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name in benches:
         for key, value in results.get(name, {}).items():
             print(f"  {name:13s} {key:32s} {value:12.4g}")
+    if before is not None:
+        if before.get("device") != results["device"]:
+            print(f"note: {args.compare} was measured on {before.get('device')}, not on this device")
+        print(f"now / before ({args.compare}):")
+        for section, key, old, now, ratio in compare(results, before):
+            print(f"  {section:13s} {key:32s} {old:12.4g} -> {now:12.4g}  x{ratio:.3f}")
     print(f"-> {path}")
     return results
 

@@ -32,9 +32,9 @@ class ImageChild(SharedWeightsChild):
         self.valid_loader = valid_loader
         self.config = config
         self.runtime = runtime
-        self.optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
-                                         nesterov=config.nesterov and config.momentum > 0,
-                                         weight_decay=config.weight_decay)
+        self.optimizer = runtime.sgd(net.parameters(), lr=config.lr, momentum=config.momentum,
+                                      nesterov=config.nesterov and config.momentum > 0,
+                                      weight_decay=config.weight_decay)
         self.loss_fn = nn.CrossEntropyLoss()
         self._reset()
 

@@ -34,8 +34,8 @@ class TextChild(SharedWeightsChild):
         self.valid_data = valid_data
         self.config = config
         self.runtime = runtime
-        self.optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
-                                         weight_decay=config.weight_decay)
+        self.optimizer = runtime.sgd(net.parameters(), lr=config.lr, momentum=config.momentum,
+                                      weight_decay=config.weight_decay)
         self._train_hidden = net.init_hidden(train_data.shape[1])
         self._valid_hidden = net.init_hidden(valid_data.shape[1])
         self._reset()

@@ -15,10 +15,11 @@ from .spaces import CNN_SPACE, CellArch
 CELL = CNN_SPACE.cell
 
 
-def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
-    """Zeroes whole samples with probability drop_prob and rescales the rest (no host sync)."""
+def drop_path(x: torch.Tensor, drop_prob: torch.Tensor | float) -> torch.Tensor:
+    """Zeroes whole samples with probability drop_prob and rescales the rest. drop_prob may be a 0-dim tensor on
+    x's device: then nothing is read on the host and a compiled graph stays valid when the probability changes."""
     keep = 1.0 - drop_prob
-    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
+    mask = (torch.rand(x.shape[0], 1, 1, 1, device=x.device) < keep).to(x.dtype)
     return x * mask / keep
 
 
@@ -37,14 +38,16 @@ class CNNCell(nn.Module):
             stride = 2 if reduction and pred < CELL.n_inputs else 1
             self.edges[str(edge_id)] = nn.ModuleDict({n: make_cnn_op(n, c, stride, affine) for n in names})
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, cell: CellArch, drop_prob: float = 0.0) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, cell: CellArch,
+                drop_prob: torch.Tensor | float | None = None) -> torch.Tensor:
+        """drop_prob None: no drop-path (the search network, and evaluation with probability 0)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for node, pairs in zip(CELL.node_ids, cell):
             total = None
             for pred, op in pairs:
                 module = self.edges[str(CELL.edge_id(node, pred))][CELL.ops[op]]
                 h = module(states[pred])
-                if drop_prob > 0.0 and self.training and not isinstance(module, nn.Identity):
+                if drop_prob is not None and self.training and not isinstance(module, nn.Identity):
                     h = drop_path(h, drop_prob)
                 total = h if total is None else total + h
             states.append(total)

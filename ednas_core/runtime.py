@@ -7,8 +7,10 @@ import contextlib
 import hashlib
 import platform
 from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 import torch
+from torch import nn
 
 from .config import ConfigError, RuntimeConfig
 
@@ -49,13 +51,17 @@ class Runtime:
     channels_last: bool
     deterministic: bool
     seed: int
+    fused_optimizer: bool = False
+    compile: bool = False
+    compile_backend: str | Callable[..., Any] = "inductor"  # tests count graphs with a counting backend
 
     @classmethod
     def from_config(cls, config: RuntimeConfig) -> "Runtime":
         device = resolve_device(config.device)
         on_cuda = device.type == "cuda"
         runtime = cls(device=device, amp=config.amp and on_cuda, channels_last=config.channels_last and on_cuda,
-                      deterministic=config.deterministic, seed=config.seed)
+                      deterministic=config.deterministic, seed=config.seed,
+                      fused_optimizer=config.fused_optimizer and on_cuda, compile=config.compile)
         if on_cuda:
             torch.backends.cudnn.benchmark = not config.deterministic
             torch.backends.cudnn.deterministic = config.deterministic
@@ -67,6 +73,17 @@ class Runtime:
         if self.amp:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def sgd(self, params: Iterable[nn.Parameter], **kwargs: Any) -> torch.optim.SGD:
+        """SGD with the fused CUDA kernel when fused_optimizer is on; PyTorch's default implementation otherwise."""
+        if self.fused_optimizer:
+            kwargs["fused"] = True
+        return torch.optim.SGD(params, **kwargs)
+
+    def compiled(self, module: nn.Module) -> Callable[..., Any]:
+        """torch.compile(module) when compile is on, else the module itself. Keep the original module for
+        state_dict (the compiled wrapper prefixes every key)."""
+        return torch.compile(module, backend=self.compile_backend) if self.compile else module
 
     def seed_epoch(self, epoch: int, stream: str) -> None:
         """Reseeds torch's global generators (dropout, drop-path) for one epoch of one stream."""

@@ -60,16 +60,23 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
         if runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.params = count_parameters(self.model)
+        self.forward = runtime.compiled(self.model)  # the model itself unless runtime.compile
         common = dict(mean=dataset.mean, std=dataset.std, channels_last=runtime.channels_last)
         self.train_loader = DeviceLoader(dataset.train_images.to(device), dataset.train_labels.to(device),
                                          config.batch_size, seed=runtime.seed, shuffle=True, augment=config.augment,
                                          cutout=config.cutout, **common)
         self.test_loader = DeviceLoader(dataset.test_images.to(device), dataset.test_labels.to(device),
                                         config.batch_size, seed=runtime.seed, shuffle=False, augment=False, **common)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
-                                         nesterov=config.nesterov and config.momentum > 0,
-                                         weight_decay=config.weight_decay)
+        self.optimizer = runtime.sgd(self.model.parameters(), lr=config.lr, momentum=config.momentum,
+                                      nesterov=config.nesterov and config.momentum > 0,
+                                      weight_decay=config.weight_decay)
         self.loss_fn = nn.CrossEntropyLoss()
+        self._zero_sums()
+
+    def _zero_sums(self) -> None:
+        """The epoch's training loss and correct predictions, accumulated on the device by train_step."""
+        self._loss_sum = torch.zeros((), device=self.runtime.device)
+        self._correct = torch.zeros((), dtype=torch.long, device=self.runtime.device)
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
@@ -91,35 +98,39 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
         set_lr(self.optimizer, lr)
         self.model.drop_path_prob = c.drop_path * epoch / c.epochs
         self.model.train()
-        loss_sum = torch.zeros((), device=rt.device)
-        correct = torch.zeros((), dtype=torch.long, device=rt.device)
+        self._zero_sums()
         t0 = time.perf_counter()
         total = len(self.train_loader)
         for i, (images, labels) in enumerate(self.train_loader.epoch(epoch), 1):
-            with rt.autocast():
-                logits, aux_logits = self.model(images)
-                loss = self.loss_fn(logits, labels)
-                if aux_logits is not None:
-                    loss = loss + c.auxiliary_weight * self.loss_fn(aux_logits, labels)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
-            self.optimizer.step()
-            loss_sum += loss.detach().float() * labels.shape[0]
-            correct += (logits.detach().argmax(1) == labels).sum()
+            self.train_step(images, labels)
             self.progress("train", i, total)
         rt.synchronize()
         train_time = time.perf_counter() - t0
         n = self.train_loader.num_samples
-        train_loss = float(loss_sum) / n
+        train_loss = float(self._loss_sum) / n
         if not math.isfinite(train_loss):
             raise NonFiniteError(f"evaluate epoch {epoch + 1}: training loss is {train_loss}; "
                                  "lower evaluate.lr or evaluate.grad_clip")
-        metrics = {"train_loss": train_loss, "train_acc": float(correct) / n, "lr": lr,
+        metrics = {"train_loss": train_loss, "train_acc": float(self._correct) / n, "lr": lr,
                    "drop_path_prob": self.model.drop_path_prob, "epoch_time_s": train_time,
                    "train_images_per_s": n / train_time if train_time > 0 else math.nan}
         metrics.update(self.evaluate())
         return TrainEpoch(epoch=epoch, epochs=c.epochs, metrics=metrics)
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """One SGD step; loss and correct predictions accumulate on the device (nothing is read on the host)."""
+        c = self.config
+        with self.runtime.autocast():
+            logits, aux_logits = self.forward(images)
+            loss = self.loss_fn(logits, labels)
+            if aux_logits is not None:
+                loss = loss + c.auxiliary_weight * self.loss_fn(aux_logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        self.optimizer.step()
+        self._loss_sum += loss.detach().float() * labels.shape[0]
+        self._correct += (logits.detach().argmax(1) == labels).sum()
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -129,7 +140,7 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
         correct = torch.zeros((), dtype=torch.long, device=self.runtime.device)
         for images, labels in self.test_loader.epoch(0):
             with self.runtime.autocast():
-                logits, _ = self.model(images)
+                logits, _ = self.forward(images)
             loss_sum += self.loss_fn(logits.float(), labels) * labels.shape[0]
             correct += (logits.argmax(1) == labels).sum()
         n = self.test_loader.num_samples

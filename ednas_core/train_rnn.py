@@ -68,9 +68,10 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
         self.train_data = batchify(corpus.train, config.batch_size, device)
         self.valid_data = batchify(corpus.valid, config.eval_batch_size, device)
         self.test_data = batchify(corpus.test, config.eval_batch_size, device)
-        self.optimizer: torch.optim.Optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr,
-                                                                weight_decay=config.weight_decay)
+        self.optimizer: torch.optim.Optimizer = runtime.sgd(self.model.parameters(), lr=config.lr,
+                                                             weight_decay=config.weight_decay)
         self.sgd_valid_losses: list[float] = []  # the trigger's memory: validation losses of the SGD epochs
+        self._loss_sum = torch.zeros((), device=device)  # the epoch's summed training loss (train_step)
 
     # --- optimizer ----------------------------------------------------------------------------------------
 
@@ -79,8 +80,10 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
         return isinstance(self.optimizer, torch.optim.ASGD)
 
     def _switch_to_asgd(self) -> None:
+        # capturable keeps ASGD's step counters on the device: otherwise it reads one per parameter per step
         self.optimizer = torch.optim.ASGD(self.model.parameters(), lr=self.config.lr, t0=0, lambd=0.0,
-                                          weight_decay=self.config.weight_decay)
+                                          weight_decay=self.config.weight_decay,
+                                          capturable=self.runtime.device.type == "cuda")
 
     @contextlib.contextmanager
     def _evaluated_weights(self) -> Iterator[None]:
@@ -132,24 +135,16 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
         averaged = self.averaging
         self.model.train()
         hidden = self.model.init_hidden(self.train_data.shape[1])
-        loss_sum = torch.zeros((), device=rt.device)
+        self._loss_sum = torch.zeros((), device=rt.device)
         tokens = 0
         t0 = time.perf_counter()
         for i, (x, y) in enumerate(bptt_batches(self.train_data, c.bptt, bptt_seed), 1):
-            set_lr(self.optimizer, c.lr * x.shape[0] / c.bptt)  # AWD-LSTM: lr scaled by the window length
-            logits, hidden = self.model(x, hidden)
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
-            self.optimizer.step()
-            hidden = hidden.detach()
-            loss_sum += loss.detach() * y.numel()
+            hidden = self.train_step(x, y, hidden)
             tokens += y.numel()
             self.progress("train", i, total)
         rt.synchronize()
         train_time = time.perf_counter() - t0
-        train_loss = float(loss_sum) / tokens
+        train_loss = float(self._loss_sum) / tokens
         if not math.isfinite(train_loss):
             raise NonFiniteError(f"evaluate epoch {epoch + 1}: training loss is {train_loss}; "
                                  "lower evaluate.lr or evaluate.grad_clip")
@@ -162,6 +157,20 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
                 self._switch_to_asgd()
             self.sgd_valid_losses.append(metrics["valid_loss"])
         return TrainEpoch(epoch=epoch, epochs=c.epochs, metrics=metrics)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """One SGD/ASGD step on a bptt window; returns the detached hidden state for the next window. The loss
+        accumulates on the device (nothing is read on the host)."""
+        c = self.config
+        set_lr(self.optimizer, c.lr * x.shape[0] / c.bptt)  # AWD-LSTM: lr scaled by the window length
+        logits, hidden = self.model(x, hidden)
+        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        self.optimizer.step()
+        self._loss_sum += loss.detach() * y.numel()
+        return hidden.detach()
 
     def evaluate(self) -> dict[str, float]:
         """Validation and test loss and perplexity (with the averaged weights while averaging)."""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import warnings
+from typing import Iterator
 
+import pytest
 import torch
 
 from ednas_core.config import EvaluateConfig, RuntimeConfig, SearchConfig
@@ -49,6 +53,49 @@ def tiny_eval_config(**overrides) -> EvaluateConfig:
 
 def cpu_runtime(seed: int = 0) -> Runtime:
     return Runtime.from_config(RuntimeConfig(device="cpu", seed=seed))
+
+
+# CPU always; CUDA where present (the sync checks that matter most run there)
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                reason="no CUDA device on this machine"))]
+
+HOST_READS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__")
+
+
+@contextlib.contextmanager
+def host_reads(device: torch.device) -> Iterator[list[str]]:
+    """Collects every read of a tensor value by the host inside the block (check the list after the block).
+    CUDA: torch's sync debug mode, which flags every synchronising CUDA call (device-to-host copies, blocking
+    host-to-device copies, ...). CPU: every Tensor method that hands a value to Python (item, tolist, numpy,
+    bool/float/int) is recorded; on CPU those are not syncs, but the same calls would be on a GPU. Only code
+    that touches no CPU-resident tensor of its own (the policy lives on the CPU) can be checked on CPU."""
+    reads: list[str] = []
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                yield reads
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        reads.extend(str(w.message) for w in caught if "synchroniz" in str(w.message))
+        return
+    originals = {name: getattr(torch.Tensor, name) for name in HOST_READS}
+
+    def recording(name: str, original):
+        def read(self, *args, **kwargs):
+            reads.append(f"Tensor.{name}")
+            return original(self, *args, **kwargs)
+        return read
+
+    for name, original in originals.items():
+        setattr(torch.Tensor, name, recording(name, original))
+    try:
+        yield reads
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
 
 
 class StopAfter(EpochCallback):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
+from torch._dynamo.testing import CompileCounter
 
 from helpers import StopAfter, cpu_runtime, tiny_eval_config
 from ednas_core.genotypes import PAPER_GENOTYPES
 from ednas_core.schedules import cosine_lr
-from ednas_core.train import GenotypeTrainer
+from ednas_core.train import GenotypeTrainer, TrainCallback
 
 
 def trainer(dataset, tmp_path, name="t.pt", callbacks=(), **overrides):
@@ -46,3 +49,31 @@ def test_resumed_training_equals_uninterrupted(pattern_dataset, tmp_path):
 def test_genotype_of_another_space_is_refused(pattern_dataset):
     with pytest.raises(ValueError, match="CNN genotype"):
         GenotypeTrainer(PAPER_GENOTYPES["paper-ptb"], pattern_dataset, tiny_eval_config(), cpu_runtime())
+
+
+class FrameCounts(TrainCallback):
+    def __init__(self, counter):
+        self.counter, self.after_epoch = counter, []
+
+    def on_epoch_end(self, report):
+        self.after_epoch.append(self.counter.frame_count)
+
+
+@pytest.mark.slow
+def test_compiled_training_stops_compiling_after_the_second_epoch_and_matches_eager(pattern_dataset, tmp_path):
+    """drop_path_prob changes every epoch; it lives in a device buffer, so the compiled forward is reused: one
+    graph per (train without drop-path at epoch 0, train with it, eval), none per epoch."""
+    torch._dynamo.reset()
+    counter = CompileCounter()  # runs the captured graphs as traced, so results can be compared with eager
+    runtime = dataclasses.replace(cpu_runtime(), compile=True, compile_backend=counter)
+    frames = FrameCounts(counter)
+    config = tiny_eval_config(epochs=5, drop_path=0.3)
+    compiled = GenotypeTrainer(PAPER_GENOTYPES["paper-cifar10"], pattern_dataset, config, runtime,
+                               tmp_path / "c.pt", [frames]).run()
+    eager = GenotypeTrainer(PAPER_GENOTYPES["paper-cifar10"], pattern_dataset, config, cpu_runtime(),
+                            tmp_path / "e.pt").run()
+    assert frames.after_epoch[1] <= 4 and len(set(frames.after_epoch[1:])) == 1
+    for c, e in zip(compiled.history, eager.history):
+        assert c.metrics["train_loss"] == pytest.approx(e.metrics["train_loss"], rel=1e-4)
+    assert compiled.test_acc == pytest.approx(eager.test_acc, abs=1 / 128)
+    assert not any(k.startswith("_orig_mod") for k in compiled.model.state_dict())  # checkpoints stay plain

@@ -67,7 +67,10 @@ class DeviceLoader:
         if self.augment:
             draws = draw_augmentation(n, h, w, CROP_PAD, generator)
             columns += [draws["crop_offsets"], draws["flips"].long()[:, None], draws["cutout_centers"]]
-        return torch.cat(columns, dim=1).to(self.images.device)
+        plan = torch.cat(columns, dim=1)
+        if self.images.device.type == "cuda":  # from pinned memory the copy is asynchronous: no host sync
+            return plan.pin_memory().to(self.images.device, non_blocking=True)
+        return plan
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         plan = self._plan(epoch)

@@ -40,7 +40,10 @@ class EvalNetwork(nn.Module):
         if genotype.space != "cnn":
             raise ValueError(f"EvalNetwork needs a CNN genotype, got a {genotype.space} one")
         self.arch = to_architecture(genotype)
-        self.drop_path_prob = 0.0
+        # the probability lives on the device so that changing it per epoch neither syncs nor recompiles a
+        # torch.compile'd forward; the host copy says whether drop-path runs at all (off at probability 0)
+        self.register_buffer("_drop_prob", torch.zeros(()), persistent=False)
+        self._drop_path_prob = 0.0
         stem_channels = stem_multiplier * init_channels
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, stem_channels, 3, padding=1, bias=False), nn.BatchNorm2d(stem_channels)
@@ -52,13 +55,25 @@ class EvalNetwork(nn.Module):
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(out_channels[-1], num_classes)
 
+    @property
+    def drop_path_prob(self) -> float:
+        return self._drop_path_prob
+
+    @drop_path_prob.setter
+    def drop_path_prob(self, p: float) -> None:
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"drop_path_prob must be in [0, 1), got {p}")
+        self._drop_path_prob = float(p)
+        self._drop_prob.fill_(p)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Returns (logits, auxiliary logits or None); the auxiliary head runs only in training mode."""
         aux_logits = None
+        drop_prob = self._drop_prob if self._drop_path_prob > 0.0 else None
         s0 = s1 = self.stem(x)
         for i, cell in enumerate(self.cells):
             cell_arch = self.arch["reduce" if cell.reduction else "normal"]
-            s0, s1 = s1, cell(s0, s1, cell_arch, self.drop_path_prob)
+            s0, s1 = s1, cell(s0, s1, cell_arch, drop_prob)
             if i == self.aux_index and self.auxiliary_head is not None and self.training:
                 aux_logits = self.auxiliary_head(s1)
         return self.classifier(self.global_pooling(s1).flatten(1)), aux_logits

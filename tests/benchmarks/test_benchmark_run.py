@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from benchmarks.run import main
+from benchmarks.run import compare, main
 
 
 @pytest.mark.slow
@@ -20,4 +20,22 @@ def test_quick_run_writes_every_section(tmp_path):
     assert written["search_epoch"]["child_images_per_s"] > 0 and 0 < written["search_epoch"]["policy_share"] < 1
     assert {"fp32_nchw_images_per_s", "channels_last_images_per_s"} <= set(written["eval_train"])
     assert written["data"]["batches_per_s"] > 0
-    assert written["rnn"]["search_tokens_per_s"] > 0 and written["rnn"]["eval_tokens_per_s"] > 0
+    assert written["eval_train"]["full_eval_hours_600_epochs"] > 0
+    assert all(written["rnn"][k] > 0 for k in ("search_tokens_per_s", "reward_tokens_per_s", "eval_tokens_per_s"))
+
+
+@pytest.mark.slow
+def test_compare_prints_the_ratio_to_an_earlier_run(tmp_path, capsys):
+    before = tmp_path / "before.json"
+    before.write_text(json.dumps({"device": "elsewhere", "data": {"batches_per_s": 1e-3, "gone": 1.0}}))
+    results = main(["--quick", "--device", "cpu", "--only", "data", "--out", str(tmp_path), "--compare", str(before)])
+    out = capsys.readouterr().out
+    assert "measured on elsewhere" in out
+    ratio = results["data"]["batches_per_s"] / 1e-3
+    assert f"x{ratio:.3f}" in out
+
+
+def test_compare_pairs_only_numbers_both_runs_have():
+    now = {"device": "d", "a": {"x": 2.0, "y": 3.0, "name": "s"}, "b": {"z": 1.0}}
+    before = {"device": "d", "a": {"x": 4.0, "name": "s", "y": 0.0}, "c": {"z": 1.0}}
+    assert compare(now, before) == [("a", "x", 4.0, 2.0, 0.5)]
