@@ -141,3 +141,22 @@ def test_the_cpu_recorder_sees_a_read_and_restores_tensor_methods():
     with host_reads(torch.device("cpu")) as reads:
         pass
     assert reads == [] and torch.Tensor.item is torch._C.TensorBase.item
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_a_whole_search_epoch_syncs_once_per_policy_step_plus_a_constant():
+    """Twice the child steps, the same number of syncs: the child phase adds none. The rest are the rewards
+    and a few per-epoch reads (metrics, phase timing)."""
+    from ednas_core.child_cnn import cnn_search
+
+    counts = []
+    for n_train in (160, 320):
+        data = make_pattern_dataset(n_train=n_train, n_test=64)
+        portion = 1 - 32 / n_train  # 32 policy images whatever the size: 2 policy steps of 16
+        search = cnn_search(data, tiny_search_config(epochs=2, batch_size=16, policy_batch_size=16),
+                            DataConfig(train_portion=portion), runtime("cuda"), checkpoint_path=None)
+        search.run_epoch(0)  # warm-up
+        with host_reads(torch.device("cuda")) as reads:
+            search.run_epoch(1)
+        counts.append(len(reads))
+    assert counts[0] == counts[1] <= 2 + 8
