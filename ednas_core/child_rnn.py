@@ -21,7 +21,7 @@ from .runtime import Runtime, seed_for
 from .schedules import set_lr
 from .search import EDNASSearch, SearchCallback
 from .spaces import RNN_SPACE, Architecture
-from .supernet.rnn import RNNSearchNetwork
+from .supernet.rnn import RNNSearchNetwork, activation_regularisation
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -71,10 +71,11 @@ class TextChild(SharedWeightsChild):
     def train_step(self, arch: Architecture, batch: Batch) -> None:
         x, y = batch
         self._set_mode("train")
-        logits, hidden = self.net(x, self._train_hidden, arch)
+        c = self.config
+        logits, hidden, raw, dropped = self.net(x, self._train_hidden, arch, return_outputs=True)
         loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss + activation_regularisation(raw, dropped, c.ar_alpha, c.tar_beta)).backward()
         nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self._train_hidden = hidden.detach()

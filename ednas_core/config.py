@@ -116,6 +116,8 @@ class RNNSearchConfig:
     dropoutx: float = knob(0.75, ge=0.0, lt=1.0)  # mask on x_t inside the cell
     dropouti: float = knob(0.2, ge=0.0, lt=1.0)   # locked dropout on the embeddings
     dropoute: float = knob(0.0, ge=0.0, lt=1.0)   # whole-word embedding dropout
+    ar_alpha: float = knob(0.0, ge=0.0)           # activation regularisation on the dropped outputs (DARTS: 0)
+    tar_beta: float = knob(1e-3, ge=0.0)          # temporal activation regularisation (DARTS: 1e-3)
     policy_lr: float = knob(3e-3, ge=0.0)
     policy_beta1: float = knob(0.5, ge=0.0, lt=1.0)
     policy_beta2: float = knob(0.999, ge=0.0, lt=1.0)
@@ -146,6 +148,9 @@ class RNNEvaluateConfig:
     dropoutx: float = knob(0.75, ge=0.0, lt=1.0)
     dropouti: float = knob(0.2, ge=0.0, lt=1.0)
     dropoute: float = knob(0.1, ge=0.0, lt=1.0)
+    ar_alpha: float = knob(0.0, ge=0.0)           # activation regularisation (DARTS: 0)
+    tar_beta: float = knob(1e-3, ge=0.0)          # temporal activation regularisation (DARTS: 1e-3)
+    test_batch_size: int = knob(1, ge=1)        # columns of the final test pass (DARTS: 1)
     nonmono: int = knob(5, ge=1)                # switch to ASGD when valid loss > best of all but the last N epochs
 
 

@@ -20,6 +20,7 @@ from .config import RNNEvaluateConfig
 from .data.ptb import Corpus, batchify, bptt_batches, bptt_lengths
 from .genotypes import Genotype
 from .models.rnn import RNNEvalNetwork, count_parameters
+from .supernet.rnn import activation_regularisation
 from .runtime import Runtime, seed_for
 from .schedules import set_lr
 from .epochs import CheckpointedLoop, NonFiniteError, fingerprint
@@ -39,7 +40,7 @@ def perplexity(loss: float) -> float:
 @dataclass
 class RNNTrainResult:
     valid_ppl: float         # after the last epoch (averaged weights once ASGD runs)
-    test_ppl: float
+    test_ppl: float          # the final test pass, test_batch_size columns (per-epoch test_ppl: eval_batch_size)
     best_valid_ppl: float
     params: int
     history: list[TrainEpoch]
@@ -68,6 +69,7 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
         self.train_data = batchify(corpus.train, config.batch_size, device)
         self.valid_data = batchify(corpus.valid, config.eval_batch_size, device)
         self.test_data = batchify(corpus.test, config.eval_batch_size, device)
+        self.final_test_data = batchify(corpus.test, config.test_batch_size, device)
         self.optimizer: torch.optim.Optimizer = runtime.sgd(self.model.parameters(), lr=config.lr,
                                                              weight_decay=config.weight_decay)
         self.sgd_valid_losses: list[float] = []  # the trigger's memory: validation losses of the SGD epochs
@@ -124,7 +126,8 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
                 for p in self.model.parameters():
                     p.copy_(self.optimizer.state[p].get("ax", p))
         best = min((h.metrics["valid_ppl"] for h in self.history), default=last["valid_ppl"])
-        return RNNTrainResult(valid_ppl=last["valid_ppl"], test_ppl=last["test_ppl"], best_valid_ppl=best,
+        test_ppl = perplexity(self._mean_loss(self.final_test_data))  # at test_batch_size (DARTS: 1)
+        return RNNTrainResult(valid_ppl=last["valid_ppl"], test_ppl=test_ppl, best_valid_ppl=best,
                               params=self.params, history=self.history, model=self.model)
 
     def run_epoch(self, epoch: int) -> TrainEpoch:
@@ -163,10 +166,10 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
         accumulates on the device (nothing is read on the host)."""
         c = self.config
         set_lr(self.optimizer, c.lr * x.shape[0] / c.bptt)  # AWD-LSTM: lr scaled by the window length
-        logits, hidden = self.model(x, hidden)
+        logits, hidden, raw, dropped = self.model(x, hidden, return_outputs=True)
         loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss + activation_regularisation(raw, dropped, c.ar_alpha, c.tar_beta)).backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
         self.optimizer.step()
         self._loss_sum += loss.detach() * y.numel()

@@ -4,6 +4,7 @@ and a tiny search -> derive -> train run on the synthetic corpus."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from helpers import StopAfter, cpu_runtime
 from ednas_core.checkpoint import load_checkpoint
 from ednas_core.child_rnn import rnn_search
 from ednas_core.config import RNNEvaluateConfig, RNNSearchConfig
-from ednas_core.data.ptb import make_synthetic_corpus
+from ednas_core.data.ptb import bptt_batches, make_synthetic_corpus
 from ednas_core.derive import derive
 from ednas_core.epochs import CheckpointMismatch
 from ednas_core.genotypes import PAPER_GENOTYPES
@@ -123,3 +124,46 @@ def test_search_derive_train_end_to_end():
     assert valid[1] < valid[0] < len(corpus.vocab)
     assert result.valid_ppl == valid[-1] and result.best_valid_ppl == min(valid)
     assert result.params == sum(p.numel() for p in result.model.parameters())
+
+
+def test_final_test_pass_uses_one_column_and_equals_one_long_sequence():
+    """test_batch_size 1 (DARTS): the whole test stream as a single column, the hidden state carried across
+    bptt windows, which must equal one forward over the whole stream."""
+    trainer = RNNTrainer(PTB, CORPUS, tiny_eval_config(epochs=1, test_batch_size=1), cpu_runtime())
+    result = trainer.run()
+    assert trainer.final_test_data.shape == (CORPUS.test.numel(), 1)
+    model = result.model.eval()
+    stream = CORPUS.test.view(-1, 1)
+    with torch.no_grad():
+        logits, _ = model(stream[:-1], model.init_hidden(1))
+        loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), stream[1:].reshape(-1))
+    assert result.test_ppl == pytest.approx(math.exp(loss.item()), rel=1e-4)
+    assert result.test_ppl != pytest.approx(result.history[-1].metrics["test_ppl"], rel=1e-6)  # batch 8 differs
+
+
+def test_activation_regularisers_change_the_step_and_off_leave_plain_cross_entropy():
+    def one_step(**overrides):
+        trainer = RNNTrainer(PTB, CORPUS, tiny_eval_config(**overrides), cpu_runtime())
+        trainer.model.train()
+        x, y = next(iter(bptt_batches(trainer.train_data, 10)))
+        torch.manual_seed(0)
+        trainer.train_step(x, y, trainer.model.init_hidden(8))
+        return torch.cat([p.detach().flatten() for p in trainer.model.parameters()]), trainer
+
+    plain, trainer = one_step(ar_alpha=0.0, tar_beta=0.0)
+    with_tar, _ = one_step(ar_alpha=0.0, tar_beta=1.0)
+    with_ar, _ = one_step(ar_alpha=1.0, tar_beta=0.0)
+    assert not torch.equal(plain, with_tar) and not torch.equal(plain, with_ar)
+    # off: the step is SGD on the cross-entropy alone (recomputed by hand from the same start and masks)
+    fresh = RNNTrainer(PTB, CORPUS, tiny_eval_config(ar_alpha=0.0, tar_beta=0.0), cpu_runtime())
+    fresh.model.train()
+    x, y = next(iter(bptt_batches(fresh.train_data, 10)))
+    torch.manual_seed(0)
+    logits, _ = fresh.model(x, fresh.model.init_hidden(8))
+    torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1)).backward()
+    torch.nn.utils.clip_grad_norm_(fresh.model.parameters(), fresh.config.grad_clip)
+    lr = fresh.config.lr * x.shape[0] / fresh.config.bptt
+    with torch.no_grad():
+        expected = torch.cat([(p - lr * (p.grad + fresh.config.weight_decay * p)).flatten()
+                              for p in fresh.model.parameters()])
+    assert torch.allclose(plain, expected, atol=1e-6)

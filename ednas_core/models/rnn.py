@@ -25,8 +25,9 @@ class RNNEvalNetwork(RNNSearchNetwork):
         self.arch = arch
         self.genotype = genotype
 
-    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        return super().forward(tokens, hidden, self.arch)
+    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor,  # type: ignore[override]
+                return_outputs: bool = False) -> tuple[torch.Tensor, ...]:
+        return super().forward(tokens, hidden, self.arch, return_outputs)
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -31,6 +31,17 @@ def _mask(shape: tuple[int, ...], p: float, like: torch.Tensor) -> torch.Tensor:
     return like.new_empty(shape).bernoulli_(1.0 - p) / (1.0 - p)
 
 
+def activation_regularisation(raw: torch.Tensor, dropped: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    """DARTS / AWD-LSTM: alpha * mean(dropped outputs^2) + beta * mean((h_t - h_{t-1})^2) over a window's raw
+    cell outputs [T, B, H]; 0 for terms whose weight is 0 (and TAR for a 1-step window)."""
+    penalty = raw.new_zeros(())
+    if alpha > 0:
+        penalty = penalty + alpha * dropped.pow(2).mean()
+    if beta > 0 and raw.shape[0] > 1:
+        penalty = penalty + beta * (raw[1:] - raw[:-1]).pow(2).mean()
+    return penalty
+
+
 def edge_key(pred: int, node: int) -> str:
     return f"e{pred}_{node}"
 
@@ -60,7 +71,10 @@ class RNNSearchNetwork(nn.Module):
     def init_hidden(self, batch_size: int) -> torch.Tensor:
         return self.w0.new_zeros(batch_size, self.hidden)
 
-    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor, arch: Architecture) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor, arch: Architecture,
+                return_outputs: bool = False) -> tuple[torch.Tensor, ...]:
+        """(logits, last hidden); with return_outputs also the cell outputs [T, B, H] before and after the
+        output dropout (for the activation regularisers)."""
         plan = [(pred, _ACTS[op], self.edge_weights[edge_key(pred, node)])
                 for node, ((pred, op),) in zip(RNN_SPACE.cell.node_ids, arch["recurrent"])]
         T, B = tokens.shape
@@ -81,10 +95,11 @@ class RNNSearchNetwork(nn.Module):
         for t in range(T):
             hidden = self._step(x_proj[t], hidden, w0_h, h_mask, plan)
             outputs.append(hidden)
-        out = torch.stack(outputs)
+        raw = out = torch.stack(outputs)
         if train and self.dropout:
             out = out * _mask((1, B, self.hidden), self.dropout, out)
-        return F.linear(out, self.encoder.weight, self.decoder_bias), hidden
+        logits = F.linear(out, self.encoder.weight, self.decoder_bias)
+        return (logits, hidden, raw, out) if return_outputs else (logits, hidden)
 
     def _step(self, x_proj: torch.Tensor, h_prev: torch.Tensor, w0_h: torch.Tensor, h_mask: torch.Tensor | None,
               plan: list) -> torch.Tensor:

@@ -7,7 +7,7 @@ import torch
 
 from ednas_core.genotypes import PAPER_GENOTYPES, to_architecture
 from ednas_core.spaces import RNN_SPACE
-from ednas_core.supernet.rnn import RNNSearchNetwork, edge_key
+from ednas_core.supernet.rnn import RNNSearchNetwork, activation_regularisation, edge_key
 
 V, H = 11, 6
 ARCH = to_architecture(PAPER_GENOTYPES["paper-ptb"])
@@ -95,3 +95,28 @@ def test_output_dropout_mask_is_shared_over_time_steps():
     zeros = logits == 0
     assert zeros.any() and not zeros.all()
     assert torch.equal(zeros, zeros[:1].expand_as(zeros))  # the same units dropped at every time step
+
+
+def test_returned_outputs_are_the_cell_states_before_and_after_output_dropout():
+    torch.manual_seed(0)
+    net = RNNSearchNetwork(V, H, H, dropout=0.5, dropouth=0.0, dropoutx=0.0, dropouti=0.0, dropoute=0.0)
+    tokens = torch.randint(0, V, (5, 3))
+    h = net.init_hidden(3)
+    logits, last, raw, dropped = net(tokens, h, ARCH, return_outputs=True)
+    for t in range(5):
+        h = hand_step(net, tokens[t], h, ARCH)
+        assert torch.allclose(raw[t], h, atol=1e-6)
+    assert torch.equal(last, raw[-1])
+    kept = dropped != 0
+    assert torch.allclose(dropped[kept], 2 * raw[kept])  # inverted dropout, p = 0.5
+    assert torch.allclose(logits, dropped @ net.encoder.weight.t() + net.decoder_bias, atol=1e-6)
+
+
+def test_activation_regularisation_matches_its_definition():
+    raw = torch.tensor([[[1.0, 2.0]], [[2.0, 0.0]], [[4.0, 1.0]]])  # [T=3, B=1, H=2]
+    dropped = 2 * raw
+    # AR: mean of dropped^2 = (4+16+16+0+64+4)/6 = 104/6; TAR: diffs (1,-2), (2,1) -> (1+4+4+1)/4 = 2.5
+    assert activation_regularisation(raw, dropped, 0.5, 0.0).item() == pytest.approx(0.5 * 104 / 6)
+    assert activation_regularisation(raw, dropped, 0.0, 0.1).item() == pytest.approx(0.25)
+    assert activation_regularisation(raw, dropped, 0.5, 0.1).item() == pytest.approx(0.5 * 104 / 6 + 0.25)
+    assert activation_regularisation(raw[:1], dropped[:1], 0.0, 0.1).item() == 0.0  # one step: no TAR
