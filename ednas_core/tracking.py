@@ -7,6 +7,7 @@
   with the stage, the DVC experiment name, the git revision and a pipeline id shared by one pipeline's stages.
 - The first use of a new SQLite database is serialised with a file lock (concurrent schema creation fails),
   and writes retry briefly on "database is locked".
+- Reading back: ednas_runs() returns every run of every `ednas-*` experiment (the report's comparison).
 """
 
 from __future__ import annotations
@@ -171,6 +172,24 @@ class StageRun:
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         _retry(self.client.log_figure, self.run_id, figure, artifact_file)
+
+
+def ednas_runs(uri: str | None = None) -> list[Any]:
+    """Every run of every `ednas-*` experiment in the tracking store (tracking_uri() unless `uri`), all pages."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri or tracking_uri())
+    experiments = [e for e in _retry(client.search_experiments) if e.name.startswith("ednas-")]
+    if not experiments:
+        return []
+    runs, token = [], None
+    while True:
+        page = _retry(client.search_runs, [e.experiment_id for e in experiments], max_results=1000,
+                      page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def policy_json(probabilities: dict[str, np.ndarray]) -> dict[str, list]:

@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from ednas_core.config import Params
 from ednas_core.genotypes import PAPER_GENOTYPES, save_genotype
+from ednas_core.report import Figures, build_report, comparison_table, main_metric
 from stages import report as report_stage
 from stages.common import flat_params
 from tools.workspace import PROJECT, set_params
@@ -195,7 +196,7 @@ def test_a_changed_metric_changes_the_report(done, tmp_path, monkeypatch):
     search = dict(SEARCH, child_acc=0.7777)
     (root / "metrics/search.json").write_text(json.dumps(search))
     # figures are covered above; skip drawing them here
-    monkeypatch.setattr(report_stage, "write_figures", lambda *a, **k: report_stage.Figures())
+    monkeypatch.setattr(report_stage, "write_figures", lambda *a, **k: Figures())
     run_report(root, monkeypatch)
     before = (done / "metrics/report.md").read_text()
     after = (root / "metrics/report.md").read_text()
@@ -214,7 +215,7 @@ def test_named_genotype_from_evaluate_json_is_drawn(done, tmp_path, monkeypatch)
 
     def fake_figures(out_dir, history, genotype, name, search_rows, evaluate_rows):
         drawn.update(genotype=genotype, name=name, epochs=list(history["epoch"]), rows=len(search_rows))
-        return report_stage.Figures()
+        return Figures()
 
     monkeypatch.setattr(report_stage, "write_figures", fake_figures)
     run_report(root, monkeypatch)
@@ -232,7 +233,7 @@ def test_comparison_table_without_a_store():
 
     pipelines = [pipeline("a", "cifar10", 3.0, "0.1", 1), pipeline("b", "cifar10", math.nan, "0.2", 2),
                  pipeline("c", "cifar10", 2.5, "0.1", 3), pipeline("d", "cifar10", math.nan, "0.1", 4)]
-    header, rows = report_stage.comparison_table(pipelines, "cifar10", current="c")
+    header, rows = comparison_table(pipelines, "cifar10", current="c")
     assert "search.lr" in header and "runtime.seed" not in header and "tracking.progress" not in header
     assert "test_ppl" not in header  # no pipeline has it
     assert [r[0] for r in rows] == ["c", "a", "d", "b"]  # by test error; without one, newest first
@@ -244,16 +245,16 @@ def test_text_task_is_ranked_by_perplexity_and_compared_to_the_ptb_row():
     evaluate.update(test_ppl=61.5, valid_ppl=63.0, params=23_000_000, params_m=23.0)
     search = dict(SEARCH, search_gpu_hours=2.4)
     del search["search_cpu_hours"]
-    text = report_stage.build_report("ptb", {"task": "ptb"}, search, DERIVE, evaluate,
-                                     PAPER_GENOTYPES["paper-ptb"].to_dict())
+    text = build_report("ptb", {"task": "ptb"}, search, DERIVE, evaluate,
+                        PAPER_GENOTYPES["paper-ptb"].to_dict())
     assert "| test perplexity | 61.5 | 59.45 | +2.05 |" in text
     assert "| search cost (GPU-days) | 0.1 | 0.11 | -0.01 |" in text
     assert "- test perplexity 61.50, 23,000,000 parameters" in text
-    assert report_stage.main_metric("ptb") == "test_ppl" and report_stage.main_metric("digits") == "test_error"
+    assert main_metric("ptb") == "test_ppl" and main_metric("digits") == "test_error"
 
 
 def test_random_search_is_compared_to_the_papers_random_row():
-    text = report_stage.build_report("cifar10", {"task": "cifar10", "search.strategy": "random"}, SEARCH, DERIVE,
-                                     dict(EVALUATE, test_error=4.0, params_m=3.4), {})
+    text = build_report("cifar10", {"task": "cifar10", "search.strategy": "random"}, SEARCH, DERIVE,
+                        dict(EVALUATE, test_error=4.0, params_m=3.4), {})
     assert "paper (random-search row)" in text
     assert "| test error (%) | 4 | 3.91 | +0.09 |" in text

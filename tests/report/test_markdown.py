@@ -1,4 +1,4 @@
-"""report: metrics/report.md built from the other stages' metrics files, beside the paper's numbers."""
+"""build_report: the report's Markdown built from the other stages' metrics, beside the paper's numbers."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 import pytest
 
 from ednas_core.config import Params
+from ednas_core.report import build_report
 from stages.common import flat_params
-from stages.report import build_report
 
 GENOTYPE = {"normal": [["sep_conv_3x3", 0], ["skip_connect", 1]], "normal_concat": [2, 3],
             "reduce": [["max_pool_3x3", 0]], "reduce_concat": [2]}

@@ -1,0 +1,26 @@
+"""The pipeline's report: what a pipeline found, against the paper, and against every other pipeline in the
+tracking store. One concern a module:
+
+- paper.py      — the paper's numbers for each task (EDNAS_SPEC.md section 7) and the metric that ranks a task;
+- figures.py    — every figure of the report written under one folder (curves, policy heatmaps, sampling
+  histograms, cell diagrams of the evaluated genotype and of the paper's);
+- comparison.py — runs grouped by pipeline, ranked by the main metric, written as comparison.{md,csv}; it works
+  on run-like objects, and reads the tracking store only through ednas_core.tracking.ednas_runs;
+- markdown.py   — the report as Markdown;
+- html.py       — that Markdown as self-contained HTML (PNG figures inline as base64).
+
+Reading the pipeline's files and writing the outputs is stages/report.py's.
+"""
+
+from .comparison import (COMPARISON_FIXED, COMPARISON_METRICS, collect_comparison, comparison_table,
+                         differing_params, pipelines_from_runs, write_comparison)
+from .figures import FigureRef, Figures, write_figures
+from .html import markdown_to_html
+from .markdown import build_report, md_table
+from .paper import MAIN_METRIC, PAPER, PAPER_RANDOM, PAPER_TABLE, main_metric
+
+__all__ = [
+    "COMPARISON_FIXED", "COMPARISON_METRICS", "MAIN_METRIC", "PAPER", "PAPER_RANDOM", "PAPER_TABLE", "FigureRef",
+    "Figures", "build_report", "collect_comparison", "comparison_table", "differing_params", "main_metric",
+    "markdown_to_html", "md_table", "pipelines_from_runs", "write_comparison", "write_figures",
+]

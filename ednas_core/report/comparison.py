@@ -1,0 +1,138 @@
+"""The comparison of pipelines: runs grouped by the tag ednas.pipeline_id into one row a pipeline, ranked by
+the task's main metric, written as comparison.{md,csv}.
+
+Works on run-like objects (`info.status`, `info.start_time`, `data.tags`, `data.params`, `data.metrics`, as
+MLflow's runs have them); reading them from the tracking store is ednas_core.tracking's."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from ednas_core.checkpoint import atomic_write_text
+
+from .markdown import md_table
+from .paper import main_metric
+
+SEARCH_KEYS = {"search_child_acc": "child_acc", "search_reward": "reward"}
+COMPARISON_FIXED = ["pipeline", "task", "experiment", "git_rev", "started", "stages"]
+COMPARISON_METRICS = ["search_child_acc", "search_reward", "search_hours", "derive_best_reward", "test_error",
+                      "test_ppl", "params_m"]
+
+
+def _pick(runs: list[Any]) -> Any:
+    """The latest finished run of a stage in a pipeline (else the latest run)."""
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    return max(finished or runs, key=lambda r: r.info.start_time or 0)
+
+
+def pipelines_from_runs(runs: Iterable[Any], current: str = "") -> list[dict[str, Any]]:
+    """Groups MLflow runs by ednas.pipeline_id: one dict per pipeline with its tags, params and headline
+    metrics (NaN where a stage did not run or did not log the metric). Pipelines without a search, derive or
+    evaluate run are left out, except `current`."""
+    groups: dict[str, dict[str, list]] = {}
+    for run in runs:
+        tags = run.data.tags
+        pid = tags.get("ednas.pipeline_id")
+        if not pid:
+            continue
+        stage = tags.get("ednas.stage") or tags.get("dvc.stage", "?")
+        groups.setdefault(pid, {}).setdefault(stage, []).append(run)
+    out = []
+    for pid, stages in groups.items():
+        if not {"search", "derive", "evaluate"} & set(stages) and pid != current:
+            continue  # only a prepare-data or report run: nothing to compare
+        picked = {stage: _pick(rs) for stage, rs in stages.items()}
+        any_run = picked.get("search") or next(iter(picked.values()))
+        tags = any_run.data.tags
+        started = min(r.info.start_time or 0 for rs in stages.values() for r in rs)
+
+        def metric(stage: str, key: str) -> float:
+            run = picked.get(stage)
+            return float(run.data.metrics[key]) if run is not None and key in run.data.metrics else math.nan
+
+        hours = metric("search", "search_gpu_hours")
+        if math.isnan(hours):
+            hours = metric("search", "search_cpu_hours")
+        finished = [s for s in ("prepare-data", "search", "derive", "evaluate", "report")
+                    if s in picked and picked[s].info.status == "FINISHED"]
+        out.append({
+            "pipeline": pid,
+            "task": tags.get("ednas.task", ""),
+            "experiment": tags.get("dvc.exp_name") or "workspace",
+            "git_rev": tags.get("git.rev", "")[:8],
+            "started": datetime.fromtimestamp(started / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "started_ms": started,
+            "stages": " ".join(finished),
+            "search_child_acc": metric("search", "child_acc"),
+            "search_reward": metric("search", "reward"),
+            "search_hours": hours,
+            "derive_best_reward": metric("derive", "best_reward"),
+            "test_error": metric("evaluate", "test_error"),
+            "test_ppl": metric("evaluate", "test_ppl"),
+            "params_m": metric("evaluate", "params_m"),
+            "params": dict(any_run.data.params),
+        })
+    return out
+
+
+def differing_params(pipelines: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Parameter keys whose values differ between pipelines of the same task (tracking.* excluded: it does
+    not change results)."""
+    keys: set[str] = set()
+    by_task: dict[str, list] = {}
+    for p in pipelines:
+        by_task.setdefault(p["task"], []).append(p["params"])
+    for group in by_task.values():
+        for key in set().union(*group):
+            if key.startswith("tracking."):
+                continue
+            if len({g.get(key, "") for g in group}) > 1:
+                keys.add(key)
+    return sorted(keys)
+
+
+def comparison_table(pipelines: Sequence[Mapping[str, Any]], task: str,
+                     current: str = "") -> tuple[list[str], list[list[Any]]]:
+    """Header and rows: the current task's pipelines first, each task sorted by its main metric ascending
+    (pipelines without it last, newest first among them); `current` marks this report's pipeline."""
+    varying = differing_params(pipelines)
+    metrics = [m for m in COMPARISON_METRICS
+               if m not in ("test_error", "test_ppl") or any(not math.isnan(p[m]) for p in pipelines)]
+
+    def order(p: Mapping[str, Any]) -> tuple:
+        value = p[main_metric(p["task"])]
+        missing = math.isnan(value)
+        return (p["task"] != task, p["task"], missing, 0.0 if missing else value, -p.get("started_ms", 0))
+
+    ranked = sorted(pipelines, key=order)
+    header = COMPARISON_FIXED + ["this"] + varying + metrics
+    rows = [[p[k] for k in COMPARISON_FIXED] + ["yes" if p["pipeline"] == current else ""] +
+            [p["params"].get(k, "") for k in varying] + [p[m] for m in metrics] for p in ranked]
+    return header, rows
+
+
+def collect_comparison(current: str = "", task: str = "") -> tuple[list[str], list[list[Any]]]:
+    """The comparison table of every pipeline in the tracking store (ednas_core.tracking.tracking_uri())."""
+    from ednas_core.tracking import ednas_runs
+
+    return comparison_table(pipelines_from_runs(ednas_runs(), current), task, current)
+
+
+def write_comparison(header: list[str], rows: list[list[Any]], md_path: Path, csv_path: Path) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in row])
+    atomic_write_text(csv_path, buffer.getvalue())
+    text = "\n".join(["# EDNAS pipelines in the tracking store", "",
+                      "One row per pipeline (MLflow runs sharing the tag ednas.pipeline_id), ranked by the task's "
+                      "main metric (lower is better). Parameter columns are the keys that differ between "
+                      "pipelines.", ""] + md_table(header, rows)) + "\n"
+    atomic_write_text(md_path, text)
+    return text

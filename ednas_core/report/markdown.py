@@ -1,0 +1,125 @@
+"""The report as Markdown: configuration, measured search cost, derived genotype, evaluation, the paper's
+numbers for the task beside the difference, figures, the comparison of pipelines and the MLflow run ids."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Iterable, Sequence
+
+from .figures import FigureRef, Figures
+from .paper import PAPER, PAPER_RANDOM, PAPER_TABLE, main_metric
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.{digits}g}"
+    return "-" if value is None else str(value)
+
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """A Markdown table's lines; floats with 4 significant digits, NaN and None as `-`."""
+    def cell(v: Any) -> str:
+        return _fmt(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def _images(refs: Sequence[FigureRef]) -> list[str]:
+    lines = []
+    for ref in refs:
+        svg = f" ([SVG]({ref.svg}))" if ref.svg else ""
+        lines += [f"![{ref.title}]({ref.path})", "", f"*{ref.title}*{svg}", ""]
+    return lines
+
+
+def _paper_rows(task: str, strategy: str, evaluate: dict, search_days: float, kind: str) -> list[list[Any]]:
+    paper = (PAPER_RANDOM if strategy == "random" else PAPER).get(task)
+    metric = main_metric(task)
+    label = "test perplexity" if metric == "test_ppl" else "test error (%)"
+    rows = [[label, evaluate.get(metric, math.nan), metric],
+            ["parameters (M)", evaluate.get("params_m", math.nan), "params_m"],
+            [f"search cost ({kind}-days)", search_days, "search_gpu_days"]]
+    out = []
+    for label, ours, key in rows:
+        theirs = paper.get(key) if paper else None
+        diff = f"{round(ours - theirs, 9):+.4g}" if theirs is not None and isinstance(ours, (int, float)) else "-"
+        out.append([label, ours, theirs if theirs is not None else "-", diff])
+    return out
+
+
+def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, evaluate: dict,
+                 genotype_json: dict, *, figures: Figures | None = None,
+                 comparison: tuple[list[str], list[list[Any]]] | None = None, report_run_id: str = "") -> str:
+    """The report as Markdown. Figures link metrics/figures/ relative to metrics/ (where report.md lives)."""
+    prefix = "" if task == "cifar10" else f"{task}."
+    strategy = str(params.get(f"{prefix}search.strategy", "ednas"))
+    hours = search.get("search_gpu_hours", search.get("search_cpu_hours", 0.0))
+    kind = "GPU" if "search_gpu_hours" in search else "CPU"
+    train_hours = evaluate.get("train_gpu_hours", evaluate.get("train_cpu_hours", 0.0))
+    train_kind = "GPU" if "train_gpu_hours" in evaluate else "CPU"
+    paper = (PAPER_RANDOM if strategy == "random" else PAPER).get(task)
+    which = "random-search row" if strategy == "random" else "EDNAS row"
+    lines = [f"# EDNAS report: {task}", "",
+             f"Search strategy `{strategy}`; search on {search.get('device', '?')}, evaluation on "
+             f"{evaluate.get('device', '?')}.", ""]
+    lines += ["## Result against the paper", ""]
+    lines += md_table(["", "this run", f"paper ({which})" if paper else "paper", "difference"],
+                      _paper_rows(task, strategy, evaluate, hours / 24.0, kind))
+    if not paper:
+        lines += ["", f"The paper has no {task} experiment; the numbers above stand alone."]
+    if kind == "CPU":
+        lines += ["", "The search cost here is measured in CPU time; the paper's is GPU time."]
+    if task in PAPER:
+        lines += ["", f"The paper's rows for {task} (EDNAS_SPEC.md section 7):", ""]
+        lines += md_table(["task", "method", "search cost (GPU days)", "params", "result"],
+                          [row[1:] for row in PAPER_TABLE if row[0] == task])
+    lines += ["", "## Search", "",
+              f"- epochs: {search['epochs']}, final child accuracy {_fmt(search['child_acc'])} "
+              f"(first epoch {_fmt(search.get('first_epoch_child_acc', math.nan))}), final reward "
+              f"{_fmt(search['reward'])}, policy entropy {_fmt(search['entropy'])}",
+              f"- final reward baseline (moving average) {_fmt(search.get('baseline', math.nan))}",
+              f"- measured cost: {hours:.4g} {kind}-hours on {search.get('device', '?')}", ""]
+    if figures:
+        lines += _images(figures.search)
+    lines += ["## Derive", "",
+              f"- {derive.get('samples')} samples ({derive.get('distinct_samples')} distinct) scored on "
+              f"{derive.get('scored_on_images')} validation images: best reward "
+              f"{_fmt(derive.get('best_reward'))}, argmax architecture {_fmt(derive.get('argmax_reward'))}, "
+              f"mean {_fmt(derive.get('mean_reward'))}; written: {derive.get('mode')}",
+              "", "Evaluated genotype:", "", "```json", json.dumps(genotype_json), "```", ""]
+    if figures:
+        lines += _images(figures.genotype)
+    lines += ["## Evaluation", "",
+              f"- genotype: {evaluate['genotype']}, {evaluate['epochs']} epochs, "
+              f"{train_hours:.4g} {train_kind}-hours on {evaluate.get('device', '?')}",
+              (f"- test perplexity {evaluate['test_ppl']:.2f}" if "test_ppl" in evaluate else
+               f"- top-1 test error {evaluate['test_error']:.2f}% (accuracy {evaluate['test_acc']:.4f})")
+              + f", {evaluate['params']:,} parameters (auxiliary head excluded)", ""]
+    if figures:
+        lines += _images(figures.evaluate)
+    if comparison is not None:
+        header, rows = comparison
+        lines += ["## All pipelines in the tracking store", "",
+                  f"{len(rows)} pipelines (MLflow runs grouped by ednas.pipeline_id), ranked by "
+                  f"{main_metric(task)} (lower is better); `this` marks this report's pipeline. Also in "
+                  "comparison.md and comparison.csv.", ""]
+        lines += md_table(header, rows) if rows else ["(no pipelines recorded yet)"]
+        lines.append("")
+    if figures and figures.paper:
+        lines += ["## The paper's genotypes", ""]
+        lines += _images(figures.paper)
+    if figures and figures.missing:
+        lines += ["Figures not drawn, their input is missing: " + "; ".join(figures.missing), ""]
+    lines += ["## Configuration", ""]
+    sections = ("runtime.", "data.", f"{prefix}search.", f"{prefix}derive.", f"{prefix}evaluate.")
+    shown = [k for k in params if k == "task" or k.startswith(sections)]
+    lines += md_table(["key", "value"], [[k, str(params[k])] for k in shown])
+    report_run = f", report `{report_run_id}`" if report_run_id else ""
+    lines += ["", "## MLflow runs", "",
+              f"- search `{search.get('mlflow_run_id', '?')}`, derive `{derive.get('mlflow_run_id', '?')}`, "
+              f"evaluate `{evaluate.get('mlflow_run_id', '?')}`{report_run}; open them with "
+              "`mlflow ui --backend-store-uri sqlite:///mlflow.db`", ""]
+    return "\n".join(lines)

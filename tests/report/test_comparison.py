@@ -1,0 +1,62 @@
+"""The comparison of pipelines from run-like objects (no tracking store): grouping by ednas.pipeline_id,
+headline metrics, the written comparison.{md,csv}; the report package never imports MLflow."""
+
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+import sys
+from types import SimpleNamespace
+
+from ednas_core.report import comparison_table, pipelines_from_runs, write_comparison
+
+
+def fake_run(pid: str, stage: str, start: int, metrics: dict | None = None, status: str = "FINISHED",
+             task: str = "cifar10", exp: str = "", params: dict | None = None) -> SimpleNamespace:
+    tags = {"ednas.pipeline_id": pid, "ednas.stage": stage, "ednas.task": task, "dvc.exp_name": exp,
+            "git.rev": "0123456789abcdef"}
+    data = SimpleNamespace(tags=tags, metrics=metrics or {}, params=params or {"search.lr": "0.1"})
+    return SimpleNamespace(info=SimpleNamespace(status=status, start_time=start), data=data)
+
+
+def test_runs_are_grouped_by_pipeline_with_headline_metrics():
+    runs = [fake_run("p1", "search", 2_000, {"child_acc": 0.6, "reward": 0.5, "search_cpu_hours": 0.25}),
+            fake_run("p1", "search", 1_000, {"child_acc": 0.1}, status="FAILED"),
+            fake_run("p1", "derive", 3_000, {"best_reward": 0.7}),
+            fake_run("p1", "evaluate", 4_000, {"test_error": 2.5, "params_m": 3.3}, exp="lr-0.1"),
+            fake_run("p2", "prepare-data", 5_000),  # nothing to compare
+            fake_run("p3", "report", 6_000),  # the current pipeline is kept anyway
+            SimpleNamespace(info=SimpleNamespace(status="FINISHED", start_time=0),
+                            data=SimpleNamespace(tags={}, metrics={}, params={}))]  # not a pipeline's run
+    pipelines = {p["pipeline"]: p for p in pipelines_from_runs(runs, current="p3")}
+    assert set(pipelines) == {"p1", "p3"}
+    p1 = pipelines["p1"]
+    assert p1["search_child_acc"] == 0.6 and p1["search_reward"] == 0.5  # the finished search run
+    assert p1["search_hours"] == 0.25 and p1["derive_best_reward"] == 0.7
+    assert p1["test_error"] == 2.5 and p1["params_m"] == 3.3 and math.isnan(p1["test_ppl"])
+    assert p1["stages"] == "search derive evaluate" and p1["started_ms"] == 1_000
+    assert p1["experiment"] == "workspace" and p1["git_rev"] == "01234567" and p1["task"] == "cifar10"
+    assert p1["started"] == "1970-01-01 00:00 UTC" and p1["params"] == {"search.lr": "0.1"}
+    assert math.isnan(pipelines["p3"]["test_error"]) and pipelines["p3"]["stages"] == "report"
+
+
+def test_write_comparison_leaves_nan_empty(tmp_path):
+    runs = [fake_run("a", "evaluate", 1, {"test_error": 3.0}, params={"search.lr": "0.1"}),
+            fake_run("b", "search", 2, {"child_acc": 0.5}, params={"search.lr": "0.2"})]
+    header, rows = comparison_table(pipelines_from_runs(runs), "cifar10", current="b")
+    text = write_comparison(header, rows, tmp_path / "comparison.md", tmp_path / "comparison.csv")
+    assert (tmp_path / "comparison.md").read_text() == text
+    assert text.startswith("# EDNAS pipelines in the tracking store\n")
+    with open(tmp_path / "comparison.csv", newline="") as f:
+        written = list(csv.DictReader(f))
+    assert [r["pipeline"] for r in written] == ["a", "b"]
+    assert written[0]["test_error"] == "3.0" and written[1]["test_error"] == ""
+    assert written[1]["this"] == "yes" and written[1]["search.lr"] == "0.2"
+    assert "| a | cifar10 |" in text and "| - |" in text
+
+
+def test_report_package_does_not_import_mlflow():
+    code = ("import sys, ednas_core.report; "
+            "sys.exit(any(m == 'mlflow' or m.startswith('mlflow.') for m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
