@@ -79,6 +79,8 @@ def main() -> None:
         final = ({"test_error": result.test_error} if "test_error" in scores
                  else {"best_valid_ppl": result.best_valid_ppl})
         run.log_metrics({**final, "params_m": result.params / 1e6, hours_key: seconds / 3600})
+        if "test_ppl" in scores:  # the final single-column test pass: at the last epoch's step, logged later,
+            run.log_metrics({"test_ppl": result.test_ppl}, step=len(result.history))  # so MLflow shows it
         run.log_artifact(EVALUATE_DIR / "model.pt", "model")
         CHECKPOINT.unlink(missing_ok=True)
         print(f"evaluate: {headline} with {result.params / 1e6:.2f}M parameters -> {METRICS_DIR / 'evaluate.json'}")
