@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast demo demo-text clean-venv
+.PHONY: venv test test-fast demo demo-text bench gpu-check clean-venv
 
 venv: $(STAMP)
 
@@ -24,6 +24,15 @@ demo: $(STAMP)
 
 demo-text: $(STAMP)
 	$(PY) -m tools.demo markov
+
+# On a GPU box: the CUDA-only tests (sync-free step loops under torch.cuda.set_sync_debug_mode, every CUDA
+# switch, deterministic repeats), then the benchmark harness at the paper's sizes (JSON in benchmarks/results/).
+gpu-check: $(STAMP)
+	EDNAS_REQUIRE_CUDA=1 $(PY) -m pytest -q -rs -k cuda tests/test_no_host_sync.py tests/test_cuda.py
+	$(PY) -m benchmarks.run
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"

@@ -14,6 +14,8 @@ number measures what a run does:
   data          augmented batches per second from the device-resident loader
   rnn           PTB-sized recurrent steps in tokens/s: the search child (emb = hidden = 300, batch 256, bptt 35),
                 its policy reward, and the evaluation network (850, batch 64), on random tokens (10,000 words)
+  memory        peak memory of a search step (heaviest architecture) and an evaluation step at batch 128, each
+                in a fresh process (benchmarks/memory.py; on CPU a float32 peak-RSS upper bound)
 Writes JSON (device name, torch version, dtype, sizes, results) and prints a table; --compare prints each
 number's ratio to an earlier JSON (before/after a change). Synthetic uint8 images of CIFAR-10's shape are
 used: throughput does not depend on pixel values.
@@ -27,6 +29,8 @@ import dataclasses
 import json
 import math
 import platform
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from itertools import cycle
@@ -49,6 +53,8 @@ from ednas_core.supernet.cnn import SearchNetwork
 from ednas_core.train import GenotypeTrainer
 from ednas_core.train_rnn import RNNTrainer
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @dataclass(frozen=True)
 class Sizes:
@@ -66,13 +72,14 @@ class Sizes:
     rnn_eval_batch: int = 64
     bptt: int = 35
     vocab: int = 10_000
+    name: str = "paper"
 
 
 PAPER = Sizes(images=50_000, image_size=32, search_layers=8, search_channels=16, eval_layers=20,
               eval_channels=36, batch=128, steps=50)
 QUICK = Sizes(images=256, image_size=8, search_layers=5, search_channels=4, eval_layers=5, eval_channels=4,
               batch=16, steps=2, rnn_search_hidden=16, rnn_eval_hidden=16, rnn_search_batch=8, rnn_eval_batch=8,
-              bptt=10, vocab=100)
+              bptt=10, vocab=100, name="quick")
 
 
 def synthetic_cifar(sizes: Sizes) -> ImageDataset:
@@ -166,17 +173,22 @@ CPU_VARIANTS = ("fp32_nchw", "channels_last")
 
 
 @contextlib.contextmanager
-def cudnn_deterministic(on: bool) -> Iterator[None]:
+def deterministic_kernels(on: bool) -> Iterator[None]:
+    """What runtime.deterministic switches on CUDA, for the duration of one variant."""
     saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
              torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    saved_algorithms = (torch.are_deterministic_algorithms_enabled(),
+                        torch.is_deterministic_algorithms_warn_only_enabled())
     if on:
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
     finally:
         (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
          torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) = saved
+        torch.use_deterministic_algorithms(saved_algorithms[0], warn_only=saved_algorithms[1])
 
 
 def bench_eval_train(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str, Any]:
@@ -192,7 +204,7 @@ def bench_eval_train(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str,
         variant = dataclasses.replace(rt, amp=opts.get("amp", False), channels_last=opts.get("channels_last", False),
                                       fused_optimizer=opts.get("fused_optimizer", False),
                                       compile=opts.get("compile", False))
-        with cudnn_deterministic(opts.get("deterministic", False)):
+        with deterministic_kernels(opts.get("deterministic", False)):
             trainer = GenotypeTrainer(PAPER_GENOTYPES["paper-cifar10"], data, config, variant)
             trainer.model.train()
             trainer.model.drop_path_prob = 0.2
@@ -258,6 +270,22 @@ def bench_rnn(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str, float]
             "eval_tokens_per_s": eval_tokens / timed(rt, eval_step, sizes.steps)}
 
 
+def bench_memory(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str, Any]:
+    """Peak memory of a search step (heaviest architecture) and of an evaluation step at the benchmark batch,
+    each in a fresh process (benchmarks/memory.py says how each device is measured)."""
+    out: dict[str, Any] = {}
+    for workload in ("search", "eval"):
+        command = [sys.executable, "-m", "benchmarks.memory", workload, "--device", str(rt.device),
+                   "--batch", str(sizes.batch)] + (["--quick"] if sizes.name == "quick" else [])
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"benchmarks.memory {workload} failed: {done.stderr.strip().splitlines()[-1:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        out[f"{workload}_peak_gb"] = result["peak_gb"]
+        out["method"] = result["method"]
+    return out
+
+
 def compare(results: dict[str, Any], before: dict[str, Any]) -> list[tuple[str, str, float, float, float]]:
     """(section, key, before, now, now/before) for every number both runs measured."""
     rows = []
@@ -276,7 +304,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CPU smoke test)")
     parser.add_argument("--out", default="benchmarks/results", help="folder for the JSON result")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="subset of: search_step search_epoch eval_train data rnn")
+                        help="subset of: search_step search_epoch eval_train data rnn memory")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default: 50; 2 with --quick)")
     parser.add_argument("--compare", default=None, metavar="BEFORE.json",
                         help="an earlier result (same device): print each number's ratio now/before")
@@ -290,7 +318,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sizes = dataclasses.replace(sizes, steps=args.steps)
     data = synthetic_cifar(sizes)
     benches = {"search_step": bench_search_step, "search_epoch": bench_search_epoch,
-               "eval_train": bench_eval_train, "data": bench_data, "rnn": bench_rnn}
+               "eval_train": bench_eval_train, "data": bench_data, "rnn": bench_rnn, "memory": bench_memory}
     results: dict[str, Any] = {
         "device": rt.name, "torch": torch.__version__, "python": platform.python_version(),
         "dtype": "bf16 autocast" if rt.amp else "float32", "channels_last": rt.channels_last,
@@ -306,7 +334,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{results['device']}, torch {results['torch']}, {results['dtype']}")
     for name in benches:
         for key, value in results.get(name, {}).items():
-            print(f"  {name:13s} {key:32s} {value:12.4g}")
+            if isinstance(value, (int, float)):
+                print(f"  {name:13s} {key:32s} {value:12.4g}")
+            else:
+                print(f"  {name:13s} {key:32s} {value}")
     if before is not None:
         if before.get("device") != results["device"]:
             print(f"note: {args.compare} was measured on {before.get('device')}, not on this device")

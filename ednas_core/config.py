@@ -30,7 +30,7 @@ class RuntimeConfig:
     seed: int = knob(2, ge=0)
     amp: bool = True              # bf16 autocast on CUDA; ignored on CPU
     channels_last: bool = True    # NHWC activations on CUDA; ignored on CPU
-    deterministic: bool = False   # cuDNN deterministic algorithms: bit-exact repeats, slower
+    deterministic: bool = False   # deterministic kernels on CUDA, no TF32 or autotuning: bit-exact repeats, slower
     fused_optimizer: bool = True  # fused SGD kernel on CUDA (one launch for all parameters); ignored on CPU
     compile: bool = False         # torch.compile the CNN evaluation network (first epoch pays the compilation)
 

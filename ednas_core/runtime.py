@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import platform
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -63,6 +64,10 @@ class Runtime:
                       deterministic=config.deterministic, seed=config.seed,
                       fused_optimizer=config.fused_optimizer and on_cuda, compile=config.compile)
         if on_cuda:
+            if config.deterministic:  # cuBLAS needs a fixed workspace for repeatable results
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            # deterministic kernels where PyTorch has them; a warning names any op that has none
+            torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
             torch.backends.cudnn.benchmark = not config.deterministic
             torch.backends.cudnn.deterministic = config.deterministic
             torch.backends.cuda.matmul.allow_tf32 = not config.deterministic

@@ -144,7 +144,7 @@ def test_the_cpu_recorder_sees_a_read_and_restores_tensor_methods():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
-def test_a_whole_search_epoch_syncs_once_per_policy_step_plus_a_constant():
+def test_a_whole_search_epoch_on_cuda_syncs_once_per_policy_step_plus_a_constant():
     """Twice the child steps, the same number of syncs: the child phase adds none. The rest are the rewards
     and a few per-epoch reads (metrics, phase timing)."""
     from ednas_core.child_cnn import cnn_search

@@ -21,6 +21,8 @@ def test_quick_run_writes_every_section(tmp_path):
     assert {"fp32_nchw_images_per_s", "channels_last_images_per_s"} <= set(written["eval_train"])
     assert written["data"]["batches_per_s"] > 0
     assert written["eval_train"]["full_eval_hours_600_epochs"] > 0
+    assert written["memory"]["search_peak_gb"] > 0 and written["memory"]["eval_peak_gb"] > 0
+    assert written["memory"]["method"].startswith("peak RSS")
     assert all(written["rnn"][k] > 0 for k in ("search_tokens_per_s", "reward_tokens_per_s", "eval_tokens_per_s"))
 
 
