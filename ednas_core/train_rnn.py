@@ -1,7 +1,8 @@
 """Training a recurrent genotype on PTB from scratch (the paper's evaluation, AWD-LSTM / DARTS recipe): SGD with
-gradient clipping and AWD-LSTM's variable bptt, switching to averaged SGD (ASGD, t0=0, lambd=0) by the
-non-monotonic trigger; once averaging, validation and test use the averaged weights. Valid and test perplexity
-every epoch; checkpointed atomically every epoch and resumed exactly, as the CNN training is."""
+gradient clipping, AWD-LSTM's variable bptt and DARTS's activation regularisers, switching to averaged SGD (ASGD,
+t0=0, lambd=0) by the non-monotonic trigger; once averaging, validation and test use the averaged weights. Valid
+and test perplexity every epoch (eval_batch_size columns), and a final test pass on test_batch_size columns
+(DARTS: 1); checkpointed atomically every epoch and resumed exactly, as the CNN training is."""
 
 from __future__ import annotations
 
