@@ -127,7 +127,7 @@ def bench_search_step(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str
         fixed_net = fixed_net.to(memory_format=torch.channels_last)
     fixed = ImageChild(fixed_net, supernet.train_loader, supernet.valid_loader, config, rt)
     out: dict[str, float] = {}
-    for round_ in range(3):  # alternate the two, keep each one's best round: background load hits both alike
+    for _ in range(3):  # alternate the two, keep each one's best round: background load hits both alike
         for name, child in (("supernet", supernet), ("fixed", fixed)):
             reset_peak_memory(rt)
             ms = 1000 * timed(rt, lambda: child.train_step(arch, batch), sizes.steps)
