@@ -5,12 +5,13 @@ Measures on the current device, at the paper's sizes (or tiny ones with --quick,
 timing the library's own step functions (ImageChild.train_step, GenotypeTrainer.train_step, ...), so that a
 number measures what a run does:
   search_step   one child step of the sampled weight-sharing network vs the same architecture built as a fixed
-                network (same batch): the ratio should be close to 1; peak memory on CUDA
+                network (same batch): the ratio should be close to 1; ATen ops per step; peak memory on CUDA
   search_epoch  one search epoch (child split + policy split), its child and policy phases, images/s, the
                 policy step time (and its host-side sample + REINFORCE update alone) and its share of the
                 epoch, and the 300-epoch projection
   eval_train    evaluation-network training images/s with each runtime switch added in turn (channels_last,
-                bf16 autocast, fused SGD, torch.compile; and cuDNN deterministic mode), peak memory on CUDA
+                bf16 autocast, fused SGD, torch.compile; and cuDNN deterministic mode), ATen ops per step,
+                peak memory on CUDA
   data          augmented batches per second from the device-resident loader
   rnn           PTB-sized recurrent steps in tokens/s: the search child (emb = hidden = 300, batch 256, bptt 35),
                 its policy reward, and the evaluation network (850, batch 64), on random tokens (10,000 words)
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ednas_core.child_cnn import ImageChild, cnn_search
 from ednas_core.child_rnn import TextChild
@@ -104,6 +106,25 @@ def timed(rt: Runtime, fn: Callable[[], Any], steps: int, warmup: int = 2) -> fl
     return (time.perf_counter() - start) / steps
 
 
+class OpCounter(TorchDispatchMode):
+    """Counts the ATen operators a step dispatches: each is at least one launch's worth of host work (views
+    included), so ops x per-op host cost bounds how fast a launch-bound step can go on a GPU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def ops_per_call(fn: Callable[[], Any]) -> int:
+    with OpCounter() as counter:
+        fn()
+    return counter.count
+
+
 def peak_memory_gb(rt: Runtime) -> float:
     return torch.cuda.max_memory_allocated(rt.device) / 1e9
 
@@ -135,6 +156,8 @@ def bench_search_step(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str
             if rt.device.type == "cuda":
                 out[f"{name}_peak_memory_gb"] = peak_memory_gb(rt)
     out["ratio"] = out["supernet_step_ms"] / out["fixed_step_ms"]
+    out["supernet_ops_per_step"] = ops_per_call(lambda: supernet.train_step(arch, batch))
+    out["fixed_ops_per_step"] = ops_per_call(lambda: fixed.train_step(arch, batch))
     return out
 
 
@@ -213,6 +236,8 @@ def bench_eval_train(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str,
             seconds = timed(variant, lambda: trainer.train_step(images, labels), sizes.steps,
                             warmup=3 if variant.compile else 2)
         out[f"{name}_images_per_s"] = sizes.batch / seconds
+        if not variant.compile:
+            out[f"{name}_ops_per_step"] = ops_per_call(lambda: trainer.train_step(images, labels))
         if on_cuda:
             out[f"{name}_peak_memory_gb"] = peak_memory_gb(rt)
         del trainer
