@@ -17,6 +17,8 @@ def test_quick_run_writes_every_section(tmp_path):
     assert written == json.loads(json.dumps(results))
     assert written["device"].startswith("CPU") and written["torch"] and written["dtype"] == "float32"
     assert written["search_step"]["ratio"] > 0
+    # the weight-sharing network dispatches exactly the fixed network's operators: only the sampled ops run
+    assert written["search_step"]["supernet_ops_per_step"] == written["search_step"]["fixed_ops_per_step"] > 100
     assert written["search_epoch"]["child_images_per_s"] > 0 and 0 < written["search_epoch"]["policy_share"] < 1
     assert {"fp32_nchw_images_per_s", "channels_last_images_per_s"} <= set(written["eval_train"])
     assert written["data"]["batches_per_s"] > 0
