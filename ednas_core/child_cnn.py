@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .child_base import SharedWeightsChild
+from .device_sums import DeviceSums
 from .config import DataConfig, SearchConfig
 from .data import DeviceLoader, ImageDataset, split_indices
 from .policy import make_policy
@@ -36,7 +37,7 @@ class ImageChild(SharedWeightsChild):
                                       nesterov=config.nesterov and config.momentum > 0,
                                       weight_decay=config.weight_decay)
         self.loss_fn = nn.CrossEntropyLoss()
-        self._reset()
+        self.sums = DeviceSums(runtime.device)
 
     @classmethod
     def build(cls, dataset: ImageDataset, search: SearchConfig, data: DataConfig, runtime: Runtime) -> "ImageChild":
@@ -67,7 +68,7 @@ class ImageChild(SharedWeightsChild):
     def start_epoch(self, epoch: int) -> float:
         lr = self.lr_at(epoch)
         set_lr(self.optimizer, lr)
-        self._reset()
+        self.sums.reset()
         return lr
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
@@ -87,7 +88,7 @@ class ImageChild(SharedWeightsChild):
         loss.backward()
         nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
         self.optimizer.step()
-        self._accumulate(loss, logits.detach().argmax(1), labels)
+        self.sums.add(loss, labels, logits.detach().argmax(1))
 
     @torch.no_grad()
     def reward(self, arch: Architecture, batch: Batch) -> float:
@@ -100,7 +101,7 @@ class ImageChild(SharedWeightsChild):
 
     def epoch_metrics(self) -> dict[str, float]:
         """Child loss and accuracy of the epoch (the one device read per epoch)."""
-        loss, acc = self._epoch_loss_acc()
+        loss, acc = self.sums.means()
         return {"child_loss": loss, "child_acc": acc}
 
     @property

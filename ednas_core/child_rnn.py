@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .child_base import SharedWeightsChild
+from .device_sums import DeviceSums
 from .config import RNNSearchConfig
 from .data.ptb import Corpus, batchify, bptt_batches, bptt_lengths
 from .policy import make_policy
@@ -38,7 +39,7 @@ class TextChild(SharedWeightsChild):
                                       weight_decay=config.weight_decay)
         self._train_hidden = net.init_hidden(train_data.shape[1])
         self._valid_hidden = net.init_hidden(valid_data.shape[1])
-        self._reset()
+        self.sums = DeviceSums(runtime.device)
 
     @classmethod
     def build(cls, corpus: Corpus, config: RNNSearchConfig, runtime: Runtime) -> "TextChild":
@@ -56,7 +57,7 @@ class TextChild(SharedWeightsChild):
 
     def start_epoch(self, epoch: int) -> float:
         set_lr(self.optimizer, self.config.lr)
-        self._reset()
+        self.sums.reset()
         return self.config.lr
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
@@ -79,7 +80,7 @@ class TextChild(SharedWeightsChild):
         nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self._train_hidden = hidden.detach()
-        self._accumulate(loss, logits.detach().argmax(-1), y)
+        self.sums.add(loss, y, logits.detach().argmax(-1))
 
     @torch.no_grad()
     def reward(self, arch: Architecture, batch: Batch, carry: bool = True) -> float:
@@ -96,7 +97,7 @@ class TextChild(SharedWeightsChild):
 
     def epoch_metrics(self) -> dict[str, float]:
         """Child loss, perplexity and next-token accuracy of the epoch (the one device read per epoch)."""
-        loss, acc = self._epoch_loss_acc()
+        loss, acc = self.sums.means()
         return {"child_loss": loss, "child_ppl": math.exp(loss) if loss < 700 else math.inf, "child_acc": acc}
 
     @property

@@ -15,6 +15,7 @@ from torch import nn
 
 from .config import EvaluateConfig
 from .data import DeviceLoader, ImageDataset
+from .device_sums import DeviceSums
 from .genotypes import Genotype
 from .models.cnn import EvalNetwork, count_parameters
 from .runtime import Runtime, seed_for
@@ -71,12 +72,7 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
                                       nesterov=config.nesterov and config.momentum > 0,
                                       weight_decay=config.weight_decay)
         self.loss_fn = nn.CrossEntropyLoss()
-        self._zero_sums()
-
-    def _zero_sums(self) -> None:
-        """The epoch's training loss and correct predictions, accumulated on the device by train_step."""
-        self._loss_sum = torch.zeros((), device=self.runtime.device)
-        self._correct = torch.zeros((), dtype=torch.long, device=self.runtime.device)
+        self.sums = DeviceSums(device)  # the epoch's training loss and accuracy, added to by train_step
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
@@ -98,7 +94,7 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
         set_lr(self.optimizer, lr)
         self.model.drop_path_prob = c.drop_path * epoch / c.epochs
         self.model.train()
-        self._zero_sums()
+        self.sums.reset()
         t0 = time.perf_counter()
         total = len(self.train_loader)
         for i, (images, labels) in enumerate(self.train_loader.epoch(epoch), 1):
@@ -107,11 +103,11 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
         rt.synchronize()
         train_time = time.perf_counter() - t0
         n = self.train_loader.num_samples
-        train_loss = float(self._loss_sum) / n
+        train_loss, train_acc = self.sums.means()
         if not math.isfinite(train_loss):
             raise NonFiniteError(f"evaluate epoch {epoch + 1}: training loss is {train_loss}; "
                                  "lower evaluate.lr or evaluate.grad_clip")
-        metrics = {"train_loss": train_loss, "train_acc": float(self._correct) / n, "lr": lr,
+        metrics = {"train_loss": train_loss, "train_acc": train_acc, "lr": lr,
                    "drop_path_prob": self.model.drop_path_prob, "epoch_time_s": train_time,
                    "train_images_per_s": n / train_time if train_time > 0 else math.nan}
         metrics.update(self.evaluate())
@@ -129,19 +125,16 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
         loss.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
         self.optimizer.step()
-        self._loss_sum += loss.detach().float() * labels.shape[0]
-        self._correct += (logits.detach().argmax(1) == labels).sum()
+        self.sums.add(loss, labels, logits.detach().argmax(1))
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Top-1 accuracy and loss on the test set."""
         self.model.eval()
-        loss_sum = torch.zeros((), device=self.runtime.device)
-        correct = torch.zeros((), dtype=torch.long, device=self.runtime.device)
+        sums = DeviceSums(self.runtime.device)
         for images, labels in self.test_loader.epoch(0):
             with self.runtime.autocast():
                 logits, _ = self.forward(images)
-            loss_sum += self.loss_fn(logits.float(), labels) * labels.shape[0]
-            correct += (logits.argmax(1) == labels).sum()
-        n = self.test_loader.num_samples
-        return {"test_loss": float(loss_sum) / n, "test_acc": float(correct) / n}
+            sums.add(self.loss_fn(logits.float(), labels), labels, logits.argmax(1))
+        test_loss, test_acc = sums.means()
+        return {"test_loss": test_loss, "test_acc": test_acc}

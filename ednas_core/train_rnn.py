@@ -19,6 +19,7 @@ from torch import nn
 
 from .config import RNNEvaluateConfig
 from .data.ptb import Corpus, batchify, bptt_batches, bptt_lengths
+from .device_sums import DeviceSums
 from .genotypes import Genotype
 from .models.rnn import RNNEvalNetwork, count_parameters
 from .supernet.rnn import activation_regularisation
@@ -74,7 +75,7 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
         self.optimizer: torch.optim.Optimizer = runtime.sgd(self.model.parameters(), lr=config.lr,
                                                              weight_decay=config.weight_decay)
         self.sgd_valid_losses: list[float] = []  # the trigger's memory: validation losses of the SGD epochs
-        self._loss_sum = torch.zeros((), device=device)  # the epoch's summed training loss (train_step)
+        self.sums = DeviceSums(device)  # the epoch's training loss, added to by train_step
 
     # --- optimizer ----------------------------------------------------------------------------------------
 
@@ -139,16 +140,15 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
         averaged = self.averaging
         self.model.train()
         hidden = self.model.init_hidden(self.train_data.shape[1])
-        self._loss_sum = torch.zeros((), device=rt.device)
-        tokens = 0
+        self.sums.reset()
         t0 = time.perf_counter()
         for i, (x, y) in enumerate(bptt_batches(self.train_data, c.bptt, bptt_seed), 1):
             hidden = self.train_step(x, y, hidden)
-            tokens += y.numel()
             self.progress("train", i, total)
         rt.synchronize()
         train_time = time.perf_counter() - t0
-        train_loss = float(self._loss_sum) / tokens
+        train_loss, _ = self.sums.means()
+        tokens = self.sums.seen
         if not math.isfinite(train_loss):
             raise NonFiniteError(f"evaluate epoch {epoch + 1}: training loss is {train_loss}; "
                                  "lower evaluate.lr or evaluate.grad_clip")
@@ -173,7 +173,7 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
         (loss + activation_regularisation(raw, dropped, c.ar_alpha, c.tar_beta)).backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
         self.optimizer.step()
-        self._loss_sum += loss.detach() * y.numel()
+        self.sums.add(loss, y)
         return hidden.detach()
 
     def evaluate(self) -> dict[str, float]:

@@ -1,0 +1,30 @@
+"""An epoch's loss (and accuracy) summed on the device step by step and read on the host once, at the end:
+the step loops of the search children and of the trainers add to it without any host-device synchronisation."""
+
+from __future__ import annotations
+
+import torch
+
+
+class DeviceSums:
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss = torch.zeros((), device=self.device)
+        self.correct = torch.zeros((), dtype=torch.long, device=self.device)
+        self.seen = 0
+
+    def add(self, loss: torch.Tensor, targets: torch.Tensor, predictions: torch.Tensor | None = None) -> None:
+        """One step's mean loss over `targets`, and its correct predictions when given (nothing read)."""
+        n = targets.numel()
+        self.loss += loss.detach().float() * n
+        if predictions is not None:
+            self.correct += (predictions == targets).sum()
+        self.seen += n
+
+    def means(self) -> tuple[float, float]:
+        """(mean loss, accuracy) over everything added since reset: the one device read."""
+        seen = max(self.seen, 1)
+        return float(self.loss) / seen, float(self.correct) / seen
