@@ -19,17 +19,16 @@ import json
 import resource
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from ednas_core.child_cnn import ImageChild
-from ednas_core.config import DataConfig, EvaluateConfig, RuntimeConfig, SearchConfig
-from ednas_core.genotypes import PAPER_GENOTYPES
+from ednas_core.config import DataConfig, RuntimeConfig
 from ednas_core.runtime import Runtime
 from ednas_core.spaces import CNN_SPACE, Architecture
-from ednas_core.train import GenotypeTrainer
 
-from .run import PAPER, QUICK, Sizes, synthetic_cifar
+from .run import PAPER, QUICK, Sizes, eval_train_step, search_config, synthetic_cifar
 
 WORKLOADS = ("search", "eval")
 STEPS = 2
@@ -55,20 +54,14 @@ def peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB
 
 
-def step_function(workload: str, rt: Runtime, sizes: Sizes, batch: int):
-    data = synthetic_cifar(dataclasses.replace(sizes, images=4 * batch, batch=batch))
+def step_function(workload: str, rt: Runtime, sizes: Sizes, batch: int) -> Callable[[], None]:
+    sizes = dataclasses.replace(sizes, images=4 * batch, batch=batch)
+    data = synthetic_cifar(sizes)
     if workload == "search":
-        config = SearchConfig(epochs=1, batch_size=batch, policy_batch_size=batch, layers=sizes.search_layers,
-                              init_channels=sizes.search_channels)
-        child = ImageChild.build(data, config, DataConfig(), rt)
+        child = ImageChild.build(data, search_config(sizes), DataConfig(), rt)
         arch, images = heaviest_architecture(), next(iter(child.train_batches(0)))
         return lambda: child.train_step(arch, images)
-    config = EvaluateConfig(epochs=600, batch_size=batch, layers=sizes.eval_layers, init_channels=sizes.eval_channels)
-    trainer = GenotypeTrainer(PAPER_GENOTYPES["paper-cifar10"], data, config, rt)
-    trainer.model.train()
-    trainer.model.drop_path_prob = 0.2
-    images, labels = next(iter(trainer.train_loader.epoch(0)))
-    return lambda: trainer.train_step(images, labels)
+    return eval_train_step(rt, sizes, data)
 
 
 def measure(workload: str, device: str = "auto", batch: int = 128, quick: bool = False) -> dict:

@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -49,7 +50,7 @@ from ednas_core.data import DeviceLoader, ImageDataset
 from ednas_core.data.ptb import Corpus, bptt_batches
 from ednas_core.genotypes import PAPER_GENOTYPES
 from ednas_core.policy import PolicyVectors, make_policy
-from ednas_core.runtime import Runtime
+from ednas_core.runtime import Runtime, set_cuda_determinism
 from ednas_core.spaces import CNN_SPACE, RNN_SPACE
 from ednas_core.supernet.cnn import SearchNetwork
 from ednas_core.train import GenotypeTrainer
@@ -196,30 +197,38 @@ CPU_VARIANTS = ("fp32_nchw", "channels_last")
 
 
 @contextlib.contextmanager
-def deterministic_kernels(on: bool) -> Iterator[None]:
-    """What runtime.deterministic switches on CUDA, for the duration of one variant."""
-    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
-             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    saved_algorithms = (torch.are_deterministic_algorithms_enabled(),
-                        torch.is_deterministic_algorithms_warn_only_enabled())
-    if on:
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-        torch.use_deterministic_algorithms(True, warn_only=True)
+def deterministic_kernels(rt: Runtime, on: bool) -> Iterator[None]:
+    """What runtime.deterministic switches on CUDA, for the duration of one variant; then rt's settings again
+    (and no cuBLAS workspace variable left behind for the memory probe's subprocesses)."""
+    if not on:
+        yield
+        return
+    had_workspace = "CUBLAS_WORKSPACE_CONFIG" in os.environ
+    set_cuda_determinism(True)
     try:
         yield
     finally:
-        (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
-         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) = saved
-        torch.use_deterministic_algorithms(saved_algorithms[0], warn_only=saved_algorithms[1])
+        set_cuda_determinism(rt.deterministic)
+        if not had_workspace and not rt.deterministic:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+
+
+def eval_train_step(rt: Runtime, sizes: Sizes, data: ImageDataset) -> Callable[[], None]:
+    """GenotypeTrainer.train_step of the paper's CIFAR-10 evaluation network (auxiliary head, drop-path 0.2) on
+    one fixed batch."""
+    config = EvaluateConfig(epochs=600, batch_size=sizes.batch, layers=sizes.eval_layers,
+                            init_channels=sizes.eval_channels)
+    trainer = GenotypeTrainer(PAPER_GENOTYPES["paper-cifar10"], data, config, rt)
+    trainer.model.train()
+    trainer.model.drop_path_prob = 0.2
+    images, labels = next(iter(trainer.train_loader.epoch(0)))
+    return lambda: trainer.train_step(images, labels)
 
 
 def bench_eval_train(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str, Any]:
-    """GenotypeTrainer.train_step (the evaluation's own step: auxiliary head, drop-path 0.2) in images/s, with
-    the runtime switches of each variant, and peak memory on CUDA."""
+    """Evaluation training steps in images/s with the runtime switches of each variant, ATen ops per step, and
+    peak memory on CUDA."""
     on_cuda = rt.device.type == "cuda"
-    config = EvaluateConfig(epochs=600, batch_size=sizes.batch, layers=sizes.eval_layers,
-                            init_channels=sizes.eval_channels)
     out: dict[str, Any] = {}
     for name, opts in EVAL_VARIANTS:
         if not on_cuda and name not in CPU_VARIANTS:
@@ -227,20 +236,16 @@ def bench_eval_train(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str,
         variant = dataclasses.replace(rt, amp=opts.get("amp", False), channels_last=opts.get("channels_last", False),
                                       fused_optimizer=opts.get("fused_optimizer", False),
                                       compile=opts.get("compile", False))
-        with deterministic_kernels(opts.get("deterministic", False)):
-            trainer = GenotypeTrainer(PAPER_GENOTYPES["paper-cifar10"], data, config, variant)
-            trainer.model.train()
-            trainer.model.drop_path_prob = 0.2
-            images, labels = next(iter(trainer.train_loader.epoch(0)))
+        with deterministic_kernels(rt, opts.get("deterministic", False)):
+            step = eval_train_step(variant, sizes, data)
             reset_peak_memory(rt)
-            seconds = timed(variant, lambda: trainer.train_step(images, labels), sizes.steps,
-                            warmup=3 if variant.compile else 2)
+            seconds = timed(variant, step, sizes.steps, warmup=3 if variant.compile else 2)
         out[f"{name}_images_per_s"] = sizes.batch / seconds
         if not variant.compile:
-            out[f"{name}_ops_per_step"] = ops_per_call(lambda: trainer.train_step(images, labels))
+            out[f"{name}_ops_per_step"] = ops_per_call(step)
         if on_cuda:
             out[f"{name}_peak_memory_gb"] = peak_memory_gb(rt)
-        del trainer
+        del step  # frees the variant's network before the next one is built
     best = max(v for k, v in out.items() if k.endswith("_images_per_s"))
     out["full_eval_hours_600_epochs"] = 600 * 50_000 / best / 3600  # training steps only, at the best variant
     return out

@@ -45,6 +45,18 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def set_cuda_determinism(deterministic: bool) -> None:
+    """deterministic: deterministic kernels where PyTorch has them (a warning names any op that has none),
+    cuBLAS's fixed workspace, no cuDNN autotuning, no TF32. Otherwise the fast settings. Process-wide."""
+    if deterministic:  # cuBLAS needs a fixed workspace for repeatable results
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cuda.matmul.allow_tf32 = not deterministic
+    torch.backends.cudnn.allow_tf32 = not deterministic
+
+
 @dataclass(frozen=True)
 class Runtime:
     device: torch.device
@@ -64,14 +76,7 @@ class Runtime:
                       deterministic=config.deterministic, seed=config.seed,
                       fused_optimizer=config.fused_optimizer and on_cuda, compile=config.compile)
         if on_cuda:
-            if config.deterministic:  # cuBLAS needs a fixed workspace for repeatable results
-                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            # deterministic kernels where PyTorch has them; a warning names any op that has none
-            torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
-            torch.backends.cudnn.benchmark = not config.deterministic
-            torch.backends.cudnn.deterministic = config.deterministic
-            torch.backends.cuda.matmul.allow_tf32 = not config.deterministic
-            torch.backends.cudnn.allow_tf32 = not config.deterministic
+            set_cuda_determinism(config.deterministic)
         return runtime
 
     def autocast(self) -> contextlib.AbstractContextManager:

@@ -51,8 +51,12 @@ def tiny_eval_config(**overrides) -> EvaluateConfig:
     return dataclasses.replace(base, **overrides)
 
 
+def make_runtime(device: str, seed: int = 0, **overrides) -> Runtime:
+    return Runtime.from_config(RuntimeConfig(device=device, seed=seed, **overrides))
+
+
 def cpu_runtime(seed: int = 0) -> Runtime:
-    return Runtime.from_config(RuntimeConfig(device="cpu", seed=seed))
+    return make_runtime("cpu", seed)
 
 
 # CPU always; CUDA where present (the sync checks that matter most run there)

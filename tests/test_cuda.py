@@ -9,11 +9,10 @@ import math
 import pytest
 import torch
 
-from helpers import make_pattern_dataset, tiny_eval_config, tiny_search_config
+from helpers import make_pattern_dataset, make_runtime, tiny_eval_config, tiny_search_config
 from ednas_core.child_cnn import cnn_search
-from ednas_core.config import DataConfig, RuntimeConfig
+from ednas_core.config import DataConfig
 from ednas_core.genotypes import PAPER_GENOTYPES
-from ednas_core.runtime import Runtime
 from ednas_core.train import GenotypeTrainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
@@ -21,12 +20,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 DATA = make_pattern_dataset(n_train=256, n_test=128)
 
 
-def cuda_runtime(**overrides) -> Runtime:
-    return Runtime.from_config(RuntimeConfig(device="cuda", seed=0, **overrides))
-
-
 def test_every_cuda_switch_is_on_by_default_and_the_search_runs():
-    rt = cuda_runtime()
+    rt = make_runtime("cuda")
     assert rt.amp and rt.channels_last and rt.fused_optimizer and torch.backends.cudnn.benchmark
     search = cnn_search(DATA, tiny_search_config(epochs=2), DataConfig(), rt, checkpoint_path=None)
     assert search.child.optimizer.defaults["fused"]
@@ -35,7 +30,7 @@ def test_every_cuda_switch_is_on_by_default_and_the_search_runs():
 
 
 def test_compiled_training_learns_on_cuda(tmp_path):
-    rt = cuda_runtime(compile=True)
+    rt = make_runtime("cuda", compile=True)
     result = GenotypeTrainer(PAPER_GENOTYPES["paper-cifar10"], DATA, tiny_eval_config(epochs=4, lr=0.05), rt,
                              tmp_path / "c.pt").run()
     losses = [h.metrics["train_loss"] for h in result.history]
@@ -45,7 +40,7 @@ def test_compiled_training_learns_on_cuda(tmp_path):
 
 def test_deterministic_mode_repeats_a_training_run_bit_for_bit(tmp_path):
     def run(name):
-        rt = cuda_runtime(deterministic=True)
+        rt = make_runtime("cuda", deterministic=True)
         return GenotypeTrainer(PAPER_GENOTYPES["paper-cifar10"], DATA, tiny_eval_config(epochs=2), rt,
                                tmp_path / name).run()
 

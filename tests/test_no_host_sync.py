@@ -5,19 +5,17 @@ torch.cuda.set_sync_debug_mode; on CPU every Tensor-to-Python read is recorded i
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import torch
 
-from helpers import DEVICES, host_reads, make_pattern_dataset, tiny_eval_config, tiny_search_config
+from helpers import DEVICES, host_reads, make_pattern_dataset, make_runtime, tiny_eval_config, tiny_search_config
 from ednas_core.child_cnn import ImageChild
 from ednas_core.child_rnn import TextChild
-from ednas_core.config import DataConfig, RNNEvaluateConfig, RNNSearchConfig, RuntimeConfig
+from ednas_core.config import DataConfig, RNNEvaluateConfig, RNNSearchConfig
 from ednas_core.data.ptb import bptt_batches, make_synthetic_corpus
 from ednas_core.genotypes import PAPER_GENOTYPES
 from ednas_core.policy import PolicyVectors
-from ednas_core.runtime import Runtime
 from ednas_core.spaces import CNN_SPACE, RNN_SPACE
 from ednas_core.train import GenotypeTrainer
 from ednas_core.train_rnn import RNNTrainer
@@ -26,17 +24,13 @@ DATA = make_pattern_dataset(n_train=160, n_test=64)
 CORPUS = make_synthetic_corpus(40, 800, 240, 240, seed=0)
 
 
-def runtime(device: str) -> Runtime:
-    return Runtime.from_config(RuntimeConfig(device=device, seed=0))
-
-
 def cnn_arch():
     return PolicyVectors(CNN_SPACE).sample(torch.Generator().manual_seed(3))
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_search_child_steps_and_device_loader_read_nothing(device):
-    rt = runtime(device)
+    rt = make_runtime(device)
     child = ImageChild.build(DATA, tiny_search_config(batch_size=16), DataConfig(), rt)
     arch = cnn_arch()
     child.start_epoch(0)
@@ -51,7 +45,7 @@ def test_search_child_steps_and_device_loader_read_nothing(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_a_policy_reward_is_one_read(device):
-    rt = runtime(device)
+    rt = make_runtime(device)
     child = ImageChild.build(DATA, tiny_search_config(policy_batch_size=16), DataConfig(), rt)
     batch, arch = next(iter(child.policy_batches(0))), cnn_arch()
     child.reward(arch, batch)
@@ -62,7 +56,7 @@ def test_a_policy_reward_is_one_read(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_evaluation_training_steps_read_nothing(device):
-    rt = runtime(device)
+    rt = make_runtime(device)
     trainer = GenotypeTrainer(PAPER_GENOTYPES["paper-cifar10"], DATA, tiny_eval_config(batch_size=16, drop_path=0.2),
                               rt)
     trainer.model.train()
@@ -82,7 +76,7 @@ def rnn_search_config() -> RNNSearchConfig:
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_recurrent_search_child_steps_read_nothing_and_a_reward_is_one_read(device):
-    rt = runtime(device)
+    rt = make_runtime(device)
     child = TextChild.build(CORPUS, rnn_search_config(), rt)
     arch = PolicyVectors(RNN_SPACE).sample(torch.Generator().manual_seed(3))
     child.start_epoch(0)
@@ -100,7 +94,7 @@ def test_recurrent_search_child_steps_read_nothing_and_a_reward_is_one_read(devi
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_recurrent_evaluation_steps_read_nothing(device):
-    rt = runtime(device)
+    rt = make_runtime(device)
     config = RNNEvaluateConfig(epochs=2, batch_size=8, eval_batch_size=8, bptt=10, emb=12, hidden=12)
     trainer = RNNTrainer(PAPER_GENOTYPES["paper-ptb"], CORPUS, config, rt)
     trainer.model.train()
@@ -117,7 +111,7 @@ def test_recurrent_evaluation_steps_read_nothing(device):
 def test_averaging_steps_read_nothing_on_cuda():
     """After the ASGD switch: capturable ASGD keeps its step counters on the device (the default reads one per
     parameter per step). On CPU the counters are host tensors, so there is nothing to check there."""
-    rt = runtime("cuda")
+    rt = make_runtime("cuda")
     config = RNNEvaluateConfig(epochs=2, batch_size=8, eval_batch_size=8, bptt=10, emb=12, hidden=12)
     trainer = RNNTrainer(PAPER_GENOTYPES["paper-ptb"], CORPUS, config, rt)
     trainer._switch_to_asgd()
@@ -154,7 +148,7 @@ def test_a_whole_search_epoch_on_cuda_syncs_once_per_policy_step_plus_a_constant
         data = make_pattern_dataset(n_train=n_train, n_test=64)
         portion = 1 - 32 / n_train  # 32 policy images whatever the size: 2 policy steps of 16
         search = cnn_search(data, tiny_search_config(epochs=2, batch_size=16, policy_batch_size=16),
-                            DataConfig(train_portion=portion), runtime("cuda"), checkpoint_path=None)
+                            DataConfig(train_portion=portion), make_runtime("cuda"), checkpoint_path=None)
         search.run_epoch(0)  # warm-up
         with host_reads(torch.device("cuda")) as reads:
             search.run_epoch(1)
