@@ -99,52 +99,31 @@ def test_committed_params_comment_every_non_obvious_key():
 
 # --- one-line errors --------------------------------------------------------------------------------------------
 
-def test_negative_lr(raw):
+@pytest.mark.parametrize("path, value, message", [
+    pytest.param(("search", "lr"), -1, "search.lr: got -1; expected a number > 0", id="negative_lr"),
+    pytest.param(("search", "lr"), "abc", "search.lr: got 'abc'; expected a number > 0", id="string_lr"),
+    pytest.param(("search", "epochs"), True, "search.epochs: got True; expected an integer >= 1",
+                 id="bool_for_int"),
+    pytest.param(("search", "batch_size"), 1.5, "search.batch_size: got 1.5; expected an integer >= 1",
+                 id="float_for_int"),
+    pytest.param(("runtime", "amp"), 1, "runtime.amp: got 1; expected true or false", id="int_for_bool"),
+    pytest.param(("data", "train_portion"), 1.0, "data.train_portion: got 1.0; expected a number > 0 and < 1",
+                 id="bound_upper_exclusive"),
+    pytest.param(("search", "strategy"), "darts", "search.strategy: got 'darts'; expected one of ednas, random",
+                 id="unknown_choice"),
+    pytest.param(("task",), "imagenet", "task: got 'imagenet'; expected one of cifar10, digits, ptb, markov",
+                 id="unknown_top_level_choice"),
+    pytest.param(("digits", "search", "lr"), 0, "digits.search.lr: got 0; expected a number > 0",
+                 id="nested_error_names_full_key"),
+])
+def test_bad_value_is_one_line_naming_the_key_and_what_is_expected(raw, path, value, message):
     d = data(raw)
-    d["search"]["lr"] = -1
-    assert error_of(d) == "search.lr: got -1; expected a number > 0"
-
-
-def test_string_lr(raw):
-    d = data(raw)
-    d["search"]["lr"] = "abc"
-    assert error_of(d) == "search.lr: got 'abc'; expected a number > 0"
-
-
-def test_bool_for_int(raw):
-    d = data(raw)
-    d["search"]["epochs"] = True
-    assert error_of(d) == "search.epochs: got True; expected an integer >= 1"
-
-
-def test_float_for_int(raw):
-    d = data(raw)
-    d["search"]["batch_size"] = 1.5
-    assert error_of(d) == "search.batch_size: got 1.5; expected an integer >= 1"
-
-
-def test_int_for_bool(raw):
-    d = data(raw)
-    d["runtime"]["amp"] = 1
-    assert error_of(d) == "runtime.amp: got 1; expected true or false"
-
-
-def test_bound_upper_exclusive(raw):
-    d = data(raw)
-    d["data"]["train_portion"] = 1.0
-    assert error_of(d) == "data.train_portion: got 1.0; expected a number > 0 and < 1"
-
-
-def test_unknown_choice(raw):
-    d = data(raw)
-    d["search"]["strategy"] = "darts"
-    assert error_of(d) == "search.strategy: got 'darts'; expected one of ednas, random"
-
-
-def test_unknown_top_level_choice(raw):
-    d = data(raw)
-    d["task"] = "imagenet"
-    assert error_of(d) == "task: got 'imagenet'; expected one of cifar10, digits, ptb, markov"
+    *sections, key = path
+    section = d
+    for name in sections:
+        section = section[name]
+    section[key] = value
+    assert error_of(d) == message
 
 
 def test_unknown_key_in_section(raw):
@@ -194,12 +173,6 @@ def test_section_not_a_mapping(raw):
 def test_top_level_not_a_mapping():
     with pytest.raises(ConfigError, match=r"^params: expected a mapping of keys, got list$"):
         load_params([1, 2])
-
-
-def test_nested_error_names_full_key(raw):
-    d = data(raw)
-    d["digits"]["search"]["lr"] = 0
-    assert error_of(d) == "digits.search.lr: got 0; expected a number > 0"
 
 
 def test_yaml11_exponent_string_is_a_float(raw):

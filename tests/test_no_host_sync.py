@@ -5,7 +5,6 @@ torch.cuda.set_sync_debug_mode; on CPU every Tensor-to-Python read is recorded i
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
