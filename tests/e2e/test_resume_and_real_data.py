@@ -56,13 +56,17 @@ def test_killed_search_stage_resumes_to_the_uninterrupted_result(tmp_path, works
         assert fresh_metrics[key] == resumed_metrics[key], key
 
 
-@pytest.mark.skipif(not os.environ.get("EDNAS_DATA_ROOT"), reason="EDNAS_DATA_ROOT (real datasets) is not set")
-def test_prepare_data_reads_real_cifar10(tmp_path):
-    root = Path(os.environ["EDNAS_DATA_ROOT"])
-    ws = make_workspace(tmp_path / "ws", {"task": "cifar10", "data.root": str(root)})
+def prepare_real(tmp_path: Path, task: str) -> tuple[Path, dict]:
+    """Runs prepare-data on the real files under EDNAS_DATA_ROOT; returns the workspace and its manifest."""
+    ws = make_workspace(tmp_path / "ws", {"task": task, "data.root": os.environ["EDNAS_DATA_ROOT"]})
     done = stage(ws, "prepare_data")
     assert done.returncode == 0, done.stderr
-    manifest = json.loads((ws / "data/prepared/manifest.json").read_text())
+    return ws, json.loads((ws / "data/prepared/manifest.json").read_text())
+
+
+@pytest.mark.skipif(not os.environ.get("EDNAS_DATA_ROOT"), reason="EDNAS_DATA_ROOT (real datasets) is not set")
+def test_prepare_data_reads_real_cifar10(tmp_path):
+    ws, manifest = prepare_real(tmp_path, "cifar10")
     assert manifest["task"] == "cifar10" and manifest["train"] == 50_000 and manifest["test"] == 10_000
     assert manifest["shape"] == [3, 32, 32] and len(manifest["sources"]) == 6
     assert json.loads((ws / "metrics/prepare.json").read_text())["train_images"] == 50_000
@@ -70,10 +74,6 @@ def test_prepare_data_reads_real_cifar10(tmp_path):
 
 @pytest.mark.skipif(not os.environ.get("EDNAS_DATA_ROOT"), reason="EDNAS_DATA_ROOT (real datasets) is not set")
 def test_prepare_data_reads_real_ptb(tmp_path):
-    root = Path(os.environ["EDNAS_DATA_ROOT"])
-    ws = make_workspace(tmp_path / "ws", {"task": "ptb", "data.root": str(root)})
-    done = stage(ws, "prepare_data")
-    assert done.returncode == 0, done.stderr
-    manifest = json.loads((ws / "data/prepared/manifest.json").read_text())
+    _, manifest = prepare_real(tmp_path, "ptb")
     assert manifest["kind"] == "text" and manifest["vocab_size"] == 10_000
     assert manifest["train"] == 929_589 and manifest["test"] == 82_430 and len(manifest["sources"]) == 3
