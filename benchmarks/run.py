@@ -49,7 +49,8 @@ from ednas_core.config import (DataConfig, EvaluateConfig, RNNEvaluateConfig, RN
 from ednas_core.data import DeviceLoader, ImageDataset
 from ednas_core.data.ptb import Corpus, bptt_batches
 from ednas_core.genotypes import PAPER_GENOTYPES
-from ednas_core.policy import PolicyVectors, make_policy
+from ednas_core.strategies import make_strategy
+from ednas_core.strategies.ednas import PolicyVectors
 from ednas_core.runtime import Runtime, set_cuda_determinism
 from ednas_core.spaces import CNN_SPACE, RNN_SPACE
 from ednas_core.supernet.cnn import SearchNetwork
@@ -172,7 +173,7 @@ def bench_search_epoch(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[st
     m = search.run().history[0].metrics
     _, policy_steps = search.child.steps_per_epoch
     # the host-side part of a policy step alone: sample an architecture and take one REINFORCE step
-    policy = make_policy(CNN_SPACE, search_config(sizes), seed=0)
+    policy = make_strategy(CNN_SPACE, search_config(sizes), seed=0)
     g = torch.Generator().manual_seed(0)
     host_s = timed(rt, lambda: policy.learn(policy.sample(g), 0.5), max(sizes.steps, 20))
     return {"epoch_s": m["epoch_time_s"], "child_s": m["child_time_s"], "policy_s": m["policy_time_s"],

@@ -15,7 +15,7 @@ from .child_base import SharedWeightsChild
 from .device_sums import DeviceSums
 from .config import DataConfig, SearchConfig
 from .data import DeviceLoader, ImageDataset, split_indices
-from .policy import make_policy
+from .strategies import make_strategy
 from .runtime import Runtime, seed_for
 from .schedules import cosine_lr, set_lr, step_lr
 from .search import EDNASSearch, SearchCallback
@@ -116,10 +116,10 @@ class ImageChild(SharedWeightsChild):
 def cnn_search(dataset: ImageDataset, search: SearchConfig, data: DataConfig, runtime: Runtime,
                checkpoint_path: Path | None, callbacks: Iterable[SearchCallback] = (),
                settings: dict | None = None) -> EDNASSearch:
-    """The whole CNN search, ready to run(): child network on the device, policy on the host. `settings`
+    """The whole CNN search, ready to run(): child network on the device, strategy on the host. `settings`
     joins the checkpoint fingerprint (e.g. the code version), so other settings are never resumed."""
     child = ImageChild.build(dataset, search, data, runtime)
-    policy = make_policy(CNN_SPACE, search, seed_for(runtime.seed, "policy-init"))
+    strategy = make_strategy(CNN_SPACE, search, seed_for(runtime.seed, "policy-init"))
     settings = {"data": asdict(data), "dataset": [len(dataset.train_labels), list(dataset.train_images.shape[1:])],
                 **(settings or {})}
-    return EDNASSearch(CNN_SPACE, child, policy, search, runtime, checkpoint_path, callbacks, settings)
+    return EDNASSearch(CNN_SPACE, child, strategy, search, runtime, checkpoint_path, callbacks, settings)

@@ -17,7 +17,7 @@ from .child_base import SharedWeightsChild
 from .device_sums import DeviceSums
 from .config import RNNSearchConfig
 from .data.ptb import Corpus, batchify, bptt_batches, bptt_lengths
-from .policy import make_policy
+from .strategies import make_strategy
 from .runtime import Runtime, seed_for
 from .schedules import set_lr
 from .search import EDNASSearch, SearchCallback
@@ -114,10 +114,10 @@ class TextChild(SharedWeightsChild):
 
 def rnn_search(corpus: Corpus, config: RNNSearchConfig, runtime: Runtime, checkpoint_path: Path | None,
                callbacks: Iterable[SearchCallback] = (), settings: dict | None = None) -> EDNASSearch:
-    """The whole PTB search, ready to run(): child language model on the device, policy on the host.
+    """The whole PTB search, ready to run(): child language model on the device, strategy on the host.
     `settings` joins the checkpoint fingerprint (e.g. the code version)."""
     child = TextChild.build(corpus, config, runtime)
-    policy = make_policy(RNN_SPACE, config, seed_for(runtime.seed, "policy-init"))  # type: ignore[arg-type]
+    strategy = make_strategy(RNN_SPACE, config, seed_for(runtime.seed, "policy-init"))  # type: ignore[arg-type]
     settings = {"corpus": [len(corpus.vocab), corpus.train.numel(), corpus.valid.numel()], **(settings or {})}
-    return EDNASSearch(RNN_SPACE, child, policy, config, runtime, checkpoint_path, callbacks,  # type: ignore[arg-type]
+    return EDNASSearch(RNN_SPACE, child, strategy, config, runtime, checkpoint_path, callbacks,  # type: ignore[arg-type]
                        settings)

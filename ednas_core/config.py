@@ -12,16 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, TypeVar, get_type_hints
 
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message is one line naming the key and the allowed values."""
-
-
-def knob(default: Any, *, gt: float | None = None, ge: float | None = None, lt: float | None = None,
-         le: float | None = None, choices: tuple | None = None) -> Any:
-    meta = {k: v for k, v in dict(gt=gt, ge=ge, lt=lt, le=le, choices=choices).items() if v is not None}
-    return field(default=default, metadata=meta)
+from .knobs import ConfigError, knob
+from .strategies import STRATEGY_NAMES
 
 
 @dataclass
@@ -43,7 +35,7 @@ class DataConfig:
 
 @dataclass
 class SearchConfig:
-    strategy: str = knob("ednas", choices=("ednas", "random"))
+    strategy: str = knob("ednas", choices=STRATEGY_NAMES)  # ednas_core/strategies; each reads its own section
     epochs: int = knob(300, ge=1)
     batch_size: int = knob(128, ge=1)           # child (shared weights) batch
     policy_batch_size: int = knob(128, ge=1)    # validation batch per policy step (one reward)
@@ -99,7 +91,7 @@ class EvaluateConfig:
 class RNNSearchConfig:
     """The PTB search (paper 4.3, DARTS's recurrent search settings); policy fields mirror SearchConfig."""
 
-    strategy: str = knob("ednas", choices=("ednas", "random"))
+    strategy: str = knob("ednas", choices=STRATEGY_NAMES)  # ednas_core/strategies; each reads its own section
     epochs: int = knob(150, ge=1)
     batch_size: int = knob(256, ge=1)           # child batch (columns of the training stream)
     policy_batch_size: int = knob(256, ge=1)    # columns of the validation stream; one bptt window per reward (DARTS: 256)

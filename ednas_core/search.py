@@ -1,9 +1,12 @@
-"""The EDNAS alternating search loop, with an atomic checkpoint every epoch and exact resume.
+"""The alternating search loop of any strategy (ednas_core/strategies), with an atomic checkpoint every epoch
+and exact resume.
 
-Each epoch (alternate=epoch, the authors' order): one pass of child steps over the training split, each on a
-freshly sampled architecture, then one pass of policy steps over the validation split, each sampling an
-architecture, scoring it on one minibatch and taking one REINFORCE step. alternate=step interleaves one policy
-step after every child step (cycling the validation split).
+Each epoch (alternate=epoch, the EDNAS authors' order): one pass of child steps over the training split, each on
+the architecture the strategy gives (EDNAS: a fresh sample of the policy), then the reward phase: the strategy
+proposes architectures, each is scored on the next validation minibatch (one no-grad forward; the validation
+split is cycled when a strategy wants more rewards than it has batches), and the strategy observes the rewards
+(EDNAS: one REINFORCE step per reward, one pass over the validation split). alternate=step spreads the reward
+phase evenly over the child steps (EDNAS: one policy step after every child step).
 
 Every epoch's randomness (batch order, augmentation, sampled architectures, dropout) is derived from
 (seed, epoch), so a run killed after epoch k and resumed from its checkpoint ends identical to one that was not.
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
@@ -22,7 +25,8 @@ import torch
 
 from .config import SearchConfig
 from .epochs import CheckpointedLoop, EpochCallback, NonFiniteError, fingerprint
-from .policy import ReinforcePolicy
+from .strategies import Strategy, strategy_settings
+from .strategies.base import distribution_entropy
 from .runtime import Runtime
 from .spaces import Architecture, SearchSpace
 
@@ -48,9 +52,10 @@ class Child(Protocol):
 
 @dataclass
 class EpochReport:
-    """What a callback receives after each epoch. `probabilities` holds the softmax of every policy vector
-    (PolicyVectors.probabilities); `counts[cell]` is [n_edges, n_ops]: how often each (edge, op) was sampled
-    this epoch, in the child phase and the policy phase together."""
+    """What a callback receives after each epoch. `probabilities` holds the strategy's distribution over choices
+    (Strategy.probabilities: EDNAS's softmax of every policy vector, a population's choice frequencies);
+    `counts[cell]` is [n_edges, n_ops]: how often each (edge, op) was used this epoch, in the child phase and
+    the reward phase together."""
 
     epoch: int                 # 0-based index of the finished epoch
     epochs: int
@@ -78,32 +83,33 @@ def _count(counts: dict[str, np.ndarray], space: SearchSpace, arch: Architecture
 
 
 class EDNASSearch(CheckpointedLoop[EpochReport]):
-    """Runs the alternating search of one child (the task's weight-sharing network) and one policy."""
+    """Runs the alternating search of one child (the task's weight-sharing network) and one strategy."""
 
     what = "search"
     report_type = EpochReport
 
-    def __init__(self, space: SearchSpace, child: Child, policy: ReinforcePolicy, config: SearchConfig,
+    def __init__(self, space: SearchSpace, child: Child, strategy: Strategy, config: SearchConfig,
                  runtime: Runtime, checkpoint_path: Path | None, callbacks: Iterable[SearchCallback] = (),
                  settings: dict[str, Any] | None = None):
         self.space = space
         self.child = child
-        self.policy = policy
+        self.strategy = strategy
         self.config = config
         self.runtime = runtime
         super().__init__(config.epochs, checkpoint_path, callbacks,
-                         fingerprint(search=asdict(config), seed=runtime.seed, space=space.name, **(settings or {})))
+                         fingerprint(search=strategy_settings(config), seed=runtime.seed, space=space.name,
+                                     **(settings or {})))
 
     def state_dict(self) -> dict:
-        return {"child": self.child.state_dict(), "policy": self.policy.state_dict()}
+        return {"child": self.child.state_dict(), "policy": self.strategy.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.child.load_state_dict(state["child"])
-        self.policy.load_state_dict(state["policy"])
+        self.strategy.load_state_dict(state["policy"])
 
     def run(self) -> SearchResult:
         resumed_from = self.run_epochs()
-        return SearchResult(history=self.history, final_architecture=self.policy.final_architecture(),
+        return SearchResult(history=self.history, final_architecture=self.strategy.final_architecture(),
                             resumed_from=resumed_from)
 
     def run_epoch(self, epoch: int) -> EpochReport:
@@ -111,63 +117,74 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
         rt.seed_epoch(epoch, "search")
         arch_gen = rt.generator("search-arch", epoch)
         lr = self.child.start_epoch(epoch)
+        strategy = self.strategy
+        strategy.begin_epoch(epoch)
         counts = {t: np.zeros((self.space.cell.n_edges, len(self.space.cell.ops)), np.int64)
                   for t in self.space.cell_types}
-        steps: list[dict[str, float]] = []
+        rewards: list[float] = []
+        child_steps, policy_batches = self.child.steps_per_epoch
+        n_child, n_policy_images = self.child.images_per_epoch
+        step_mode = self.config.alternate == "step"
+        wanted = strategy.rewards_wanted(epoch, child_steps if step_mode else policy_batches)
+        policy_iter = _cycle(lambda: self.child.policy_batches(epoch))
 
         def child_step(batch: Batch) -> None:
-            arch = self.policy.sample(arch_gen)
+            arch = strategy.train_architecture(arch_gen)
             _count(counts, self.space, arch)
             self.child.train_step(arch, batch)
 
-        def policy_step(batch: Batch) -> None:
-            arch = self.policy.sample(arch_gen)
-            _count(counts, self.space, arch)
-            reward = self.child.reward(arch, batch)
-            if not math.isfinite(reward):
-                raise NonFiniteError(f"search epoch {epoch + 1}: policy reward is {reward}; "
-                                     "the shared weights diverged (lower search.lr)")
-            steps.append(self.policy.learn(arch, reward))
+        def reward_rounds(until: int) -> None:
+            """Propose / score / observe until `until` rewards of the epoch are in."""
+            while len(rewards) < until:
+                archs = strategy.propose(arch_gen, until - len(rewards))
+                if not 1 <= len(archs) <= until - len(rewards):
+                    raise RuntimeError(f"strategy {strategy.name} proposed {len(archs)} architectures; "
+                                       f"expected 1..{until - len(rewards)}")
+                scores = []
+                for arch in archs:
+                    _count(counts, self.space, arch)
+                    reward = self.child.reward(arch, next(policy_iter))
+                    if not math.isfinite(reward):
+                        raise NonFiniteError(f"search epoch {epoch + 1}: policy reward is {reward}; "
+                                             "the shared weights diverged (lower search.lr)")
+                    scores.append(reward)
+                strategy.observe(archs, scores)
+                rewards.extend(scores)
+                self.progress("policy", len(rewards), wanted)
 
-        n_child, n_policy = self.child.images_per_epoch
-        child_steps, policy_steps = self.child.steps_per_epoch
         t0 = time.perf_counter()
-        if self.config.alternate == "epoch":
+        if not step_mode:
             for i, batch in enumerate(self.child.train_batches(epoch), 1):
                 child_step(batch)
                 self.progress("child", i, child_steps)
             rt.synchronize()
             t1 = time.perf_counter()
-            for i, batch in enumerate(self.child.policy_batches(epoch), 1):
-                policy_step(batch)
-                self.progress("policy", i, policy_steps)
+            reward_rounds(wanted)
             t2 = time.perf_counter()
             child_time, policy_time = t1 - t0, t2 - t1
-        else:  # one policy step after every child step; the validation split is cycled
-            n_policy = child_steps * self.config.policy_batch_size
-            policy_iter = _cycle(lambda: self.child.policy_batches(epoch))
+        else:  # the reward phase spread evenly over the child steps
             child_time = policy_time = 0.0
             for i, batch in enumerate(self.child.train_batches(epoch), 1):
                 a = time.perf_counter()
                 child_step(batch)
                 b = time.perf_counter()
-                policy_step(next(policy_iter))
+                reward_rounds(-(-wanted * i // child_steps))
                 child_time += b - a
                 policy_time += time.perf_counter() - b
                 self.progress("child", i, child_steps)
             rt.synchronize()
+        n_policy = len(rewards) * n_policy_images / max(policy_batches, 1)
 
         metrics = self.child.epoch_metrics()
         if not math.isfinite(metrics["child_loss"]):
             raise NonFiniteError(f"search epoch {epoch + 1}: child loss is {metrics['child_loss']}; "
                                  "the shared weights diverged (lower search.lr or search.grad_clip)")
-        with torch.no_grad():
-            entropies = {f"entropy_{k}": float(v) for k, v in self.policy.vectors.entropies().items()}
+        probabilities = strategy.probabilities()
+        entropies = distribution_entropy(probabilities)
         metrics.update({
-            "reward": float(np.mean([s["reward"] for s in steps])) if steps else math.nan,
-            "advantage": float(np.mean([s["advantage"] for s in steps])) if steps else math.nan,
-            "policy_loss": float(np.mean([s["policy_loss"] for s in steps])) if steps else math.nan,
-            "baseline": self.policy.baseline.value,
+            "reward": float(np.mean(rewards)) if rewards else math.nan,
+            "reward_count": float(len(rewards)),
+            **strategy.epoch_statistics(),
             "entropy": float(sum(entropies.values())),
             **entropies,
             "lr": lr,
@@ -178,7 +195,7 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
             "policy_images_per_s": n_policy / policy_time if policy_time > 0 else math.nan,
         })
         return EpochReport(epoch=epoch, epochs=self.config.epochs, metrics=metrics,
-                           probabilities=self.policy.vectors.probabilities(), counts=counts)
+                           probabilities=probabilities, counts=counts)
 
 
 def _cycle(make: Any) -> Iterator[Batch]:

@@ -14,7 +14,7 @@ from .data import DeviceLoader, ImageDataset
 from .data.ptb import Corpus, batchify
 from .epochs import EpochCallback
 from .genotypes import Genotype
-from .policy import ReinforcePolicy, make_policy
+from .strategies import Strategy, make_strategy
 from .runtime import Runtime
 from .search import EDNASSearch
 from .spaces import CNN_SPACE, RNN_SPACE, Architecture, SearchSpace
@@ -40,16 +40,16 @@ def make_search(task: str, data: ImageDataset | Corpus, search_config: Any, data
 
 
 def restore_search(task: str, data: ImageDataset | Corpus, search_config: Any, data_config: DataConfig,
-                   runtime: Runtime, state: dict) -> tuple[ImageChild | TextChild, ReinforcePolicy]:
-    """The child network and policy of a finished search (data/search/supernet.pt), for derive."""
+                   runtime: Runtime, state: dict) -> tuple[ImageChild | TextChild, Strategy]:
+    """The child network and strategy of a finished search (data/search/supernet.pt), for derive."""
     if is_text(task):
         child: ImageChild | TextChild = TextChild.build(data, search_config, runtime)
     else:
         child = ImageChild.build(data, search_config, data_config, runtime)
     child.load_state_dict(state["child"])
-    policy = make_policy(space_of(task), search_config, seed=0)
-    policy.load_state_dict(state["policy"])
-    return child, policy
+    strategy = make_strategy(space_of(task), search_config, seed=0)
+    strategy.load_state_dict(state["policy"])
+    return child, strategy
 
 
 def derive_scorer(task: str, child: ImageChild | TextChild, batch_size: int,

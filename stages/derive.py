@@ -1,7 +1,8 @@
-"""derive: samples architectures from the final policy, scores each on one validation minibatch (images, or a
-bptt window of tokens for text tasks) with the
-search's shared weights, and writes the best (or the argmax, derive.mode) as data/derive/genotype.json,
-with every candidate in data/derive/candidates.csv and headline numbers in metrics/derive.json."""
+"""derive: takes the search strategy's candidates (samples of the final policy, the final population or the top
+of a pool), scores each on one validation minibatch (images, or a bptt window of tokens for text tasks) with the
+search's shared weights, and writes the best (or the strategy's final architecture, derive.mode: argmax) as
+data/derive/genotype.json, with every candidate in data/derive/candidates.csv and headline numbers in
+metrics/derive.json."""
 
 from __future__ import annotations
 
@@ -30,14 +31,14 @@ def main() -> None:
         raise StageError(f"{supernet_path} is missing; run the search stage first (dvc repro search)")
     state = load_checkpoint(supernet_path)
     with StageRun("derive", params.task, flat_params(params), text) as run:
-        child, policy = restore_search(params.task, dataset, task.search, params.data, runtime, state)
+        child, strategy = restore_search(params.task, dataset, task.search, params.data, runtime, state)
         score, scored_on = derive_scorer(params.task, child, task.derive.batch_size, runtime)
-        result = derive(policy.vectors, score, task.derive.samples, runtime.generator("derive"), task.derive.mode)
+        result = derive(strategy, score, task.derive.samples, runtime.generator("derive"), task.derive.mode)
 
         save_genotype(result.chosen.genotype, DERIVE_DIR / "genotype.json")
         save_genotype(result.best.genotype, DERIVE_DIR / "best_genotype.json")
         save_genotype(result.argmax.genotype, DERIVE_DIR / "argmax_genotype.json")
-        ranked = sorted(result.candidates, key=lambda c: (-c.reward, -c.log_prob))
+        ranked = result.ranked
         write_csv(DERIVE_DIR / "candidates.csv", [
             {"rank": i + 1, "reward": round(c.reward, 6), "log_prob": round(c.log_prob, 4),
              "genotype": json.dumps(c.genotype.to_dict(), separators=(",", ":"))}

@@ -66,7 +66,7 @@ def main() -> None:
         final = result.history[-1].metrics
         search_seconds = sum(r.metrics["epoch_time_s"] for r in result.history)
         argmax = from_architecture(search.space, result.final_architecture)
-        save_checkpoint({"child": search.child.state_dict(), "policy": search.policy.state_dict(),
+        save_checkpoint({"child": search.child.state_dict(), "policy": search.strategy.state_dict(),
                          "fingerprint": search.fingerprint}, SEARCH_DIR / "supernet.pt")
         arrays = history_arrays(result)
         buffer = io.BytesIO()

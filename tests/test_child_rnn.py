@@ -16,7 +16,7 @@ from ednas_core.child_rnn import TextChild, rnn_search
 from ednas_core.config import RNNSearchConfig
 from ednas_core.data.ptb import make_synthetic_corpus
 from ednas_core.derive import derive
-from ednas_core.policy import make_policy
+from ednas_core.strategies import make_strategy as make_policy
 from ednas_core.spaces import RNN_SPACE
 
 CORPUS = make_synthetic_corpus(40, 1200, 400, 400, seed=0)
@@ -109,7 +109,7 @@ def test_resumed_search_equals_uninterrupted_search(tmp_path):
     assert rec.resumed == [0] and [r.epoch for r in rec.reports] == [1] and result.resumed_from == 1
     for (name, a), (_, b) in zip(full.child.net.state_dict().items(), resumed.child.net.state_dict().items()):
         assert torch.equal(a, b), name
-    for a, b in zip(full.policy.vectors.parameters(), resumed.policy.vectors.parameters()):
+    for a, b in zip(full.strategy.vectors.parameters(), resumed.strategy.vectors.parameters()):
         assert torch.equal(a, b)
     timing = {"child_time_s", "policy_time_s", "epoch_time_s", "child_images_per_s", "policy_images_per_s"}
     for ra, rb in zip(full.history, resumed.history):
@@ -122,9 +122,9 @@ def test_alternate_step_and_derive_with_a_fixed_batch(tmp_path):
     search, _ = run(tmp_path, epochs=1, alternate="step")
     child = search.child
     batch = next(iter(child.policy_batches(0)))
-    result = derive(search.policy.vectors, lambda a: child.reward(a, batch, carry=False), 10,
+    result = derive(search.strategy, lambda a: child.reward(a, batch, carry=False), 10,
                     torch.Generator().manual_seed(0))
     assert result.chosen.genotype.space == "rnn" and result.best.reward >= max(c.reward for c in result.candidates)
-    again = derive(search.policy.vectors, lambda a: child.reward(a, batch, carry=False), 10,
+    again = derive(search.strategy, lambda a: child.reward(a, batch, carry=False), 10,
                    torch.Generator().manual_seed(0))
     assert again.best.reward == result.best.reward

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ednas_core.derive import derive
-from ednas_core.policy import PolicyVectors
+from ednas_core.strategies.ednas import EDNASSettings, EDNASStrategy
 from ednas_core.spaces import CNN_SPACE
 
 SEP3 = CNN_SPACE.cell.ops.index("sep_conv_3x3")
@@ -16,11 +16,18 @@ def sep3_share(arch) -> float:
     return sum(op == SEP3 for op in ops) / len(ops)
 
 
+def ednas_strategy() -> EDNASStrategy:
+    settings = EDNASSettings(lr=0.01, betas=(0.5, 0.999), weight_decay=0.0, baseline_decay=0.99, entropy_weight=0.0,
+                             init_std=1e-3)
+    return EDNASStrategy(CNN_SPACE, settings, seed=0)
+
+
 def test_best_candidate_has_the_highest_reward_and_argmax_is_reported():
-    policy = PolicyVectors(CNN_SPACE, generator=torch.Generator().manual_seed(0))
+    strategy = ednas_strategy()
+    policy = strategy.vectors
     with torch.no_grad():
         policy.edge_logits["normal"][:, SEP3] += 1.0
-    result = derive(policy, sep3_share, samples=100, generator=torch.Generator().manual_seed(1))
+    result = derive(strategy, sep3_share, samples=100, generator=torch.Generator().manual_seed(1))
     assert len(result.candidates) == 100
     assert result.best.reward == max(c.reward for c in result.candidates)
     assert result.chosen is result.best and result.mode == "best"
@@ -30,17 +37,19 @@ def test_best_candidate_has_the_highest_reward_and_argmax_is_reported():
 
 
 def test_argmax_mode_chooses_the_most_probable_architecture():
-    policy = PolicyVectors(CNN_SPACE, generator=torch.Generator().manual_seed(0))
-    result = derive(policy, sep3_share, samples=5, generator=torch.Generator().manual_seed(1), mode="argmax")
+    strategy = ednas_strategy()
+    policy = strategy.vectors
+    result = derive(strategy, sep3_share, samples=5, generator=torch.Generator().manual_seed(1), mode="argmax")
     assert result.chosen is result.argmax
 
 
 def test_repeated_architectures_are_scored_once():
-    policy = PolicyVectors(CNN_SPACE, generator=torch.Generator().manual_seed(0))
+    strategy = ednas_strategy()
+    policy = strategy.vectors
     with torch.no_grad():  # a near-deterministic policy samples the same architecture again and again
         for t in CNN_SPACE.cell_types:
             policy.edge_logits[t][:, 0] += 50.0
             policy.node_logits[t][:, 0] += 50.0
     calls = []
-    result = derive(policy, lambda a: calls.append(a) or 0.5, samples=20, generator=torch.Generator().manual_seed(1))
+    result = derive(strategy, lambda a: calls.append(a) or 0.5, samples=20, generator=torch.Generator().manual_seed(1))
     assert result.distinct_samples == 1 and len(calls) == 1

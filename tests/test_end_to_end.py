@@ -27,7 +27,7 @@ def test_search_derive_train(tmp_path):
     assert rewards[-1] > 0.4
 
     batch = next(iter(search.child.policy_batches(0)))
-    derived = derive(search.policy.vectors, lambda a: search.child.reward(a, batch), samples=20,
+    derived = derive(search.strategy, lambda a: search.child.reward(a, batch), samples=20,
                      generator=runtime.generator("derive"))
     assert derived.best.reward >= max(c.reward for c in derived.candidates)
     save_genotype(derived.chosen.genotype, tmp_path / "genotype.json")

@@ -7,7 +7,7 @@ import torch
 
 from ednas_core.genotypes import (PAPER_GENOTYPES, Genotype, from_architecture, load_genotype, save_genotype,
                                   to_architecture)
-from ednas_core.policy import PolicyVectors
+from ednas_core.strategies.ednas import PolicyVectors
 from ednas_core.spaces import CNN_SPACE, RNN_SPACE
 
 

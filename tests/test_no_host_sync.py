@@ -14,7 +14,7 @@ from ednas_core.child_rnn import TextChild
 from ednas_core.config import DataConfig, RNNEvaluateConfig, RNNSearchConfig
 from ednas_core.data.ptb import bptt_batches, make_synthetic_corpus
 from ednas_core.genotypes import PAPER_GENOTYPES
-from ednas_core.policy import PolicyVectors
+from ednas_core.strategies.ednas import PolicyVectors
 from ednas_core.spaces import CNN_SPACE, RNN_SPACE
 from ednas_core.train import GenotypeTrainer
 from ednas_core.train_rnn import RNNTrainer

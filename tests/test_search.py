@@ -53,9 +53,9 @@ def test_resumed_run_equals_uninterrupted_run(pattern_dataset, tmp_path):
     assert result.resumed_from == 2
     for (name, a), (_, b) in zip(full.child.net.state_dict().items(), resumed.child.net.state_dict().items()):
         assert torch.equal(a, b), name
-    for a, b in zip(full.policy.vectors.parameters(), resumed.policy.vectors.parameters()):
+    for a, b in zip(full.strategy.vectors.parameters(), resumed.strategy.vectors.parameters()):
         assert torch.equal(a, b)
-    assert full.policy.baseline.state_dict() == resumed.policy.baseline.state_dict()
+    assert full.strategy.baseline.state_dict() == resumed.strategy.baseline.state_dict()
     timing = {"child_time_s", "policy_time_s", "epoch_time_s", "child_images_per_s", "policy_images_per_s"}
     for ra, rb in zip(full.history, resumed.history):
         assert {k: v for k, v in ra.metrics.items() if k not in timing} == \
@@ -83,7 +83,7 @@ def test_policy_step_is_one_no_grad_forward(pattern_dataset, tmp_path):
     calls = []
     search.child.net.register_forward_pre_hook(lambda m, a: calls.append(torch.is_grad_enabled()))
     batch = next(iter(search.child.policy_batches(0)))
-    arch = search.policy.sample(torch.Generator().manual_seed(0))
+    arch = search.strategy.train_architecture(torch.Generator().manual_seed(0))
     reward = search.child.reward(arch, batch)
     assert calls == [False]
     assert 0.0 <= reward <= 1.0
@@ -95,7 +95,7 @@ def test_different_seeds_give_different_searches(pattern_dataset, tmp_path):
     a, _ = run(pattern_dataset, tmp_path, "a.pt", seed=1, epochs=1)
     b, _ = run(pattern_dataset, tmp_path, "b.pt", seed=2, epochs=1)
     c, _ = run(pattern_dataset, tmp_path, "c.pt", seed=1, epochs=1)
-    pa, pb, pc = (s.policy.vectors.edge_logits["normal"] for s in (a, b, c))
+    pa, pb, pc = (s.strategy.vectors.edge_logits["normal"] for s in (a, b, c))
     assert torch.equal(pa, pc) and not torch.equal(pa, pb)
 
 
@@ -120,5 +120,5 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_last_checkpoint(patt
 
 def test_random_strategy_keeps_a_uniform_policy(pattern_dataset, tmp_path):
     search, _ = run(pattern_dataset, tmp_path, epochs=1, strategy="random")
-    probs = search.policy.vectors.probabilities()
+    probs = search.strategy.probabilities()
     np.testing.assert_allclose(probs["normal_edge"], 1 / 7, atol=1e-6)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from ednas_core.policy import PolicyVectors
+from ednas_core.strategies.ednas import PolicyVectors
 from ednas_core.search import EpochReport
 from ednas_core.spaces import CNN_SPACE
 from ednas_core.tracking import MLflowPolicyFigures, StageRun

@@ -115,7 +115,7 @@ def test_search_derive_train_end_to_end():
     search = rnn_search(corpus, search_config, cpu_runtime(), None)
     search.run()
     batch = next(iter(search.child.policy_batches(0)))
-    derived = derive(search.policy.vectors, lambda a: search.child.reward(a, batch, carry=False), 20,
+    derived = derive(search.strategy, lambda a: search.child.reward(a, batch, carry=False), 20,
                      torch.Generator().manual_seed(0))
     trainer = RNNTrainer(derived.chosen.genotype, corpus,
                          tiny_eval_config(emb=16, hidden=16, dropoute=0.0), cpu_runtime())

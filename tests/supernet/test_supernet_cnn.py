@@ -8,7 +8,7 @@ import torch
 from ednas_core.cnn_cell import CELL, reduction_layers
 from ednas_core.genotypes import PAPER_GENOTYPES
 from ednas_core.models.cnn import EvalNetwork
-from ednas_core.policy import PolicyVectors
+from ednas_core.strategies.ednas import PolicyVectors
 from ednas_core.spaces import CNN_SPACE
 from ednas_core.supernet.cnn import SearchNetwork
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ednas_core.genotypes import PAPER_GENOTYPES, from_architecture
-from ednas_core.policy import PolicyVectors
+from ednas_core.strategies.ednas import PolicyVectors
 from ednas_core.spaces import CNN_SPACE
 from ednas_core.viz import cell_diagram, genotype_diagrams, save_figure
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ednas_core.ops import CNN_OPS
-from ednas_core.policy import PolicyVectors
+from ednas_core.strategies.ednas import PolicyVectors
 from ednas_core.spaces import CNN_SPACE, RNN_SPACE
 from ednas_core.spaces.rnn import RNN_ACTIVATIONS
 from ednas_core.viz import policy_heatmaps, policy_small_multiples, save_figure, select_epochs

@@ -1,5 +1,6 @@
-"""Policy vectors, sampling, log-probabilities, entropies, the EMA baseline and REINFORCE (EDNAS_SPEC.md s.3),
-with regression tests for the authors' double softmax and hard-coded seed (s.8)."""
+"""EDNAS's strategy: policy vectors, sampling, log-probabilities, entropies, the EMA baseline and REINFORCE
+(EDNAS_SPEC.md s.3), with regression tests for the authors' double softmax and hard-coded seed (s.8); and the
+random baseline that never learns."""
 
 import copy
 import math
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from ednas_core.policy import STRATEGIES, EMABaseline, PolicyVectors, RandomPolicy, ReinforcePolicy
+from ednas_core.strategies import STRATEGIES
+from ednas_core.strategies.ednas import EDNASSettings, EDNASStrategy, EMABaseline, PolicyVectors
+from ednas_core.strategies.random import RandomSettings, RandomStrategy
 from ednas_core.spaces import CNN_SPACE, RNN_SPACE
 
 CELL = CNN_SPACE.cell
@@ -40,9 +43,9 @@ def _log_softmax(xs, k):
 
 def _policy(space=CNN_SPACE, seed=0, **overrides):
     kwargs = dict(lr=0.05, betas=(0.5, 0.999), weight_decay=0.0, baseline_decay=0.9, entropy_weight=0.0,
-                  init_std=1e-3, seed=seed)
+                  init_std=1e-3)
     kwargs.update(overrides)
-    return ReinforcePolicy(space, **kwargs)
+    return EDNASStrategy(space, EDNASSettings(**kwargs), seed)
 
 
 # --- distributions --------------------------------------------------------------------------------------
@@ -312,10 +315,10 @@ def test_learn_first_advantage_zero_then_reward_above_baseline_raises_log_prob()
 
 @pytest.mark.parametrize("reward", [math.nan, math.inf, -math.inf])
 def test_learn_rejects_non_finite_reward(reward):
-    for policy in (_policy(), RandomPolicy(CNN_SPACE, baseline_decay=0.9)):
-        arch = policy.sample(torch.Generator().manual_seed(0))
+    for policy in (_policy(), RandomStrategy(CNN_SPACE, RandomSettings(baseline_decay=0.9), 0)):
+        arch = policy.propose(torch.Generator().manual_seed(0), 1)[0]
         with pytest.raises(FloatingPointError):
-            policy.learn(arch, reward)
+            policy.observe([arch], [reward])
 
 
 def _sep_share(arch):
@@ -380,19 +383,17 @@ def test_seed_controls_initial_vectors():
         assert not torch.equal(x, z)
 
 
-def test_random_policy_never_changes_its_vectors():
-    p = RandomPolicy(CNN_SPACE, baseline_decay=0.9, lr=1.0)
-    before = {n: t.detach().clone() for n, t in p.vectors.named_parameters()}
+def test_random_strategy_is_uniform_and_never_learns():
+    p = RandomStrategy(CNN_SPACE, RandomSettings(baseline_decay=0.9), 0)
     g = torch.Generator().manual_seed(0)
-    rewards = []
     for k in range(20):
-        arch = p.sample(g)
-        stats = p.learn(arch, float(k % 3))
-        rewards.append(stats["reward"])
-        assert stats["policy_loss"] == 0.0
-    for n, t in p.vectors.named_parameters():
-        assert torch.equal(before[n], t.detach())
-    probs = p.vectors.probabilities()
+        archs = p.propose(g, 5)
+        assert len(archs) == 1
+        p.observe(archs, [float(k % 3)])
+    probs = p.probabilities()
     np.testing.assert_allclose(probs["normal_edge"], 1 / 7, atol=1e-7)
-    assert not math.isnan(p.baseline.value)
-    assert STRATEGIES == {"ednas": ReinforcePolicy, "random": RandomPolicy}
+    np.testing.assert_allclose(probs["reduce_node"][3], 1 / 10, atol=1e-7)
+    assert p.log_prob(p.final_architecture()) == pytest.approx(-math.log(CNN_SPACE.size), rel=1e-6)
+    assert not math.isnan(p.epoch_statistics()["baseline"])
+    assert set(STRATEGIES) >= {"ednas", "random"}
+    assert STRATEGIES["ednas"] is EDNASStrategy and STRATEGIES["random"] is RandomStrategy

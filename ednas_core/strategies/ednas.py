@@ -1,5 +1,6 @@
-"""EDNAS policy vectors: one logit vector per searched node (its incoming-edge combination) and one per DAG
-edge (its operation), for every cell type; independent Categorical draws; REINFORCE with an EMA baseline.
+"""EDNAS (Lee, Kim, Han): policy vectors, one logit vector per searched node (its incoming-edge combination) and
+one per DAG edge (its operation), for every cell type; independent Categorical draws; REINFORCE with a
+bias-corrected EMA baseline and Adam. Its settings are the search section's policy_* keys (the paper's).
 
 The policy lives on the CPU. It is a few hundred numbers, and keeping it (and its sampling generator) on the host
 means sampled choices are host ints that never require reading a device tensor; it also makes the sequence of
@@ -9,16 +10,15 @@ sampled architectures identical on every device for a given seed.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .spaces import Architecture, SearchSpace
-
-if TYPE_CHECKING:
-    from .config import SearchConfig
+from ..spaces import Architecture, SearchSpace
+from .base import Strategy, check_rewards, mean_or_nan
 
 
 class PolicyVectors(nn.Module):
@@ -134,8 +134,18 @@ class EMABaseline:
         self.decay, self.numerator, self.denominator = state["decay"], state["numerator"], state["denominator"]
 
 
-class ReinforcePolicy:
-    """EDNAS's architecture-learning strategy: PolicyVectors trained by REINFORCE with Adam.
+@dataclass(frozen=True)
+class EDNASSettings:
+    lr: float
+    betas: tuple[float, float]
+    weight_decay: float
+    baseline_decay: float
+    entropy_weight: float
+    init_std: float
+
+
+class EDNASStrategy(Strategy):
+    """PolicyVectors trained by REINFORCE with Adam, one step per reward.
 
     loss = -log P(m) * (R - b) - entropy_weight * H, where b is the baseline BEFORE this reward is added
     (so it does not depend on the sample it corrects); the first step, with no baseline yet, has advantage 0.
@@ -143,26 +153,47 @@ class ReinforcePolicy:
 
     name = "ednas"
 
-    def __init__(self, space: SearchSpace, *, lr: float, betas: tuple[float, float], weight_decay: float,
-                 baseline_decay: float, entropy_weight: float, init_std: float, seed: int):
-        self.vectors = PolicyVectors(space, init_std, torch.Generator().manual_seed(seed))
-        self.optimizer = torch.optim.Adam(self.vectors.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
-        self.baseline = EMABaseline(baseline_decay)
-        self.entropy_weight = entropy_weight
+    def __init__(self, space: SearchSpace, settings: EDNASSettings, seed: int):
+        super().__init__(space, settings, seed)
+        self.vectors = PolicyVectors(space, settings.init_std, torch.Generator().manual_seed(seed))
+        self.optimizer = torch.optim.Adam(self.vectors.parameters(), lr=settings.lr, betas=settings.betas,
+                                          weight_decay=settings.weight_decay)
+        self.baseline = EMABaseline(settings.baseline_decay)
+        self.steps: list[dict[str, float]] = []
+
+    @classmethod
+    def settings_from(cls, search_config: Any) -> EDNASSettings:
+        c = search_config
+        return EDNASSettings(lr=c.policy_lr, betas=(c.policy_beta1, c.policy_beta2),
+                             weight_decay=c.policy_weight_decay, baseline_decay=c.baseline_decay,
+                             entropy_weight=c.entropy_weight, init_std=c.policy_init_std)
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.steps = []
 
     def sample(self, generator: torch.Generator) -> Architecture:
         return self.vectors.sample(generator)
 
+    def train_architecture(self, generator: torch.Generator) -> Architecture:
+        return self.sample(generator)
+
+    def propose(self, generator: torch.Generator, limit: int) -> list[Architecture]:
+        return [self.sample(generator)]
+
+    def observe(self, archs: list[Architecture], rewards: list[float]) -> None:
+        check_rewards(archs, rewards)
+        for arch, reward in zip(archs, rewards):
+            self.steps.append(self.learn(arch, reward))
+
     def learn(self, arch: Architecture, reward: float) -> dict[str, float]:
         """One REINFORCE step on one sampled architecture and its reward; returns step statistics."""
-        if not math.isfinite(reward):
-            raise FloatingPointError(f"policy reward is {reward}; the child network has diverged")
+        check_rewards([arch], [reward])
         baseline = self.baseline.value
         advantage = 0.0 if math.isnan(baseline) else reward - baseline
         log_prob = self.vectors.log_prob(arch)
         loss = -log_prob * advantage
-        if self.entropy_weight:
-            loss = loss - self.entropy_weight * self.vectors.entropy()
+        if self.settings.entropy_weight:
+            loss = loss - self.settings.entropy_weight * self.vectors.entropy()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -170,8 +201,23 @@ class ReinforcePolicy:
         return {"reward": reward, "advantage": advantage, "log_prob": float(log_prob.detach()),
                 "policy_loss": float(loss.detach())}
 
+    def epoch_statistics(self) -> dict[str, float]:
+        return {"advantage": mean_or_nan(s["advantage"] for s in self.steps),
+                "policy_loss": mean_or_nan(s["policy_loss"] for s in self.steps),
+                "baseline": self.baseline.value}
+
+    def probabilities(self) -> dict[str, np.ndarray]:
+        return self.vectors.probabilities()
+
     def final_architecture(self) -> Architecture:
         return self.vectors.argmax()
+
+    def derive_candidates(self, generator: torch.Generator, samples: int) -> list[Architecture]:
+        return [self.vectors.sample(generator) for _ in range(samples)]
+
+    def log_prob(self, arch: Architecture) -> float:
+        with torch.no_grad():
+            return float(self.vectors.log_prob(arch))
 
     def state_dict(self) -> dict:
         return {"vectors": self.vectors.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -181,33 +227,3 @@ class ReinforcePolicy:
         self.vectors.load_state_dict(state["vectors"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.baseline.load_state_dict(state["baseline"])
-
-
-class RandomPolicy(ReinforcePolicy):
-    """The paper's random-search baseline: uniform policy vectors that never learn (rewards still tracked)."""
-
-    name = "random"
-
-    def __init__(self, space: SearchSpace, *, baseline_decay: float, **_: object):
-        super().__init__(space, lr=0.0, betas=(0.9, 0.999), weight_decay=0.0, baseline_decay=baseline_decay,
-                         entropy_weight=0.0, init_std=0.0, seed=0)
-
-    def learn(self, arch: Architecture, reward: float) -> dict[str, float]:
-        if not math.isfinite(reward):
-            raise FloatingPointError(f"policy reward is {reward}; the child network has diverged")
-        baseline = self.baseline.value
-        self.baseline.update(reward)
-        return {"reward": reward, "advantage": 0.0 if math.isnan(baseline) else reward - baseline,
-                "log_prob": float(self.vectors.log_prob(arch).detach()), "policy_loss": 0.0}
-
-
-STRATEGIES = {"ednas": ReinforcePolicy, "random": RandomPolicy}
-
-
-def make_policy(space: SearchSpace, config: "SearchConfig", seed: int) -> ReinforcePolicy:
-    """The architecture-learning strategy named by search.strategy, with the policy hyper-parameters of `config`."""
-    return STRATEGIES[config.strategy](
-        space, lr=config.policy_lr, betas=(config.policy_beta1, config.policy_beta2),
-        weight_decay=config.policy_weight_decay, baseline_decay=config.baseline_decay,
-        entropy_weight=config.entropy_weight, init_std=config.policy_init_std, seed=seed,
-    )

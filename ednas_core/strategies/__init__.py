@@ -1,0 +1,40 @@
+"""Search strategies: how the architectures that the shared weights train on and that the rewards judge are
+chosen. One algorithm per file, registered here by the name `search.strategy` takes:
+
+- ednas.py  — EDNAS: decoupled structure/operation policy vectors, REINFORCE (the paper)
+- random.py — uniform random sampling (the paper's baseline)
+
+base.py holds the interface (Strategy) the search loop and derive use, and the helpers strategies share.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..spaces import SearchSpace
+from .base import Strategy
+from .ednas import EDNASStrategy
+from .random import RandomStrategy
+
+STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (EDNASStrategy, RandomStrategy)}
+STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
+
+
+def make_strategy(space: SearchSpace, search_config: Any, seed: int) -> Strategy:
+    """The strategy named by `search_config.strategy`, with its own settings section."""
+    cls = STRATEGIES[search_config.strategy]
+    return cls(space, cls.settings_from(search_config), seed)
+
+
+def strategy_settings(search_config: Any) -> dict[str, Any]:
+    """The search section as a dict without the sections of the strategies it does not run: what determines
+    a search (checkpoint fingerprint, tracked params)."""
+    settings = dataclasses.asdict(search_config)
+    for name in STRATEGIES:
+        if name != search_config.strategy:
+            settings.pop(name, None)
+    return settings
+
+
+__all__ = ["STRATEGIES", "STRATEGY_NAMES", "Strategy", "make_strategy", "strategy_settings"]

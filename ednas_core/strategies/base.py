@@ -1,0 +1,187 @@
+"""The interface every search strategy implements, and the helpers they share.
+
+The search loop (ednas_core/search.py) drives any strategy through one protocol per epoch:
+
+    strategy.begin_epoch(epoch)
+    child phase   for every training batch:    arch = strategy.train_architecture(gen); child.train_step(arch, b)
+    reward phase  n = strategy.rewards_wanted(epoch, policy_batches)
+                  while fewer than n rewards:  archs = strategy.propose(gen, n - done)   # 1..n-done archs
+                                               rewards = [child.reward(a, next validation batch) for a in archs]
+                                               strategy.observe(archs, rewards)
+    strategy.epoch_statistics() -> {name: float}, the same names every epoch (MLflow, metrics CSV)
+
+A sampling policy (EDNAS, ENAS, random) proposes one sample and learns from its reward; a population method
+(EvNAS, NAO) proposes the individuals it wants scored and forms its next generation in `observe`. `gen` is a
+torch.Generator the loop seeds from (run seed, epoch): a strategy draws all its randomness from it (or from
+state it saves), so that a search killed after epoch k and resumed from its checkpoint ends identical to one
+that was not.
+
+Capabilities in the style of Archai / NASLib: the abstract methods are what every strategy must do; the rest
+have defaults that fit most strategies (`log_prob` only means something for a distribution over cells).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Iterable
+
+import numpy as np
+import torch
+
+from ..spaces import Architecture, SearchSpace
+
+
+class Strategy(ABC):
+    """How architectures are chosen for the shared weights to train on and for the rewards to judge."""
+
+    name: ClassVar[str]
+    # the word for what probabilities() returns, for figure titles: 'policy' (a learned distribution) or
+    # 'population' (frequencies of the choices among the architectures the strategy holds)
+    distribution_kind: ClassVar[str] = "policy"
+
+    def __init__(self, space: SearchSpace, settings: Any, seed: int):
+        """`settings`: the strategy's own section of params.yaml (see settings_from); `seed` initialises
+        whatever the strategy learns (network weights, initial population)."""
+        self.space = space
+        self.settings = settings
+
+    @classmethod
+    def settings_from(cls, search_config: Any) -> Any:
+        """The strategy's own settings out of a task's search section (by default `search.<name>`)."""
+        return getattr(search_config, cls.name)
+
+    # --- the epoch protocol ------------------------------------------------------------------------------
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Called before the epoch's child phase; resets the epoch's statistics."""
+
+    @abstractmethod
+    def train_architecture(self, generator: torch.Generator) -> Architecture:
+        """The architecture the shared weights train on for one child step."""
+
+    def rewards_wanted(self, epoch: int, policy_batches: int) -> int:
+        """How many rewards (one validation batch each) the strategy wants this epoch; `policy_batches` is
+        one pass over the validation split (EDNAS's policy phase). 0 skips the reward phase."""
+        return policy_batches
+
+    @abstractmethod
+    def propose(self, generator: torch.Generator, limit: int) -> list[Architecture]:
+        """Between 1 and `limit` architectures to score next."""
+
+    @abstractmethod
+    def observe(self, archs: list[Architecture], rewards: list[float]) -> None:
+        """The rewards of the architectures of the last `propose`, in order; learn from them."""
+
+    @abstractmethod
+    def epoch_statistics(self) -> dict[str, float]:
+        """The strategy's learning signals of the epoch (same keys every epoch; NaN when not measured)."""
+
+    # --- what it found -----------------------------------------------------------------------------------
+
+    @abstractmethod
+    def probabilities(self) -> dict[str, np.ndarray]:
+        """'<cell>_node' [n_nodes, max_combos] and '<cell>_edge' [n_edges, n_ops] of every cell type: the
+        learned distribution (policy) or the choice frequencies of the population; rows sum to 1."""
+
+    @abstractmethod
+    def final_architecture(self) -> Architecture:
+        """The single architecture the strategy would answer with (most probable, best individual)."""
+
+    @abstractmethod
+    def derive_candidates(self, generator: torch.Generator, samples: int) -> list[Architecture]:
+        """What derive scores: samples of a learned distribution, the final population or the top of a
+        pool; best first where the strategy ranks them. May be fewer than `samples`."""
+
+    def log_prob(self, arch: Architecture) -> float:
+        """log P(arch) under the strategy's distribution; NaN for strategies without one."""
+        return math.nan
+
+    # --- resume --------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def state_dict(self) -> dict:
+        """Everything that determines what the strategy does next (tensors and plain Python values)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict) -> None:
+        ...
+
+
+def check_rewards(archs: list[Architecture], rewards: list[float]) -> None:
+    """observe()'s argument checks: one finite reward per architecture."""
+    if len(archs) != len(rewards):
+        raise ValueError(f"got {len(rewards)} rewards for {len(archs)} architectures")
+    for r in rewards:
+        if not math.isfinite(r):
+            raise FloatingPointError(f"policy reward is {r}; the child network has diverged")
+
+
+def mean_or_nan(values: Iterable[float]) -> float:
+    values = list(values)
+    return float(np.mean(values)) if values else math.nan
+
+
+def choice_frequencies(space: SearchSpace, archs: Iterable[Architecture]) -> dict[str, np.ndarray]:
+    """How often each input combination (per node) and each operation (per edge, among the architectures that
+    select that edge) occurs in `archs`, as rows that sum to 1 (uniform where nothing was observed): the
+    same arrays as a policy's probabilities(), for a population."""
+    cell = space.cell
+    node = {t: np.zeros((cell.n_nodes, cell.max_combos)) for t in space.cell_types}
+    edge = {t: np.zeros((cell.n_edges, len(cell.ops))) for t in space.cell_types}
+    for arch in archs:
+        for t in space.cell_types:
+            combos, edge_ids, ops = cell.choices_of(arch[t])
+            node[t][np.arange(cell.n_nodes), combos] += 1
+            edge[t][edge_ids, ops] += 1
+    out = {}
+    for t in space.cell_types:
+        for k, node_combos in enumerate(cell.combos):
+            row = node[t][k, : len(node_combos)]
+            node[t][k, : len(node_combos)] = row / row.sum() if row.sum() else 1.0 / len(node_combos)
+        totals = edge[t].sum(1, keepdims=True)
+        edge[t] = np.where(totals > 0, edge[t] / np.maximum(totals, 1), 1.0 / len(cell.ops))
+        out[f"{t}_node"], out[f"{t}_edge"] = node[t], edge[t]
+    return out
+
+
+def distribution_entropy(probabilities: dict[str, np.ndarray]) -> dict[str, float]:
+    """Summed entropy (nats) of every row of every probabilities() array: 'entropy_<key>'."""
+    out = {}
+    for key, p in probabilities.items():
+        p = np.asarray(p, dtype=np.float64)
+        terms = np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+        out[f"entropy_{key}"] = float(terms.sum())
+    return out
+
+
+def uniform_architecture(space: SearchSpace, generator: torch.Generator) -> Architecture:
+    """A uniformly random architecture: a combination per node and an op per edge, each uniform."""
+    cell = space.cell
+    arch = {}
+    for t in space.cell_types:
+        combos = [int(torch.randint(len(c), (1,), generator=generator)) for c in cell.combos]
+        ops = torch.randint(len(cell.ops), (cell.n_edges,), generator=generator).tolist()
+        arch[t] = cell.cell_from_choices(combos, ops)
+    return arch
+
+
+def to_tokens(space: SearchSpace, arch: Architecture) -> list[int]:
+    """An architecture as a flat token sequence (the encoding of ENAS's controller and NAO's encoder): for each
+    cell type, for each searched node, (pred, op) of each selected edge, preds ascending."""
+    return [v for t in space.cell_types for pairs in arch[t] for pred, op in pairs for v in (pred, op)]
+
+
+def from_tokens(space: SearchSpace, tokens: list[int]) -> Architecture:
+    """Inverse of to_tokens; raises ValueError when the tokens are not a valid architecture of `space`."""
+    cell = space.cell
+    per_cell = 2 * cell.n_nodes * cell.inputs_per_node
+    if len(tokens) != per_cell * len(space.cell_types):
+        raise ValueError(f"{space.name}: expected {per_cell * len(space.cell_types)} tokens, got {len(tokens)}")
+    arch = {}
+    for c, t in enumerate(space.cell_types):
+        flat = tokens[c * per_cell : (c + 1) * per_cell]
+        pairs = [(flat[2 * k], flat[2 * k + 1]) for k in range(per_cell // 2)]
+        nodes = [tuple(pairs[n * cell.inputs_per_node : (n + 1) * cell.inputs_per_node]) for n in range(cell.n_nodes)]
+        arch[t] = tuple(nodes)
+    return space.validate(arch)

@@ -1,0 +1,66 @@
+"""Random search, the paper's own baseline: every architecture drawn uniformly (structure and operations), never
+learning; the rewards are still measured and tracked (with the same EMA baseline as EDNAS) so that its curves
+compare with a learning strategy's. Derive scores uniform samples like EDNAS's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..spaces import Architecture, SearchSpace
+from .base import Strategy, check_rewards
+from .ednas import EMABaseline, PolicyVectors
+
+
+@dataclass(frozen=True)
+class RandomSettings:
+    baseline_decay: float
+
+
+class RandomStrategy(Strategy):
+    name = "random"
+
+    def __init__(self, space: SearchSpace, settings: RandomSettings, seed: int):
+        super().__init__(space, settings, seed)
+        self.uniform = PolicyVectors(space, init_std=0.0)  # all-zero logits: its probabilities and log P(m)
+        self.baseline = EMABaseline(settings.baseline_decay)
+
+    @classmethod
+    def settings_from(cls, search_config: Any) -> RandomSettings:
+        return RandomSettings(baseline_decay=search_config.baseline_decay)
+
+    def train_architecture(self, generator: torch.Generator) -> Architecture:
+        return self.uniform.sample(generator)
+
+    def propose(self, generator: torch.Generator, limit: int) -> list[Architecture]:
+        return [self.uniform.sample(generator)]
+
+    def observe(self, archs: list[Architecture], rewards: list[float]) -> None:
+        check_rewards(archs, rewards)
+        for reward in rewards:
+            self.baseline.update(reward)
+
+    def epoch_statistics(self) -> dict[str, float]:
+        return {"baseline": self.baseline.value}
+
+    def probabilities(self) -> dict[str, np.ndarray]:
+        return self.uniform.probabilities()
+
+    def final_architecture(self) -> Architecture:
+        return self.uniform.argmax()
+
+    def derive_candidates(self, generator: torch.Generator, samples: int) -> list[Architecture]:
+        return [self.uniform.sample(generator) for _ in range(samples)]
+
+    def log_prob(self, arch: Architecture) -> float:
+        with torch.no_grad():
+            return float(self.uniform.log_prob(arch))
+
+    def state_dict(self) -> dict:
+        return {"baseline": self.baseline.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.baseline.load_state_dict(state["baseline"])
