@@ -221,6 +221,11 @@ class Params:
         """Where the selected task's sections live in params.yaml ('' for CIFAR-10, 'digits.' for digits)."""
         return "" if self.task == "cifar10" else f"{self.task}."
 
+    @staticmethod
+    def task_prefixes() -> tuple[str, ...]:
+        """Where every task's sections live in params.yaml."""
+        return tuple("" if t == "cifar10" else f"{t}." for t in TASKS)
+
 
 T = TypeVar("T")
 

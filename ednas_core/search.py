@@ -184,6 +184,7 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
         metrics.update({
             "reward": float(np.mean(rewards)) if rewards else math.nan,
             "reward_count": float(len(rewards)),
+            "baseline": math.nan,  # a strategy with a reward baseline reports it in its statistics
             **strategy.epoch_statistics(),
             "entropy": float(sum(entropies.values())),
             **entropies,

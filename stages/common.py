@@ -20,6 +20,7 @@ from ednas_core.checkpoint import atomic_write_text
 from ednas_core.config import ConfigError, Params, flatten, load_params
 from ednas_core.data import DataError
 from ednas_core.epochs import CheckpointMismatch
+from ednas_core.strategies import STRATEGY_NAMES
 
 PARAMS_FILE = Path("params.yaml")
 PREPARED = Path("data/prepared")
@@ -48,7 +49,19 @@ def read_params(path: Path = PARAMS_FILE) -> tuple[Params, str]:
 
 
 def flat_params(params: Params) -> dict[str, Any]:
-    return flatten(asdict(params))
+    """params.yaml as flat keys for MLflow, without the sections of strategies a task does not run (only the
+    chosen strategy's section matters for a run: `search.enas.*` is left out when search.strategy is ednas)."""
+    flat = flatten(asdict(params))
+    unused = []
+    for prefix in params.task_prefixes():
+        chosen = flat.get(f"{prefix}search.strategy")
+        unused += [f"{prefix}search.{name}." for name in STRATEGY_NAMES if name != chosen]
+    return {k: v for k, v in flat.items() if not k.startswith(tuple(unused))}
+
+
+def stage_tags(params: Params) -> dict[str, str]:
+    """Tags of every stage run besides StageRun's own: the selected task's search strategy."""
+    return {"ednas.strategy": params.task_config().search.strategy}
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -151,5 +164,7 @@ def code_version() -> str:
 
 
 def epoch_rows(history: list[Any]) -> list[dict[str, Any]]:
-    """Per-epoch metrics as CSV rows (DVC plots), epoch numbered from 1."""
-    return [{"epoch": r.epoch + 1, **{k: round(v, 6) for k, v in r.metrics.items()}} for r in history]
+    """Per-epoch metrics as CSV rows (DVC plots), epoch numbered from 1; a value not measured (NaN, e.g. the
+    baseline of a strategy without one) is an empty cell."""
+    return [{"epoch": r.epoch + 1, **{k: round(v, 6) if math.isfinite(v) else "" for k, v in r.metrics.items()}}
+            for r in history]

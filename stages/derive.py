@@ -18,7 +18,7 @@ from ednas_core.tasks import derive_scorer, restore_search
 from ednas_core.tracking import StageRun
 
 from .common import (DERIVE_DIR, METRICS_DIR, PREPARED, SEARCH_DIR, StageError, flat_params, read_params,
-                     run_stage, write_csv, write_json)
+                     run_stage, stage_tags, write_csv, write_json)
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     if not supernet_path.is_file():
         raise StageError(f"{supernet_path} is missing; run the search stage first (dvc repro search)")
     state = load_checkpoint(supernet_path)
-    with StageRun("derive", params.task, flat_params(params), text) as run:
+    with StageRun("derive", params.task, flat_params(params), text, extra_tags=stage_tags(params)) as run:
         child, strategy = restore_search(params.task, dataset, task.search, params.data, runtime, state)
         score, scored_on = derive_scorer(params.task, child, task.derive.batch_size, runtime)
         result = derive(strategy, score, task.derive.samples, runtime.generator("derive"), task.derive.mode)

@@ -18,7 +18,7 @@ from ednas_core.tasks import is_text, make_trainer
 from ednas_core.train import TrainCallback, TrainEpoch
 
 from .common import (DERIVE_DIR, EVALUATE_DIR, METRICS_DIR, PREPARED, Progress, code_version, epoch_rows,
-                     flat_params, read_params, run_stage, write_csv, write_json)
+                     flat_params, read_params, run_stage, stage_tags, write_csv, write_json)
 
 CHECKPOINT = EVALUATE_DIR / "checkpoint.pt"
 
@@ -42,7 +42,7 @@ def main() -> None:
     source = task.evaluate.genotype
     genotype = load_genotype(DERIVE_DIR / "genotype.json" if source == "derived" else source)
     dataset = load_prepared(PREPARED, params.task)
-    with StageRun("evaluate", params.task, flat_params(params), text) as run:
+    with StageRun("evaluate", params.task, flat_params(params), text, extra_tags=stage_tags(params)) as run:
         run.set_tags({"ednas.device": runtime.name, "ednas.genotype_source": source})
         run.log_dict(genotype.to_dict(), "genotype.json")
         headline = ("train_ppl", "valid_ppl") if is_text(params.task) else ("train_loss", "train_acc", "test_acc")

@@ -19,7 +19,7 @@ from ednas_core.data.prepared import md5sum, save_prepared
 from ednas_core.data.ptb import PTB_FILES, PTB_URL, Corpus, load_ptb, make_synthetic_corpus
 from ednas_core.tracking import StageRun
 
-from .common import METRICS_DIR, PREPARED, flat_params, read_params, run_stage, write_json
+from .common import METRICS_DIR, PREPARED, flat_params, read_params, run_stage, stage_tags, write_json
 
 # md5 of the official python-version files (as torchvision checks them after download)
 OFFICIAL_PY_MD5 = {
@@ -110,7 +110,7 @@ def load_task_data(task: str, root: Path) -> tuple[ImageDataset | Corpus, dict[s
 def main() -> None:
     params, text = read_params()
     root = Path(params.data.root)
-    with StageRun("prepare-data", params.task, flat_params(params), text) as run:
+    with StageRun("prepare-data", params.task, flat_params(params), text, extra_tags=stage_tags(params)) as run:
         dataset, sources = load_task_data(params.task, root)
         manifest = save_prepared(dataset, PREPARED, params.task, sources)
         unit = "tokens" if manifest.kind == "text" else "images"

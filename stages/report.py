@@ -27,7 +27,8 @@ from ednas_core.checkpoint import atomic_write_text
 from ednas_core.genotypes import load_genotype
 from ednas_core.report import build_report, collect_comparison, markdown_to_html, write_comparison, write_figures
 
-from .common import DERIVE_DIR, METRICS_DIR, SEARCH_DIR, StageError, flat_params, read_params, run_stage
+from .common import (DERIVE_DIR, METRICS_DIR, SEARCH_DIR, StageError, flat_params, read_params, run_stage,
+                     stage_tags)
 
 FIGURES_DIR = METRICS_DIR / "figures"
 HISTORY = SEARCH_DIR / "policy_history.npz"
@@ -62,7 +63,7 @@ def main() -> None:
     source = evaluate["genotype"]
     genotype = load_genotype(DERIVE_DIR / "genotype.json" if source == "derived" else source)
     flat = flat_params(params)
-    with StageRun("report", params.task, flat, text) as run:
+    with StageRun("report", params.task, flat, text, extra_tags=stage_tags(params)) as run:
         figures = write_figures(FIGURES_DIR, _history(), genotype, "derived" if source == "derived" else source,
                                 _read_rows(METRICS_DIR / "search_epochs.csv"),
                                 _read_rows(METRICS_DIR / "evaluate_epochs.csv"))

@@ -1,5 +1,6 @@
-"""search: the EDNAS search on the prepared data. Writes data/search/{supernet.pt, policy_history.npz,
-final_policy.json}, metrics/search.json and metrics/search_epochs.csv; logs every epoch to MLflow.
+"""search: the architecture search (search.strategy: EDNAS or another strategy of ednas_core/strategies) on the
+prepared data. Writes data/search/{supernet.pt, policy_history.npz, final_policy.json}, metrics/search.json and
+metrics/search_epochs.csv; logs every epoch to MLflow.
 
 A resumable checkpoint (data/search/checkpoint.pt, not a DVC output) is written every epoch: a killed
 `dvc repro` resumes the search where it stopped; it is removed once the search has finished."""
@@ -7,6 +8,7 @@ A resumable checkpoint (data/search/checkpoint.pt, not a DVC output) is written 
 from __future__ import annotations
 
 import io
+import math
 import sys
 
 import numpy as np
@@ -20,8 +22,8 @@ from ednas_core.epochs import CheckpointMismatch
 from ednas_core.search import SearchResult
 from ednas_core.tracking import MLflowPolicyFigures, MLflowSearchLogger, StageRun, policy_json
 
-from .common import (METRICS_DIR, PREPARED, SEARCH_DIR, Progress, code_version, epoch_rows, flat_params,
-                     read_params, run_stage, write_csv, write_json)
+from .common import (METRICS_DIR, PREPARED, Progress, SEARCH_DIR, code_version, epoch_rows, flat_params,
+                     read_params, run_stage, stage_tags, write_csv, write_json)
 
 CHECKPOINT = SEARCH_DIR / "checkpoint.pt"
 
@@ -43,7 +45,7 @@ def main() -> None:
     task = params.task_config()
     runtime = Runtime.from_config(params.runtime)
     dataset = load_prepared(PREPARED, params.task)
-    with StageRun("search", params.task, flat_params(params), text) as run:
+    with StageRun("search", params.task, flat_params(params), text, extra_tags=stage_tags(params)) as run:
         run.set_tags({"ednas.device": runtime.name})
         progress = Progress("search", params.tracking.progress, ("child_loss", "child_acc", "reward", "entropy"))
         callbacks = [MLflowSearchLogger(run, params.tracking.policy_every),
@@ -80,7 +82,7 @@ def main() -> None:
             "epochs": len(result.history),
             "child_loss": final["child_loss"], "child_acc": final["child_acc"],
             "first_epoch_child_acc": result.history[0].metrics["child_acc"],
-            "reward": final["reward"], "baseline": final["baseline"], "entropy": final["entropy"],
+            "reward": final["reward"], "baseline": final.get("baseline", math.nan), "entropy": final["entropy"],
             **({"child_ppl": final["child_ppl"]} if "child_ppl" in final else {}),
             hours_key: search_seconds / 3600.0,
             "device": runtime.name, "mlflow_run_id": run.run_id,

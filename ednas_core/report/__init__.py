@@ -1,7 +1,8 @@
 """The pipeline's report: what a pipeline found, against the paper, and against every other pipeline in the
 tracking store. One concern a module:
 
-- paper.py      — the paper's numbers for each task (EDNAS_SPEC.md section 7) and the metric that ranks a task;
+- paper.py      — the published numbers of EDNAS and of every other strategy per task (EDNAS_SPEC.md sections 7
+  and 9, with sources) and the metric that ranks a task;
 - figures.py    — every figure of the report written under one folder (curves, policy heatmaps, sampling
   histograms, cell diagrams of the evaluated genotype and of the paper's);
 - comparison.py — runs grouped by pipeline, ranked by the main metric, written as comparison.{md,csv}; it works
@@ -17,10 +18,11 @@ from .comparison import (COMPARISON_FIXED, COMPARISON_METRICS, collect_compariso
 from .figures import FigureRef, Figures, write_figures
 from .html import markdown_to_html
 from .markdown import build_report, md_table
-from .paper import MAIN_METRIC, PAPER, PAPER_RANDOM, PAPER_TABLE, main_metric
+from .paper import MAIN_METRIC, PAPER, PAPER_RANDOM, PAPER_TABLE, PUBLISHED, main_metric, paper_table, published
 
 __all__ = [
-    "COMPARISON_FIXED", "COMPARISON_METRICS", "MAIN_METRIC", "PAPER", "PAPER_RANDOM", "PAPER_TABLE", "FigureRef",
-    "Figures", "build_report", "collect_comparison", "comparison_table", "differing_params", "main_metric",
-    "markdown_to_html", "md_table", "pipelines_from_runs", "write_comparison", "write_figures",
+    "COMPARISON_FIXED", "COMPARISON_METRICS", "MAIN_METRIC", "PAPER", "PAPER_RANDOM", "PAPER_TABLE", "PUBLISHED",
+    "FigureRef", "Figures", "build_report", "collect_comparison", "comparison_table", "differing_params",
+    "main_metric", "markdown_to_html", "md_table", "paper_table", "pipelines_from_runs", "published",
+    "write_comparison", "write_figures",
 ]

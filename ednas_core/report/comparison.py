@@ -19,7 +19,7 @@ from .markdown import md_table
 from .paper import main_metric
 
 SEARCH_KEYS = {"search_child_acc": "child_acc", "search_reward": "reward"}
-COMPARISON_FIXED = ["pipeline", "task", "experiment", "git_rev", "started", "stages"]
+COMPARISON_FIXED = ["pipeline", "task", "strategy", "experiment", "git_rev", "started", "stages"]
 COMPARISON_METRICS = ["search_child_acc", "search_reward", "search_hours", "derive_best_reward", "test_error",
                       "test_ppl", "params_m"]
 
@@ -63,6 +63,7 @@ def pipelines_from_runs(runs: Iterable[Any], current: str = "") -> list[dict[str
         out.append({
             "pipeline": pid,
             "task": tags.get("ednas.task", ""),
+            "strategy": tags.get("ednas.strategy") or _strategy_param(tags.get("ednas.task", ""), any_run.data.params),
             "experiment": tags.get("dvc.exp_name") or "workspace",
             "git_rev": tags.get("git.rev", "")[:8],
             "started": datetime.fromtimestamp(started / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -78,6 +79,12 @@ def pipelines_from_runs(runs: Iterable[Any], current: str = "") -> list[dict[str
             "params": dict(any_run.data.params),
         })
     return out
+
+
+def _strategy_param(task: str, params: Mapping[str, str]) -> str:
+    """The search strategy of a run without the ednas.strategy tag (older runs): its task's search.strategy."""
+    prefix = "" if task == "cifar10" else f"{task}."
+    return params.get(f"{prefix}search.strategy", "ednas")
 
 
 def differing_params(pipelines: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -8,7 +8,7 @@ import math
 from typing import Any, Iterable, Sequence
 
 from .figures import FigureRef, Figures
-from .paper import PAPER, PAPER_RANDOM, PAPER_TABLE, main_metric
+from .paper import METHOD_NAMES, main_metric, paper_table, published
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -36,7 +36,7 @@ def _images(refs: Sequence[FigureRef]) -> list[str]:
 
 
 def _paper_rows(task: str, strategy: str, evaluate: dict, search_days: float, kind: str) -> list[list[Any]]:
-    paper = (PAPER_RANDOM if strategy == "random" else PAPER).get(task)
+    paper = published(strategy, task)
     metric = main_metric(task)
     label = "test perplexity" if metric == "test_ppl" else "test error (%)"
     rows = [[label, evaluate.get(metric, math.nan), metric],
@@ -60,8 +60,8 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
     kind = "GPU" if "search_gpu_hours" in search else "CPU"
     train_hours = evaluate.get("train_gpu_hours", evaluate.get("train_cpu_hours", 0.0))
     train_kind = "GPU" if "train_gpu_hours" in evaluate else "CPU"
-    paper = (PAPER_RANDOM if strategy == "random" else PAPER).get(task)
-    which = "random-search row" if strategy == "random" else "EDNAS row"
+    paper = published(strategy, task)
+    which = f"{METHOD_NAMES.get(strategy, strategy)} row"
     lines = [f"# EDNAS report: {task}", "",
              f"Search strategy `{strategy}`; search on {search.get('device', '?')}, evaluation on "
              f"{evaluate.get('device', '?')}.", ""]
@@ -69,13 +69,13 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
     lines += md_table(["", "this run", f"paper ({which})" if paper else "paper", "difference"],
                       _paper_rows(task, strategy, evaluate, hours / 24.0, kind))
     if not paper:
-        lines += ["", f"The paper has no {task} experiment; the numbers above stand alone."]
+        lines += ["", f"No published {task} result of strategy `{strategy}`; the numbers above stand alone."]
     if kind == "CPU":
         lines += ["", "The search cost here is measured in CPU time; the paper's is GPU time."]
-    if task in PAPER:
-        lines += ["", f"The paper's rows for {task} (EDNAS_SPEC.md section 7):", ""]
-        lines += md_table(["task", "method", "search cost (GPU days)", "params", "result"],
-                          [row[1:] for row in PAPER_TABLE if row[0] == task])
+    rows = paper_table(task)
+    if rows:
+        lines += ["", f"Published rows for {task} (EDNAS_SPEC.md sections 7 and 9):", ""]
+        lines += md_table(["task", "method", "search cost (GPU days)", "params", "result", "source"], rows)
     lines += ["", "## Search", "",
               f"- epochs: {search['epochs']}, final child accuracy {_fmt(search['child_acc'])} "
               f"(first epoch {_fmt(search.get('first_epoch_child_acc', math.nan))}), final reward "

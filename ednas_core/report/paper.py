@@ -1,26 +1,80 @@
-"""The EDNAS paper's numbers the report compares a pipeline against (EDNAS_SPEC.md section 7), and the metric
-that ranks the pipelines of a task."""
+"""The published numbers the report compares a pipeline against: the EDNAS paper's (EDNAS_SPEC.md section 7)
+and, for the other strategies of ednas_core/strategies, their own papers' CIFAR-10 and PTB results (as the
+EDNAS paper's Tables 1 and 3 quote them; EDNAS_SPEC.md section 9). Also the metric that ranks the pipelines of
+a task."""
 
 from __future__ import annotations
 
-# EDNAS paper (EDNAS_SPEC.md section 7): search cost in GPU-days, parameters in millions, the task's result.
-PAPER = {
-    "cifar10": {"search_gpu_days": 0.28, "params_m": 3.7, "test_error": 2.84},
-    "imagenet": {"search_gpu_days": 3.67, "params_m": 4.7, "test_error": 26.9, "top5_error": 8.9},
-    "ptb": {"search_gpu_days": 0.11, "params_m": 23.0, "test_ppl": 59.45},
+from typing import Any
+
+# strategy -> task -> search cost in GPU-days (None: not published), parameters in millions, the task's result,
+# and where the numbers come from.
+PUBLISHED: dict[str, dict[str, dict[str, Any]]] = {
+    "ednas": {
+        "cifar10": {"search_gpu_days": 0.28, "params_m": 3.7, "test_error": 2.84,
+                    "source": "EDNAS (Lee, Kim, Han), Table 1"},
+        "imagenet": {"search_gpu_days": 3.67, "params_m": 4.7, "test_error": 26.9, "top5_error": 8.9,
+                     "source": "EDNAS, Table 2"},
+        "ptb": {"search_gpu_days": 0.11, "params_m": 23.0, "test_ppl": 59.45, "source": "EDNAS, Table 3"},
+    },
+    "random": {  # the EDNAS paper's own random-search rows
+        "cifar10": {"search_gpu_days": 0.27, "params_m": 3.4, "test_error": 3.91, "source": "EDNAS, Table 1"},
+        "ptb": {"search_gpu_days": 0.10, "params_m": 23.0, "test_ppl": 61.24, "source": "EDNAS, Table 3"},
+    },
+    "enas": {
+        "cifar10": {"search_gpu_days": 0.5, "params_m": 4.6, "test_error": 2.89,
+                    "source": "ENAS (Pham et al. 2018), Table 2, micro search + cutout; EDNAS Table 1"},
+        "ptb": {"search_gpu_days": 0.5, "params_m": 24.0, "test_ppl": 55.8,
+                "source": "ENAS, Table 1 (DARTS's re-run of the ENAS cell: 63.1); EDNAS Table 3"},
+    },
+    "nao": {
+        "cifar10": {"search_gpu_days": 0.3, "params_m": 2.5, "test_error": 3.53,
+                    "source": "NAO (Luo et al. 2018), Table 1, NAONet-WS; EDNAS Table 1"},
+        "ptb": {"search_gpu_days": 0.4, "params_m": 27.0, "test_ppl": 56.6,
+                "source": "NAO, Table 3, NAONet-WS; EDNAS Table 3"},
+    },
+    "evnas": {
+        "cifar10": {"search_gpu_days": None, "params_m": 3.6, "test_error": 2.40,
+                    "source": "EvNAS (Sinha and Chen, GECCO 2021), EvNAS-A in the authors' README"},
+    },
 }
-# The paper's own random-search rows (search.strategy: random).
-PAPER_RANDOM = {
-    "cifar10": {"search_gpu_days": 0.27, "params_m": 3.4, "test_error": 3.91},
-    "ptb": {"search_gpu_days": 0.10, "params_m": 23.0, "test_ppl": 61.24},
-}
-PAPER_TABLE = [  # (task, method, search cost in GPU days, params, result) as printed in the paper
-    ("cifar10", "CIFAR-10", "EDNAS", "0.28", "3.7M", "2.84% test error"),
-    ("imagenet", "ImageNet (direct search)", "EDNAS", "3.67", "4.7M", "26.9 / 8.9 top-1 / top-5 error"),
-    ("ptb", "PTB", "EDNAS", "0.11", "23M", "59.45 test perplexity"),
-    ("cifar10", "CIFAR-10", "random search", "0.27", "3.4M", "3.91% test error"),
-    ("ptb", "PTB", "random search", "0.10", "23M", "61.24 test perplexity"),
-]
+# Display names of the strategies in the paper tables.
+METHOD_NAMES = {"ednas": "EDNAS", "random": "random search", "enas": "ENAS", "nao": "NAONet-WS",
+                "evnas": "EvNAS-A"}
+TASK_NAMES = {"cifar10": "CIFAR-10", "imagenet": "ImageNet (direct search)", "ptb": "PTB"}
+
+PAPER = PUBLISHED["ednas"]
+PAPER_RANDOM = PUBLISHED["random"]
+
+
+def published(strategy: str, task: str) -> dict[str, Any] | None:
+    """The published numbers of `strategy` on `task`, or None when its paper has no such experiment."""
+    return PUBLISHED.get(strategy, {}).get(task)
+
+
+def _result(task: str, row: dict[str, Any]) -> str:
+    if "test_ppl" in row:
+        return f"{row['test_ppl']:g} test perplexity"
+    if "top5_error" in row:
+        return f"{row['test_error']:g} / {row['top5_error']:g} top-1 / top-5 error"
+    return f"{row['test_error']:g}% test error"
+
+
+def paper_table(task: str, strategies: tuple[str, ...] = tuple(PUBLISHED)) -> list[tuple[str, ...]]:
+    """(task name, method, search GPU-days, params, result, source) of every published row for `task`."""
+    rows = []
+    for strategy in strategies:
+        row = published(strategy, task)
+        if row is None:
+            continue
+        days = "-" if row["search_gpu_days"] is None else f"{row['search_gpu_days']:g}"
+        rows.append((TASK_NAMES.get(task, task), METHOD_NAMES[strategy], days, f"{row['params_m']:g}M",
+                     _result(task, row), row["source"]))
+    return rows
+
+
+PAPER_TABLE = [(task, *row) for task in ("cifar10", "imagenet", "ptb") for row in paper_table(task)]
+
 # The metric that ranks pipelines of a task (lower is better for all of them).
 MAIN_METRIC = {"ptb": "test_ppl", "markov": "test_ppl"}
 

@@ -122,7 +122,7 @@ def test_digits_has_no_paper_experiment(digits_params):
     text = build_report("digits", digits_params, search, derive_metrics(), evaluate, GENOTYPE)
     lines = text.splitlines()
     assert lines[0] == "# EDNAS report: digits"
-    assert "The paper has no digits experiment; the numbers above stand alone." in lines
+    assert "No published digits result of strategy `ednas`; the numbers above stand alone." in lines
     assert "| test error (%) | 7.5 | - | - |" in lines
     assert "| parameters (M) | 0.012 | - | - |" in lines
     assert "2.84" not in text and "3.7 |" not in text

@@ -226,7 +226,7 @@ def test_named_genotype_from_evaluate_json_is_drawn(done, tmp_path, monkeypatch)
 
 def test_comparison_table_without_a_store():
     def pipeline(pid, task, error, lr, started):
-        return {"pipeline": pid, "task": task, "experiment": pid, "git_rev": "", "started": "", "stages": "",
+        return {"pipeline": pid, "task": task, "strategy": "ednas", "experiment": pid, "git_rev": "", "started": "", "stages": "",
                 "started_ms": started, "search_child_acc": math.nan, "search_reward": math.nan,
                 "search_hours": math.nan, "derive_best_reward": math.nan, "test_error": error, "test_ppl": math.nan,
                 "params_m": math.nan, "params": {"search.lr": lr, "tracking.progress": pid, "runtime.seed": "2"}}
@@ -235,6 +235,7 @@ def test_comparison_table_without_a_store():
                  pipeline("c", "cifar10", 2.5, "0.1", 3), pipeline("d", "cifar10", math.nan, "0.1", 4)]
     header, rows = comparison_table(pipelines, "cifar10", current="c")
     assert "search.lr" in header and "runtime.seed" not in header and "tracking.progress" not in header
+    assert header[:3] == ["pipeline", "task", "strategy"] and rows[0][2] == "ednas"
     assert "test_ppl" not in header  # no pipeline has it
     assert [r[0] for r in rows] == ["c", "a", "d", "b"]  # by test error; without one, newest first
     assert rows[0][header.index("this")] == "yes"
@@ -256,5 +257,21 @@ def test_text_task_is_ranked_by_perplexity_and_compared_to_the_ptb_row():
 def test_random_search_is_compared_to_the_papers_random_row():
     text = build_report("cifar10", {"task": "cifar10", "search.strategy": "random"}, SEARCH, DERIVE,
                         dict(EVALUATE, test_error=4.0, params_m=3.4), {})
-    assert "paper (random-search row)" in text
+    assert "paper (random search row)" in text
     assert "| test error (%) | 4 | 3.91 | +0.09 |" in text
+
+
+def test_other_strategies_are_compared_to_their_own_papers_next_to_ednas():
+    for strategy, method, error, params_m in (("enas", "ENAS", 2.89, 4.6), ("nao", "NAONet-WS", 3.53, 2.5),
+                                              ("evnas", "EvNAS-A", 2.4, 3.6)):
+        text = build_report("cifar10", {"task": "cifar10", "search.strategy": strategy}, SEARCH, DERIVE,
+                            dict(EVALUATE, test_error=3.0, params_m=3.0), {})
+        assert f"paper ({method} row)" in text
+        assert f"| test error (%) | 3 | {error:g} | {3.0 - error:+.4g} |" in text
+        assert f"| parameters (M) | 3 | {params_m:g} |" in text
+        rows = [line for line in text.splitlines() if line.startswith("| CIFAR-10 |")]
+        assert any("| EDNAS | 0.28 | 3.7M | 2.84% test error |" in r for r in rows)
+        assert any(f"| {method} |" in r for r in rows)
+    text = build_report("ptb", {"task": "ptb", "ptb.search.strategy": "enas"}, SEARCH, DERIVE,
+                        dict(EVALUATE, test_ppl=60.0, params_m=24.0), {})
+    assert "| test perplexity | 60 | 55.8 | +4.2 |" in text
