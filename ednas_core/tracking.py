@@ -220,12 +220,14 @@ class MLflowPolicyFigures(SearchCallback):
     """Every `every` epochs and at the last one, the policy heatmaps (ednas_core.viz.policy_heatmaps) as a PNG
     artifact 'figures/policy_epoch_NNNN.png'. One figure per N epochs keeps the cost low (about a second)."""
 
-    def __init__(self, run: StageRun, every: int = 10, space: Any = None):
+    def __init__(self, run: StageRun, every: int = 10, space: Any = None,
+                 title: str = "EDNAS policy vectors (softmax)"):
         if every < 1:
             raise ValueError(f"heatmap_every must be >= 1, got {every}")
         self.run = run
         self.every = every
         self.space = space
+        self.title = title
 
     def due(self, step: int, epochs: int) -> bool:
         return step % self.every == 0 or step == epochs
@@ -240,7 +242,7 @@ class MLflowPolicyFigures(SearchCallback):
             return
         from .viz import policy_heatmaps
 
-        figure = policy_heatmaps(report.probabilities, self.space, epoch=step)
+        figure = policy_heatmaps(report.probabilities, self.space, epoch=step, title=self.title)
         try:
             self.run.log_figure(figure, f"figures/policy_epoch_{step:04d}.png")
         finally:

@@ -66,7 +66,7 @@ def main() -> None:
     with StageRun("report", params.task, flat, text, extra_tags=stage_tags(params)) as run:
         figures = write_figures(FIGURES_DIR, _history(), genotype, "derived" if source == "derived" else source,
                                 _read_rows(METRICS_DIR / "search_epochs.csv"),
-                                _read_rows(METRICS_DIR / "evaluate_epochs.csv"))
+                                _read_rows(METRICS_DIR / "evaluate_epochs.csv"), params.task_config().search.strategy)
         comparison = collect_comparison(run.tags["ednas.pipeline_id"], params.task)
         write_comparison(*comparison, METRICS_DIR / "comparison.md", METRICS_DIR / "comparison.csv")
         report = build_report(params.task, flat, search, derive, evaluate, genotype.to_dict(), figures=figures,

@@ -20,6 +20,7 @@ from ednas_core.tasks import make_search
 from ednas_core.runtime import Runtime
 from ednas_core.epochs import CheckpointMismatch
 from ednas_core.search import SearchResult
+from ednas_core.strategies import STRATEGIES
 from ednas_core.tracking import MLflowPolicyFigures, MLflowSearchLogger, StageRun, policy_json
 
 from .common import (METRICS_DIR, PREPARED, Progress, SEARCH_DIR, code_version, epoch_rows, flat_params,
@@ -49,7 +50,8 @@ def main() -> None:
         run.set_tags({"ednas.device": runtime.name})
         progress = Progress("search", params.tracking.progress, ("child_loss", "child_acc", "reward", "entropy"))
         callbacks = [MLflowSearchLogger(run, params.tracking.policy_every),
-                     MLflowPolicyFigures(run, params.tracking.heatmap_every), progress]
+                     MLflowPolicyFigures(run, params.tracking.heatmap_every,
+                                         title=STRATEGIES[task.search.strategy].distribution_title), progress]
         settings = {"code": code_version()}
 
         def build():

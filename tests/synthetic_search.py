@@ -1,99 +1,19 @@
-"""A search with no network: the real search loop (ednas_core.search.EDNASSearch) driving a strategy against a
-child whose reward is a planted function of the architecture. It runs in milliseconds per epoch, so a strategy's
-learning, its exact resume and its statistics are tested through the same code path a real search takes."""
+"""The real search loop (ednas_core.search.EDNASSearch) driving a strategy against a child with no network
+(ednas_core.synthetic.SyntheticChild) whose reward is a planted function of the architecture."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
-
-import torch
+from typing import Iterable
 
 from ednas_core.epochs import EpochCallback
 from ednas_core.search import EDNASSearch
-from ednas_core.spaces import Architecture, SearchSpace
 from ednas_core.strategies import Strategy
-from ednas_core.strategies.base import uniform_architecture
+from ednas_core.synthetic import Reward, SyntheticChild, planted_architecture, planted_reward
 from helpers import cpu_runtime, tiny_search_config
 
-Reward = Callable[[Architecture], float]
-
-
-def planted_architecture(space: SearchSpace, seed: int = 123) -> Architecture:
-    """A fixed, uniformly drawn architecture: the unique best one of planted_reward."""
-    return uniform_architecture(space, torch.Generator().manual_seed(seed))
-
-
-def planted_reward(space: SearchSpace, planted: Architecture) -> Reward:
-    """Share of the planted decisions an architecture makes: per cell type and node, 1 for the planted input
-    combination and 1 for each planted (input, op) edge it has. 1.0 only for the planted architecture."""
-    cell = space.cell
-
-    def reward(arch: Architecture) -> float:
-        hits = total = 0
-        for t in space.cell_types:
-            for mine, target in zip(arch[t], planted[t]):
-                hits += tuple(p for p, _ in mine) == tuple(p for p, _ in target)
-                hits += sum(pair in target for pair in mine)
-                total += 1 + cell.inputs_per_node
-        return hits / total
-
-    return reward
-
-
-class SyntheticChild:
-    """The Child protocol of the search loop with no weights: child steps only count, a reward is `reward(arch)`
-    plus optional Gaussian noise drawn from a generator seeded per (epoch, batch)."""
-
-    def __init__(self, reward: Reward, child_steps: int = 10, policy_batches: int = 20, noise: float = 0.0,
-                 seed: int = 0):
-        self.reward_fn = reward
-        self.child_steps = child_steps
-        self.policy_batches_per_epoch = policy_batches
-        self.noise = noise
-        self.seed = seed
-        self.trained: list[Architecture] = []
-        self.scored: list[Architecture] = []
-        self._epoch = 0
-
-    def start_epoch(self, epoch: int) -> float:
-        self._epoch = epoch
-        return 0.0
-
-    def train_batches(self, epoch: int) -> Iterator[int]:
-        return iter(range(self.child_steps))
-
-    def policy_batches(self, epoch: int) -> Iterator[int]:
-        return iter(range(self.policy_batches_per_epoch))
-
-    def train_step(self, arch: Architecture, batch: int) -> None:
-        self.trained.append(arch)
-
-    def reward(self, arch: Architecture, batch: int) -> float:
-        self.scored.append(arch)
-        value = self.reward_fn(arch)
-        if self.noise:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self._epoch * 10_007 + len(self.scored))
-            value += self.noise * float(torch.randn((), generator=g))
-        return value
-
-    def epoch_metrics(self) -> dict[str, float]:
-        return {"child_loss": 0.0, "child_acc": 0.0}
-
-    def state_dict(self) -> dict:
-        return {"scored": len(self.scored)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.scored = [None] * state["scored"]  # only the count matters (noise seeds)
-
-    @property
-    def images_per_epoch(self) -> tuple[int, int]:
-        return self.child_steps, self.policy_batches_per_epoch
-
-    @property
-    def steps_per_epoch(self) -> tuple[int, int]:
-        return self.child_steps, self.policy_batches_per_epoch
+__all__ = ["SyntheticChild", "planted_architecture", "planted_reward", "synthetic_search"]
 
 
 def synthetic_search(strategy: Strategy, reward: Reward, epochs: int, *, child_steps: int = 10,

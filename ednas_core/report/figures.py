@@ -10,6 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ednas_core.genotypes import PAPER_GENOTYPES, Genotype
+from ednas_core.strategies import STRATEGIES
 
 
 @dataclass
@@ -44,8 +45,10 @@ def _save(fig: Any, out_dir: Path, name: str, title: str, svg: bool = False) -> 
 
 
 def write_figures(out_dir: Path, history: Mapping[str, np.ndarray] | None, genotype: Genotype,
-                  genotype_name: str, search_rows: list[dict], evaluate_rows: list[dict]) -> Figures:
-    """Every figure of the report, written under out_dir (metrics/figures)."""
+                  genotype_name: str, search_rows: list[dict], evaluate_rows: list[dict],
+                  strategy: str = "ednas") -> Figures:
+    """Every figure of the report, written under out_dir (metrics/figures); `strategy` names what the
+    policy heatmaps show (a policy's softmax or a population's choice frequencies)."""
     from ednas_core import viz
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -57,10 +60,11 @@ def write_figures(out_dir: Path, history: Mapping[str, np.ndarray] | None, genot
     if history is not None and "epoch" in history:
         epochs = [int(e) for e in history["epoch"]]
         last = {k.removeprefix("prob_"): v[-1] for k, v in history.items() if k.startswith("prob_")}
-        figs.search.append(_save(viz.policy_heatmaps(last, epoch=epochs[-1]), out_dir, "policy_final",
-                                 f"Policy vectors after the last epoch ({epochs[-1]})"))
-        figs.search.append(_save(viz.policy_small_multiples(history, epochs=epochs), out_dir, "policy_over_epochs",
-                                 "Operation policy over the search"))
+        title = STRATEGIES[strategy].distribution_title if strategy in STRATEGIES else "policy"
+        figs.search.append(_save(viz.policy_heatmaps(last, epoch=epochs[-1], title=title), out_dir, "policy_final",
+                                 f"{title[0].upper()}{title[1:]} after the last epoch ({epochs[-1]})"))
+        figs.search.append(_save(viz.policy_small_multiples(history, epochs=epochs, title=f"Operations: {title}"),
+                                 out_dir, "policy_over_epochs", f"Operations over the search: {title}"))
         if any(k.startswith("counts_") for k in history):
             figs.search.append(_save(viz.sampling_histograms(history, epochs=epochs), out_dir, "sampling_histograms",
                                      "Cumulative sampling histograms of edges and operations"))

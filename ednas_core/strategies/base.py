@@ -36,9 +36,10 @@ class Strategy(ABC):
     """How architectures are chosen for the shared weights to train on and for the rewards to judge."""
 
     name: ClassVar[str]
-    # the word for what probabilities() returns, for figure titles: 'policy' (a learned distribution) or
-    # 'population' (frequencies of the choices among the architectures the strategy holds)
+    # what probabilities() returns, for figure titles: 'policy' (a learned distribution) or 'population'
+    # (frequencies of the choices among the architectures the strategy holds); and the title itself
     distribution_kind: ClassVar[str] = "policy"
+    distribution_title: ClassVar[str] = "policy (softmax)"
 
     def __init__(self, space: SearchSpace, settings: Any, seed: int):
         """`settings`: the strategy's own section of params.yaml (see settings_from); `seed` initialises

@@ -152,6 +152,7 @@ class EDNASStrategy(Strategy):
     """
 
     name = "ednas"
+    distribution_title = "EDNAS policy vectors (softmax)"
 
     def __init__(self, space: SearchSpace, settings: EDNASSettings, seed: int):
         super().__init__(space, settings, seed)

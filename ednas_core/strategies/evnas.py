@@ -176,6 +176,7 @@ class EvNASStrategy(Strategy):
 
     name = "evnas"
     distribution_kind = "population"
+    distribution_title = "EvNAS population (choice frequencies)"
 
     def __init__(self, space: SearchSpace, settings: EvNASConfig, seed: int):
         super().__init__(space, settings, seed)

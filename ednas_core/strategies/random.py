@@ -22,6 +22,7 @@ class RandomSettings:
 
 class RandomStrategy(Strategy):
     name = "random"
+    distribution_title = "Random search: the uniform distribution it samples"
 
     def __init__(self, space: SearchSpace, settings: RandomSettings, seed: int):
         super().__init__(space, settings, seed)

@@ -124,9 +124,11 @@ def _strip(probabilities: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def policy_heatmaps(probabilities: Mapping[str, np.ndarray], space: SearchSpace | None = None,
-                    epoch: int | None = None, annotate: bool = True) -> Figure:
+                    epoch: int | None = None, annotate: bool = True,
+                    title: str = "EDNAS policy vectors (softmax)") -> Figure:
     """All policy vectors of one moment: per cell type, the edge (operation) policy above the node (structure)
-    policy. Axes titles: '<cell> cell: operation policy' / '<cell> cell: input policy'."""
+    policy. Axes titles: '<cell> cell: operation policy' / '<cell> cell: input policy'. `title`: what the
+    numbers are (Strategy.distribution_title: a policy's softmax, a population's choice frequencies)."""
     probs = _strip(probabilities)
     space = space or space_of(probs)
     cell = space.cell
@@ -140,7 +142,7 @@ def policy_heatmaps(probabilities: Mapping[str, np.ndarray], space: SearchSpace 
                      annotate)
         node_heatmap(fig.add_subplot(grid[1, col]), probs[f"{t}_node"], cell, f"{t} cell: input policy", annotate)
     when = f" at epoch {epoch}" if epoch is not None else ""
-    fig.suptitle(f"EDNAS policy vectors (softmax){when}\ncolours normalised per destination node", fontsize=11)
+    fig.suptitle(f"{title}{when}\ncolours normalised per destination node", fontsize=11)
     return fig
 
 
@@ -153,7 +155,7 @@ def select_epochs(n_epochs: int, count: int = 6) -> list[int]:
 
 def policy_small_multiples(history: Mapping[str, np.ndarray], space: SearchSpace | None = None,
                            epochs: Sequence[int] | None = None, count: int = 6,
-                           annotate: bool = True) -> Figure:
+                           annotate: bool = True, title: str = "Operation policy over the search (softmax)") -> Figure:
     """Edge-policy heatmaps at `count` evenly spaced epochs: one row per cell type, one column per epoch.
     history: policy_history.npz arrays ('prob_<cell>_edge' [E, n_edges, n_ops], optional 'epoch' [E]);
     epochs: the 1-based epoch numbers of the E entries (default history['epoch'] or 1..E)."""
@@ -174,5 +176,5 @@ def policy_small_multiples(history: Mapping[str, np.ndarray], space: SearchSpace
                          fontsize=5.5, xlabels=r == len(space.cell_types) - 1, ylabels=c == 0)
             if c:
                 ax.set_ylabel("")
-    fig.suptitle("Operation policy over the search (softmax)\ncolours normalised per destination node", fontsize=11)
+    fig.suptitle(f"{title}\ncolours normalised per destination node", fontsize=11)
     return fig
