@@ -17,6 +17,9 @@ number measures what a run does:
                 its policy reward, and the evaluation network (850, batch 64), on random tokens (10,000 words)
   memory        peak memory of a search step (heaviest architecture) and an evaluation step at batch 128, each
                 in a fresh process (benchmarks/memory.py; on CPU a float32 peak-RSS upper bound)
+  strategies    host-side seconds per search epoch of every strategy (sampling, learning, decoding) at the
+                paper's CIFAR-10 and PTB sizes with its published settings, and its share of a search epoch
+                next to the child's measured epoch (benchmarks/strategies.py)
 Writes JSON (device name, torch version, dtype, sizes, results) and prints a table; --compare prints each
 number's ratio to an earlier JSON (before/after a change). Synthetic uint8 images of CIFAR-10's shape are
 used: throughput does not depend on pixel values.
@@ -56,6 +59,8 @@ from ednas_core.spaces import CNN_SPACE, RNN_SPACE
 from ednas_core.supernet.cnn import SearchNetwork
 from ednas_core.train import GenotypeTrainer
 from ednas_core.train_rnn import RNNTrainer
+
+from .strategies import bench_strategies
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -335,7 +340,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CPU smoke test)")
     parser.add_argument("--out", default="benchmarks/results", help="folder for the JSON result")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="subset of: search_step search_epoch eval_train data rnn memory")
+                        help="subset of: search_step search_epoch eval_train data rnn memory strategies")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default: 50; 2 with --quick)")
     parser.add_argument("--compare", default=None, metavar="BEFORE.json",
                         help="an earlier result (same device): print each number's ratio now/before")
@@ -349,7 +354,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sizes = dataclasses.replace(sizes, steps=args.steps)
     data = synthetic_cifar(sizes)
     benches = {"search_step": bench_search_step, "search_epoch": bench_search_epoch,
-               "eval_train": bench_eval_train, "data": bench_data, "rnn": bench_rnn, "memory": bench_memory}
+               "eval_train": bench_eval_train, "data": bench_data, "rnn": bench_rnn, "memory": bench_memory,
+               "strategies": lambda rt, sizes, data: bench_strategies(sizes, results.get("search_epoch"))}
     results: dict[str, Any] = {
         "device": rt.name, "torch": torch.__version__, "python": platform.python_version(),
         "dtype": "bf16 autocast" if rt.amp else "float32", "channels_last": rt.channels_last,

@@ -14,6 +14,11 @@ from typing import Any, Mapping, TypeVar, get_type_hints
 
 from .knobs import ConfigError, knob
 from .strategies import STRATEGY_NAMES
+from .strategies import enas as _enas
+from .strategies import nao as _nao
+from .strategies.enas import ENASConfig
+from .strategies.evnas import EvNASConfig
+from .strategies.nao import NAOConfig
 
 
 @dataclass
@@ -59,6 +64,11 @@ class SearchConfig:
     policy_init_std: float = knob(1e-3, ge=0.0)
     baseline_decay: float = knob(0.99, ge=0.0, lt=1.0)
     entropy_weight: float = knob(0.0, ge=0.0)
+    # the other strategies' own settings (only the section of search.strategy matters for a run; EDNAS's are
+    # the policy_* keys above and random uses baseline_decay)
+    enas: ENASConfig = field(default_factory=ENASConfig)
+    evnas: EvNASConfig = field(default_factory=EvNASConfig)
+    nao: NAOConfig = field(default_factory=NAOConfig)
 
 
 @dataclass
@@ -118,6 +128,9 @@ class RNNSearchConfig:
     baseline_decay: float = knob(0.99, ge=0.0, lt=1.0)
     entropy_weight: float = knob(0.0, ge=0.0)
     reward_c: float = knob(80.0, gt=0.0)         # reward = reward_c / validation perplexity
+    enas: ENASConfig = field(default_factory=_enas.rnn_defaults)   # ENAS's PTB search script
+    evnas: EvNASConfig = field(default_factory=EvNASConfig)        # EvNAS searched CNN cells only
+    nao: NAOConfig = field(default_factory=_nao.rnn_defaults)      # NAO-WS's PTB search script
 
 
 @dataclass
@@ -158,11 +171,19 @@ class TaskConfig:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
+def demo_nao(base: NAOConfig, update_every: int) -> NAOConfig:
+    """NAO-WS's pool and controller schedule scaled to a demo of a few minutes (a fifth of the pool, a tenth
+    of the controller's passes), scoring and growing the pool every `update_every` epochs."""
+    return dataclasses.replace(base, update_every=update_every, seed_architectures=200, new_architectures=80,
+                               random_architectures=10, top_k=20, epochs=100)
+
+
 def digits_defaults() -> TaskConfig:
     """The embedded CPU demo: scikit-learn's 8x8 digits, a small network, minutes on 2 cores."""
     return TaskConfig(
         search=SearchConfig(epochs=15, batch_size=64, policy_batch_size=64, layers=3, init_channels=16,
-                            augment=False, lr=0.1, lr_min=0.001, policy_lr=0.003),
+                            augment=False, lr=0.1, lr_min=0.001, policy_lr=0.003,
+                            evnas=EvNASConfig(population_size=20, tournament_size=4), nao=demo_nao(NAOConfig(), 5)),
         derive=DeriveConfig(samples=100, batch_size=128),
         evaluate=EvaluateConfig(epochs=20, batch_size=64, layers=5, init_channels=12, lr=0.05,
                                 drop_path=0.1, augment=False, cutout=0),
@@ -182,7 +203,10 @@ def markov_defaults() -> TextTaskConfig:
     """The embedded text demo: a generated Markov-chain corpus (50 words), small recurrent networks, CPU."""
     return TextTaskConfig(
         search=RNNSearchConfig(epochs=8, batch_size=32, policy_batch_size=32, bptt=20, emb=32, hidden=32,
-                               dropout=0.1, dropouth=0.05, dropoutx=0.1, dropouti=0.05, dropoute=0.0),
+                               dropout=0.1, dropouth=0.05, dropoutx=0.1, dropouti=0.05, dropoute=0.0,
+                               enas=dataclasses.replace(_enas.rnn_defaults(), train_steps=30),
+                               evnas=EvNASConfig(population_size=20, tournament_size=4),
+                               nao=demo_nao(_nao.rnn_defaults(), 4)),
         derive=DeriveConfig(samples=100, batch_size=32),
         evaluate=RNNEvaluateConfig(epochs=6, batch_size=32, eval_batch_size=32, bptt=20, emb=48, hidden=48,
                                    dropout=0.1, dropouth=0.05, dropoutx=0.1, dropouti=0.05, dropoute=0.0),
@@ -267,7 +291,8 @@ def _coerce(value: Any, kind: type, key: str, meta: Mapping[str, Any]) -> Any:
 
 def from_mapping(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "", strict: bool = True) -> T:
     """Builds dataclass `cls` from `data`. strict: every key must be present (params.yaml holds every knob).
-    Unknown keys are always an error (a typo must not silently fall back to a default)."""
+    Unknown keys are always an error (a typo must not silently fall back to a default). A dataclass with a
+    `check_consistency(prefix)` method gets it called: one-line ConfigError for values that conflict."""
     data = {} if data is None else data
     where = prefix.rstrip(".") or "params"
     if not isinstance(data, Mapping):
@@ -290,7 +315,11 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "",
             values[name] = from_mapping(kind, data[name], key + ".", strict)
         else:
             values[name] = _coerce(data[name], kind, key, f.metadata)
-    return cls(**values)
+    config = cls(**values)
+    check = getattr(config, "check_consistency", None)
+    if check is not None:  # checks across keys (e.g. a tournament no larger than the population)
+        check(prefix)
+    return config
 
 
 def to_mapping(config: Any) -> dict[str, Any]:

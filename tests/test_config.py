@@ -109,12 +109,20 @@ def test_committed_params_comment_every_non_obvious_key():
     pytest.param(("runtime", "amp"), 1, "runtime.amp: got 1; expected true or false", id="int_for_bool"),
     pytest.param(("data", "train_portion"), 1.0, "data.train_portion: got 1.0; expected a number > 0 and < 1",
                  id="bound_upper_exclusive"),
-    pytest.param(("search", "strategy"), "darts", "search.strategy: got 'darts'; expected one of ednas, random",
+    pytest.param(("search", "strategy"), "darts",
+                 "search.strategy: got 'darts'; expected one of ednas, random, enas, evnas, nao",
                  id="unknown_choice"),
     pytest.param(("task",), "imagenet", "task: got 'imagenet'; expected one of cifar10, digits, ptb, markov",
                  id="unknown_top_level_choice"),
     pytest.param(("digits", "search", "lr"), 0, "digits.search.lr: got 0; expected a number > 0",
                  id="nested_error_names_full_key"),
+    pytest.param(("search", "enas", "temperature"), 0, "search.enas.temperature: got 0; expected a number > 0",
+                 id="strategy_section"),
+    pytest.param(("ptb", "search", "nao", "trade_off"), 1.5,
+                 "ptb.search.nao.trade_off: got 1.5; expected a number >= 0 and <= 1", id="strategy_section_of_a_task"),
+    pytest.param(("search", "evnas", "tournament_size"), 60,
+                 "search.evnas.tournament_size: got 60; expected at most search.evnas.population_size (50) "
+                 "(a tournament draws distinct individuals)", id="strategy_keys_that_conflict"),
 ])
 def test_bad_value_is_one_line_naming_the_key_and_what_is_expected(raw, path, value, message):
     d = data(raw)

@@ -3,6 +3,12 @@ chosen. One algorithm per file, registered here by the name `search.strategy` ta
 
 - ednas.py  — EDNAS: decoupled structure/operation policy vectors, REINFORCE (the paper)
 - random.py — uniform random sampling (the paper's baseline)
+- enas.py   — ENAS micro search: an LSTM controller sampling cells autoregressively, REINFORCE
+- evnas.py  — EvNAS: a genetic algorithm over DARTS-style architecture parameters on the shared weights
+- nao.py    — NAO-WS: encoder-predictor-decoder, gradient ascent in the architecture embedding, a pool
+
+Adding a strategy: one file with a Strategy subclass (and its settings dataclass), a line below, a field in the
+search sections of ednas_core/config.py and its section in params.yaml.
 
 base.py holds the interface (Strategy) the search loop and derive use, and the helpers strategies share.
 """
@@ -15,9 +21,14 @@ from typing import Any
 from ..spaces import SearchSpace
 from .base import Strategy
 from .ednas import EDNASStrategy
+from .enas import ENASStrategy
+from .evnas import EvNASStrategy
+from .nao import NAOStrategy
 from .random import RandomStrategy
 
-STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (EDNASStrategy, RandomStrategy)}
+STRATEGIES: dict[str, type[Strategy]] = {
+    s.name: s for s in (EDNASStrategy, RandomStrategy, ENASStrategy, EvNASStrategy, NAOStrategy)
+}
 STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
 
 

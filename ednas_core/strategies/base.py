@@ -22,6 +22,7 @@ have defaults that fit most strategies (`log_prob` only means something for a di
 
 from __future__ import annotations
 
+import hashlib
 import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Iterable
@@ -107,6 +108,13 @@ class Strategy(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict) -> None:
         ...
+
+
+def seeded_generator(seed: int, *keys: object) -> torch.Generator:
+    """A CPU generator seeded from (seed, *keys) by hashing: any run seed (up to 63 bits, as the runtime derives
+    them) and any number of streams, without overflow or overlap between streams."""
+    digest = hashlib.sha256(repr((int(seed),) + keys).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
 
 def check_rewards(archs: list[Architecture], rewards: list[float]) -> None:

@@ -38,7 +38,7 @@ import torch
 
 from ..knobs import ConfigError, knob
 from ..spaces import Architecture, SearchSpace
-from .base import Strategy, check_rewards, choice_frequencies
+from .base import Strategy, check_rewards, choice_frequencies, seeded_generator
 
 
 @dataclass(frozen=True)
@@ -53,20 +53,23 @@ class EvNASConfig:
     # below 1 a child is a copy of its first parent with probability 1 - crossover_rate
     crossover_rate: float = knob(1.0, ge=0.0, le=1.0)
 
+    def check_consistency(self, prefix: str = "search.evnas.") -> None:
+        """Called by config.from_mapping: values that conflict with each other."""
+        p, t, e = self.population_size, self.tournament_size, self.elites
+        if t > p:
+            raise ConfigError(f"{prefix}tournament_size: got {t}; expected at most {prefix}population_size ({p}) "
+                              "(a tournament draws distinct individuals)")
+        if e >= p:
+            raise ConfigError(f"{prefix}elites: got {e}; expected fewer than {prefix}population_size ({p}) "
+                              "(otherwise no child is ever bred)")
+
 
 def check_settings(settings: EvNASConfig, prefix: str = "search.evnas.") -> None:
-    """Every knob within its bounds (config.from_mapping's checks, for settings built in code) and the values
-    consistent with each other; one-line ConfigError naming the keys."""
+    """Every knob within its bounds and the values consistent with each other (config.from_mapping's checks,
+    for settings built in code); one-line ConfigError naming the keys."""
     from ..config import from_mapping  # config imports the strategies package: import it only when used
 
     from_mapping(EvNASConfig, dataclasses.asdict(settings), prefix=prefix)
-    p, t, e = settings.population_size, settings.tournament_size, settings.elites
-    if t > p:
-        raise ConfigError(f"{prefix}tournament_size: got {t}; expected at most {prefix}population_size ({p}) "
-                          "(a tournament draws distinct individuals)")
-    if e >= p:
-        raise ConfigError(f"{prefix}elites: got {e}; expected fewer than {prefix}population_size ({p}) "
-                          "(otherwise no child is ever bred)")
 
 
 # --- the genetic operators (pure functions of tensors and a generator) --------------------------------------
@@ -162,7 +165,7 @@ def diversity(space: SearchSpace, archs: list[Architecture]) -> float:
 
 def _generator(seed: int, stream: int) -> torch.Generator:
     """Stream 0 initialises the population; stream g + 1 breeds generation g + 1 from generation g."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + stream)
+    return seeded_generator(seed, "evnas", stream)
 
 
 class EvNASStrategy(Strategy):

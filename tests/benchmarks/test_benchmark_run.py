@@ -8,6 +8,7 @@ import json
 import pytest
 
 from benchmarks.run import compare, main
+from ednas_core.strategies import STRATEGIES
 
 
 @pytest.mark.slow
@@ -26,6 +27,12 @@ def test_quick_run_writes_every_section(tmp_path):
     assert written["memory"]["search_peak_gb"] > 0 and written["memory"]["eval_peak_gb"] > 0
     assert written["memory"]["method"].startswith("peak RSS")
     assert all(written["rnn"][k] > 0 for k in ("search_tokens_per_s", "reward_tokens_per_s", "eval_tokens_per_s"))
+    for name in STRATEGIES:  # every strategy's host cost per epoch on both spaces, and its share of an epoch
+        for space in ("cnn", "rnn"):
+            assert written["strategies"][f"{name}_{space}_host_s_per_epoch"] > 0
+            assert written["strategies"][f"{name}_{space}_max_epoch_s"] > 0
+        assert 0 < written["strategies"][f"{name}_cnn_share_of_epoch"] < 1
+    assert written["strategies"]["nao_cnn_rewards_per_epoch"] > 0  # the quick period includes one NAO round
 
 
 @pytest.mark.slow

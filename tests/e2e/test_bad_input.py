@@ -36,6 +36,12 @@ def params_restored(workspace):
     ("digits.search.batch_size", 0, "digits.search.batch_size: got 0; expected an integer >= 1"),
     ("digits.search.alternate", "sometimes", "digits.search.alternate: got 'sometimes'; expected one of epoch, step"),
     ("runtime.device", "tpu", "runtime.device: got 'tpu'; expected auto, cpu, cuda or cuda:N"),
+    ("digits.search.strategy", "darts",
+     "digits.search.strategy: got 'darts'; expected one of ednas, random, enas, evnas, nao"),
+    ("digits.search.enas.num_aggregate", 0, "digits.search.enas.num_aggregate: got 0; expected an integer >= 1"),
+    ("digits.search.evnas.elites", 20, "digits.search.evnas.elites: got 20; expected fewer than "
+     "digits.search.evnas.population_size (20) (otherwise no child is ever bred)"),
+    ("digits.search.nao.trade_off", -0.5, "digits.search.nao.trade_off: got -0.5; expected a number >= 0 and <= 1"),
 ])
 def test_bad_param_fails_before_any_output(workspace, params_restored, key, value, message):
     before = snapshot(workspace)

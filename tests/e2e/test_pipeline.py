@@ -93,6 +93,33 @@ def test_exp_run_ablation_reruns_search_and_after_but_not_prepare(workspace):
     assert "lr-ablation" in json.dumps(shown) and "child_acc" in json.dumps(shown)
 
 
+@pytest.mark.parametrize("name, extra", [("enas", ()), ("evnas", ()),
+                                         ("nao", ("-S", "digits.search.nao.update_every=1"))])
+def test_exp_run_with_another_strategy(workspace, name, extra):
+    """`dvc exp run -S <task>.search.strategy=<name>`: the whole pipeline runs with that strategy, MLflow tags
+    it and logs its own section (not the others'), and the report compares it with its own paper."""
+    before = {r.info.run_id for r in mlflow_runs(workspace)}
+    out = dvc(workspace, "exp", "run", "-n", f"strategy-{name}", "-S", f"digits.search.strategy={name}",
+              *extra).stdout
+    assert "Running stage 'search'" in out and "Running stage 'prepare-data'" not in out
+    new = [r for r in mlflow_runs(workspace) if r.info.run_id not in before]
+    assert sorted(r.data.tags["dvc.stage"] for r in new) == ["derive", "evaluate", "report", "search"]
+    assert all(r.info.status == "FINISHED" and r.data.tags["ednas.strategy"] == name for r in new)
+    search = next(r for r in new if r.data.tags["dvc.stage"] == "search")
+    params = search.data.params
+    assert params["digits.search.strategy"] == name
+    assert any(k.startswith(f"digits.search.{name}.") for k in params)
+    assert not any(k.startswith(f"digits.search.{other}.") for other in {"enas", "evnas", "nao"} - {name}
+                   for k in params)
+    statistic = {"enas": "controller_entropy", "evnas": "fitness_mean", "nao": "pairwise_accuracy"}[name]
+    assert statistic in search.data.metrics
+    report = (workspace / "metrics/report.md").read_text()
+    assert f"Search strategy `{name}`" in report
+    comparison = (workspace / "metrics/comparison.csv").read_text().splitlines()
+    column = comparison[0].split(",").index("strategy")
+    assert name in {line.split(",")[column] for line in comparison[1:]}
+
+
 def test_queued_experiments_in_parallel_land_in_the_root_database(workspace):
     before = {r.info.run_id for r in mlflow_runs(workspace)}
     for lr in ("0.02", "0.03"):

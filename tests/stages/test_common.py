@@ -233,3 +233,22 @@ def test_epoch_rows_number_from_one():
                                    {"epoch": 2, "loss": 0.5, "acc": 0.75}]
     assert epoch_rows([]) == []
     assert list(epoch_rows(history)[0]) == ["epoch", "loss", "acc"]
+
+
+def test_flat_params_keep_only_the_chosen_strategys_section_of_each_task():
+    params = Params()
+    params.search.strategy = "enas"
+    params.ptb.search.strategy = "nao"
+    flat = common.flat_params(params)
+    assert flat["search.strategy"] == "enas" and flat["search.enas.lr"] == 0.0035
+    assert not any(k.startswith(("search.evnas.", "search.nao.")) for k in flat)
+    assert "ptb.search.nao.update_every" in flat and not any(k.startswith("ptb.search.enas.") for k in flat)
+    assert not any(k.startswith(("digits.search.enas.", "digits.search.evnas.", "digits.search.nao."))
+                   for k in flat)  # digits runs ednas: its policy keys are search keys, no section of its own
+    assert flat["digits.search.policy_lr"] == 0.003
+    assert common.stage_tags(params) == {"ednas.strategy": "enas"}
+
+
+def test_epoch_rows_leave_unmeasured_values_empty():
+    report = types.SimpleNamespace(epoch=0, metrics={"reward": 0.5, "baseline": float("nan")})
+    assert epoch_rows([report]) == [{"epoch": 1, "reward": 0.5, "baseline": ""}]

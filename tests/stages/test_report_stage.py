@@ -213,21 +213,22 @@ def test_named_genotype_from_evaluate_json_is_drawn(done, tmp_path, monkeypatch)
     (root / "metrics/evaluate.json").write_text(json.dumps(dict(EVALUATE, genotype="paper-cifar10")))
     drawn = {}
 
-    def fake_figures(out_dir, history, genotype, name, search_rows, evaluate_rows):
-        drawn.update(genotype=genotype, name=name, epochs=list(history["epoch"]), rows=len(search_rows))
+    def fake_figures(out_dir, history, genotype, name, search_rows, evaluate_rows, strategy):
+        drawn.update(genotype=genotype, name=name, epochs=list(history["epoch"]), rows=len(search_rows),
+                     strategy=strategy)
         return Figures()
 
     monkeypatch.setattr(report_stage, "write_figures", fake_figures)
     run_report(root, monkeypatch)
     assert drawn == {"genotype": PAPER_GENOTYPES["paper-cifar10"], "name": "paper-cifar10",
-                     "epochs": list(range(1, EPOCHS + 1)), "rows": EPOCHS}
+                     "epochs": list(range(1, EPOCHS + 1)), "rows": EPOCHS, "strategy": "ednas"}
     assert json.dumps(PAPER_GENOTYPES["paper-cifar10"].to_dict()) in (root / "metrics/report.md").read_text()
 
 
 def test_comparison_table_without_a_store():
     def pipeline(pid, task, error, lr, started):
-        return {"pipeline": pid, "task": task, "strategy": "ednas", "experiment": pid, "git_rev": "", "started": "", "stages": "",
-                "started_ms": started, "search_child_acc": math.nan, "search_reward": math.nan,
+        return {"pipeline": pid, "task": task, "strategy": "ednas", "experiment": pid, "git_rev": "", "started": "",
+                "stages": "", "started_ms": started, "search_child_acc": math.nan, "search_reward": math.nan,
                 "search_hours": math.nan, "derive_best_reward": math.nan, "test_error": error, "test_ppl": math.nan,
                 "params_m": math.nan, "params": {"search.lr": lr, "tracking.progress": pid, "runtime.seed": "2"}}
 

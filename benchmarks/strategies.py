@@ -1,0 +1,100 @@
+"""The host-side cost of every search strategy (sampling, learning, decoding) per search epoch, at the paper's
+sizes: the real search loop (ednas_core.search.EDNASSearch) over a SyntheticChild, whose steps cost nothing, so
+an epoch's time is the strategy's alone. Each strategy runs with its params.yaml defaults (the published ones)
+for a whole period of its schedule (NAO: `update_every` epochs, one round of scoring and controller training),
+and the cost is reported per epoch, amortised over the period, and for the most expensive epoch.
+
+Beside the child: when benchmarks/run.py's search_epoch section measured the child's epoch on the same device,
+each strategy's share of a search epoch is host / (child phase + its rewards x one reward forward + host).
+The issue's budget is a 5% share at most."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+from ednas_core.config import RNNSearchConfig, RuntimeConfig, SearchConfig
+from ednas_core.epochs import EpochCallback
+from ednas_core.search import EDNASSearch
+from ednas_core.spaces import CNN_SPACE, RNN_SPACE, SearchSpace
+from ednas_core.strategies import STRATEGIES, make_strategy
+from ednas_core.synthetic import SyntheticChild, planted_architecture, planted_reward
+from ednas_core.runtime import Runtime
+
+# PTB at the paper's search sizes: 929,589 training and 73,760 validation tokens, batch 256, bptt 35
+PTB_STEPS = (math.ceil(929_589 / 256 / 35), math.ceil(73_760 / 256 / 35))
+# --quick: every strategy at toy sizes (CI smoke test of this section)
+QUICK = {
+    "enas": {"train_steps": 2, "num_aggregate": 3},
+    "evnas": {"population_size": 6, "tournament_size": 2},
+    "nao": {"update_every": 2, "seed_architectures": 20, "new_architectures": 8, "random_architectures": 2,
+            "top_k": 5, "epochs": 2, "batch_size": 10, "max_step_size": 5},
+}
+
+
+def period_of(search_config: Any) -> int:
+    """Epochs over which a strategy's cost repeats (NAO scores its pool and trains its controller once every
+    update_every epochs; the others do the same work every epoch)."""
+    return search_config.nao.update_every if search_config.strategy == "nao" else 1
+
+
+def _config(base: Any, name: str, quick: bool) -> Any:
+    config = dataclasses.replace(base, strategy=name)
+    if quick and name in QUICK:
+        config = dataclasses.replace(config, **{name: dataclasses.replace(getattr(config, name), **QUICK[name])})
+    return config
+
+
+def host_cost(space: SearchSpace, config: Any, child_steps: int, policy_batches: int) -> dict[str, float]:
+    """Runs one period of the strategy's schedule over a SyntheticChild; seconds per epoch (mean and max) and
+    rewards per epoch."""
+    epochs = period_of(config)
+    config = dataclasses.replace(config, epochs=epochs)
+    strategy = make_strategy(space, config, seed=0)
+    child = SyntheticChild(planted_reward(space, planted_architecture(space)), child_steps, policy_batches)
+    runtime = Runtime.from_config(RuntimeConfig(device="cpu", seed=0))
+    clock = _EpochClock()
+    search = EDNASSearch(space, child, strategy, config, runtime, None, [clock])
+    clock.start()
+    history = search.run().history
+    return {"host_s_per_epoch": sum(clock.seconds) / epochs, "max_epoch_s": max(clock.seconds),
+            "rewards_per_epoch": sum(r.metrics["reward_count"] for r in history) / epochs}
+
+
+class _EpochClock(EpochCallback):
+    """Wall time of every whole epoch, end-of-epoch work (probabilities, statistics) included."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._last = 0.0
+
+    def start(self) -> None:
+        self._last = time.perf_counter()
+
+    def on_epoch_end(self, report: Any) -> None:
+        now = time.perf_counter()
+        self.seconds.append(now - self._last)
+        self._last = now
+
+
+def bench_strategies(sizes: Any, search_epoch: dict[str, float] | None = None) -> dict[str, float]:
+    """Every registered strategy on the CNN space (CIFAR-10 split of `sizes`) and the RNN space (PTB)."""
+    quick = sizes.name == "quick"
+    child_steps = math.ceil(0.8 * sizes.images / sizes.batch)
+    policy_batches = math.ceil(0.2 * sizes.images / sizes.batch)
+    ptb_steps = (4, 2) if quick else PTB_STEPS
+    out: dict[str, float] = {}
+    for name in STRATEGIES:
+        cnn = host_cost(CNN_SPACE, _config(SearchConfig(), name, quick), child_steps, policy_batches)
+        rnn = host_cost(RNN_SPACE, _config(RNNSearchConfig(), name, quick), *ptb_steps)
+        for key, value in cnn.items():
+            out[f"{name}_cnn_{key}"] = value
+        for key, value in rnn.items():
+            out[f"{name}_rnn_{key}"] = value
+        if search_epoch:  # the child's epoch on the measured device: child phase + this strategy's rewards
+            reward_s = search_epoch["policy_step_ms"] / 1000.0
+            epoch_s = search_epoch["child_s"] + cnn["rewards_per_epoch"] * reward_s + cnn["host_s_per_epoch"]
+            out[f"{name}_cnn_share_of_epoch"] = cnn["host_s_per_epoch"] / epoch_s
+    return out

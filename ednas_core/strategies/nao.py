@@ -1,0 +1,571 @@
+"""NAO with weight sharing (NAO-WS; Luo et al. 2018, "Neural Architecture Optimization").
+
+A pool of architectures trains the shared weights (each child step on a pool member drawn uniformly, NAO-WS's
+child_sample_policy=uniform). Every `update_every` epochs the reward phase scores the whole pool (one validation
+batch each), then the encoder-predictor-decoder (EPD) learns from (pool, min-max normalised rewards):
+
+    encoder    token embeddings, each (input, op) pair concatenated into one step (NAO's source_length =
+               2 * encoder_length), an LSTM, outputs l2-normalised; the architecture embedding is their mean,
+               l2-normalised again
+    predictor  an MLP (ReLU, dropout) on the embedding, sigmoid output: the normalised reward
+    decoder    an LSTM started from (embedding, embedding), dot-product attention over the encoder outputs
+               (NAO's PyTorch Attention: tanh(W [context; output])), a linear layer to the token vocabulary
+
+trained jointly with loss = trade_off * MSE(prediction) + (1 - trade_off) * NLL(reconstruction), Adam with L2
+weight decay and gradient-norm clipping. Then the top-k of the pool move their encoder outputs along the gradient
+of the predicted reward (outputs + step * grad, re-normalised, mean-pooled: NAO's Encoder.infer), step =
+1, 2, ... up to max_step_size until enough new architectures decode; decoding is greedy and constrained (every
+token valid for its position: an input is an earlier node, distinct and ascending within a node, an op is one of
+the space's ops), so it always yields a valid architecture in canonical form. As in NAO-WS's train_search.py the
+pool keeps its size: the pool sorted by reward, its bottom replaced by the new architectures and by
+`random_architectures` fresh uniform ones.
+
+The EPD lives on the CPU, as a few hundred thousand numbers trained on at most a few thousand sequences; its
+dropout draws from a generator seeded by (seed, round), not from the global RNG, so a round does not disturb the
+child's randomness and a resumed search repeats it exactly. Cost: NAO-WS's 1000 passes over a pool of 1000 (10,000
+Adam steps) take about 5 minutes of one CPU core per round on the CNN space; `epochs` sets it.
+
+Where this differs from NAO-WS's code:
+- Rounds run at the end of every `update_every`-th epoch. The strategy does not know the schedule's length, so the
+  round at the last epoch also trains the EPD and grows the pool (those architectures are never scored; NAO-WS
+  stops after scoring); final_architecture and derive_candidates use the last scored pool.
+- Tokens are in canonical order (a node's inputs ascending), so NAO's input-swap augmentation (--controller_symmetry,
+  --controller_expand) has nothing to add; constrained decoding keeps that order (NAO-WS masks only the ranges).
+- The decoder starts from (embedding, embedding) and attends with NAO's PyTorch Attention (NAO-WS/rnn, NAO_pytorch);
+  the TensorFlow CNN decoder starts from the encoder state and uses normed Bahdanau attention. Encoder dropout is
+  on the token embeddings (PyTorch) rather than on the LSTM outputs (TensorFlow).
+- One Adam optimizer lives across rounds (NAO-WS/rnn); weights start uniform(-0.1, 0.1) (NAO-WS/cnn).
+- The fresh random architectures of a round are distinct from the pool (NAO-WS does not check).
+- PTB: update_every 30 of a 150-epoch search instead of 200 of 1000 (rnn_defaults).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..knobs import ConfigError, knob
+from ..spaces import Architecture, SearchSpace
+from .base import (Strategy, check_rewards, choice_frequencies, from_tokens, seeded_generator, to_tokens,
+                   uniform_architecture)
+
+Tokens = tuple[int, ...]  # to_tokens of an architecture (raw predecessor / op indices)
+
+# Sources (renqianluo/NAO, NAO-WS/cnn/train_search.sh and the argparse defaults of NAO-WS/cnn/train_search.py,
+# the TensorFlow code behind NAO-WS's published CIFAR-10 search; PTB: NAO-WS/rnn/train_search.{sh,py}).
+
+
+@dataclass
+class NAOConfig:
+    # schedule and pool
+    update_every: int = knob(30, ge=1)            # --child_eval_every_epochs=30 (of --child_num_epochs=150)
+    seed_architectures: int = knob(1000, ge=2)    # --controller_num_seed_arch default 1000; also the pool size
+    new_architectures: int = knob(500, ge=0)      # train_search.py: `while len(new_archs) < 500`
+    random_architectures: int = knob(50, ge=0)    # train_search.py: `+ utils.generate_arch(50, 5, 5)` each round
+    top_k: int = knob(100, ge=1)                  # train_search.py: `top100_archs = ... old_archs[:100]`
+    max_step_size: int = knob(100, ge=1)          # train_search.py: `max_step_size = 100` (predict_lambda 1, 2, ...)
+    # EPD training (per round)
+    epochs: int = knob(1000, ge=0)                # --controller_train_epochs=1000 (passes over the pool)
+    batch_size: int = knob(100, ge=1)             # --controller_batch_size=100
+    lr: float = knob(1e-3, gt=0.0)                # --controller_lr=0.001, --controller_optimizer=adam
+    l2_reg: float = knob(1e-4, ge=0.0)            # --controller_weight_decay default 1e-4 (tf.nn.l2_loss = Adam's L2)
+    grad_clip: float = knob(5.0, gt=0.0)          # --controller_max_gradient_norm default 5.0
+    trade_off: float = knob(0.8, ge=0.0, le=1.0)  # --controller_trade_off default 0.8 (weight of the MSE)
+    # EPD sizes
+    emb_size: int = knob(48, ge=1)                # --controller_encoder_emb_size=48
+    hidden_size: int = knob(96, ge=1)             # --controller_encoder_hidden_size=96 = --controller_decoder_hidden_size
+    encoder_layers: int = knob(1, ge=1)           # --controller_encoder_num_layers default 1
+    decoder_layers: int = knob(1, ge=1)           # --controller_decoder_num_layers default 1
+    mlp_layers: int = knob(3, ge=0)               # --controller_mlp_num_layers=3
+    mlp_hidden_size: int = knob(100, ge=1)        # --controller_mlp_hidden_size=100
+    mlp_dropout: float = knob(0.1, ge=0.0, lt=1.0)      # --controller_mlp_dropout=0.1
+    encoder_dropout: float = knob(0.1, ge=0.0, lt=1.0)  # --controller_encoder_dropout default 0.1
+    decoder_dropout: float = knob(0.0, ge=0.0, lt=1.0)  # --controller_decoder_dropout default 0.0
+    attention: bool = True                        # --controller_attention
+
+    def check_consistency(self, prefix: str = "search.nao.") -> None:
+        """Called by config.from_mapping (and the strategy): values that conflict with each other."""
+        if self.new_architectures + self.random_architectures >= self.seed_architectures:
+            raise ConfigError(
+                f"{prefix}new_architectures + {prefix}random_architectures: got {self.new_architectures} + "
+                f"{self.random_architectures}; expected less than {prefix}seed_architectures "
+                f"({self.seed_architectures}), the pool size, so that the best of the pool survive a round")
+
+
+def rnn_defaults() -> NAOConfig:
+    """NAO-WS's PTB search (renqianluo/NAO, NAO-WS/rnn/train_search.sh and train_search.py's defaults).
+    update_every: NAO-WS evaluates every 200 of 1000 child epochs (--child_eval_every_epochs=200,
+    --child_train_epochs=1000), which a 150-epoch search (DARTS's, this project's PTB schedule) never reaches;
+    30 keeps NAO-WS's five evaluations in 150 epochs."""
+    return NAOConfig(
+        update_every=30,            # scaled: 200 of 1000 epochs -> 30 of 150 (see above)
+        seed_architectures=1000,    # --controller_num_seed_arch default 1000
+        new_architectures=300,      # --controller_max_new_archs default 300
+        random_architectures=50,    # train_search.py: `random_new_archs = generate_arch(50)`
+        top_k=100,                  # train_search.py: `top100_archs = ... old_archs[:100]`
+        max_step_size=30,           # --controller_max_step_size default 30
+        epochs=1000,                # --controller_train_epochs=1000
+        batch_size=100,             # --controller_batch_size=100
+        lr=1e-3,                    # --controller_lr=0.001
+        l2_reg=1e-4,                # --controller_weight_decay default 1e-4 (Adam weight_decay)
+        grad_clip=5.0,              # --controller_max_gradient_norm default 5.0
+        trade_off=0.8,              # --controller_trade_off=0.8
+        emb_size=48,                # --controller_encoder_emb_size=48
+        hidden_size=96,             # --controller_encoder_hidden_size=96, --controller_decoder_hidden_size=96
+        encoder_layers=1,
+        decoder_layers=1,
+        mlp_layers=4,               # --controller_mlp_num_layers=4
+        mlp_hidden_size=200,        # --controller_mlp_hidden_size=200
+        mlp_dropout=0.0,            # --controller_mlp_dropout=0
+        encoder_dropout=0.1,        # --controller_encoder_dropout=0.1
+        decoder_dropout=0.0,        # --controller_decoder_dropout=0
+        attention=True,             # the PyTorch decoder always attends
+    )
+
+
+# --- token grammar ------------------------------------------------------------------------------------------
+
+
+class TokenGrammar:
+    """The vocabulary of the EPD and which token is valid where. Vocabulary ids: 0 = start of sequence (NAO's
+    SOS_ID), 1 .. n_preds = predecessor node 0 .. n_preds-1, then the ops. Position t of a sequence is, for
+    cell type c, node k, selected edge j: 2 * (c * n_nodes * m + k * m + j) (+1 for the op)."""
+
+    def __init__(self, space: SearchSpace):
+        cell = space.cell
+        self.space = space
+        self.m = cell.inputs_per_node
+        self.n_preds = cell.n_inputs + cell.n_nodes - 1
+        self.n_ops = len(cell.ops)
+        self.op_offset = 1 + self.n_preds
+        self.vocab = 1 + self.n_preds + self.n_ops
+        self.length = 2 * len(space.cell_types) * cell.n_nodes * self.m
+        # per pair position: (node id, index of the edge within its node)
+        self.pair_node: list[int] = []
+        self.pair_edge: list[int] = []
+        for _ in space.cell_types:
+            for node in cell.node_ids:
+                for j in range(self.m):
+                    self.pair_node.append(node)
+                    self.pair_edge.append(j)
+        ids = torch.arange(self.vocab)
+        self.op_mask = (ids >= self.op_offset)
+        self._ids = ids
+
+    def to_ids(self, tokens: Sequence[Sequence[int]]) -> torch.Tensor:
+        """[B, length] vocabulary ids of raw token sequences (to_tokens)."""
+        t = torch.tensor([list(s) for s in tokens], dtype=torch.long).reshape(-1, self.length)
+        ids = t + 1
+        ids[:, 1::2] += self.n_preds
+        return ids
+
+    def to_tokens(self, ids: torch.Tensor) -> list[Tokens]:
+        t = ids.clone() - 1
+        t[:, 1::2] -= self.n_preds
+        return [tuple(row) for row in t.tolist()]
+
+    def mask(self, position: int, previous: torch.Tensor | None) -> torch.Tensor:
+        """[B, vocab] (or [vocab]) valid ids at `position`, given the ids decoded at position - 2 (the previous
+        edge's input in the same node, when this is not the node's first edge)."""
+        if position % 2:
+            return self.op_mask
+        pair = position // 2
+        node, j = self.pair_node[pair], self.pair_edge[pair]
+        hi = node - (self.m - j)          # leave room for the node's later (larger) inputs
+        ids = self._ids
+        if j == 0:
+            return (ids >= 1) & (ids <= 1 + hi)
+        # strictly above the previous input: id of pred p is p + 1, so ids from previous + 1
+        return (ids[None, :] >= previous[:, None] + 1) & (ids[None, :] <= 1 + hi)
+
+
+def _dropout(x: torch.Tensor, p: float, training: bool, generator: torch.Generator | None) -> torch.Tensor:
+    """Inverted dropout drawing from `generator` (the global RNG stays untouched)."""
+    if not training or p == 0.0:
+        return x
+    keep = torch.rand(x.shape, generator=generator) >= p
+    return x * keep.to(x.dtype) / (1.0 - p)
+
+
+class EncoderPredictorDecoder(nn.Module):
+    """NAO's controller: encoder LSTM, MLP predictor on the mean-pooled embedding, attention LSTM decoder."""
+
+    def __init__(self, grammar: TokenGrammar, s: NAOConfig):
+        super().__init__()
+        self.grammar = grammar
+        self.s = s
+        h = s.hidden_size
+        self.enc_embedding = nn.Embedding(grammar.vocab, s.emb_size)
+        self.encoder = nn.LSTM(2 * s.emb_size, h, s.encoder_layers, batch_first=True)
+        mlp, width = [], h
+        for _ in range(s.mlp_layers):
+            mlp.append(nn.Linear(width, s.mlp_hidden_size))
+            width = s.mlp_hidden_size
+        self.mlp = nn.ModuleList(mlp)
+        self.regression = nn.Linear(width, 1)
+        self.dec_embedding = nn.Embedding(grammar.vocab, h)
+        self.decoder = nn.LSTM(h, h, s.decoder_layers, batch_first=True)
+        self.attention_out = nn.Linear(2 * h, h) if s.attention else None
+        self.out = nn.Linear(h, grammar.vocab)
+
+    # --- encoder and predictor ---------------------------------------------------------------------------
+
+    def encode(self, ids: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """[B, length] ids -> encoder outputs [B, length / 2, hidden], each l2-normalised."""
+        x = _dropout(self.enc_embedding(ids), self.s.encoder_dropout, self.training, generator)
+        x = x.reshape(ids.shape[0], ids.shape[1] // 2, 2 * self.s.emb_size)  # one step per (input, op) pair
+        out, _ = self.encoder(x)
+        return F.normalize(out, dim=-1)
+
+    @staticmethod
+    def embed(outputs: torch.Tensor) -> torch.Tensor:
+        """The architecture embedding: mean of the encoder outputs, l2-normalised."""
+        return F.normalize(outputs.mean(1), dim=-1)
+
+    def predict(self, emb: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """[B, hidden] embeddings -> [B] predicted normalised reward in (0, 1)."""
+        x = emb
+        for layer in self.mlp:
+            x = _dropout(F.relu(layer(x)), self.s.mlp_dropout, self.training, generator)
+        return torch.sigmoid(self.regression(x)).squeeze(-1)
+
+    # --- decoder ---------------------------------------------------------------------------------------
+
+    def _initial_state(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h0 = emb.unsqueeze(0).expand(self.s.decoder_layers, -1, -1).contiguous()
+        return h0, h0
+
+    def _attend(self, y: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        if self.attention_out is None:
+            return y
+        weights = torch.softmax(torch.bmm(y, memory.transpose(1, 2)), dim=-1)
+        context = torch.bmm(weights, memory)
+        return torch.tanh(self.attention_out(torch.cat([context, y], dim=-1)))
+
+    def decode_logits(self, emb: torch.Tensor, outputs: torch.Tensor, ids: torch.Tensor,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Teacher-forced logits [B, length, vocab] of the sequences `ids` (inputs: SOS, ids[:, :-1])."""
+        inputs = torch.cat([torch.zeros_like(ids[:, :1]), ids[:, :-1]], dim=1)
+        x = _dropout(self.dec_embedding(inputs), self.s.decoder_dropout, self.training, generator)
+        y, _ = self.decoder(x, self._initial_state(emb))
+        return self.out(self._attend(y, outputs))
+
+    @torch.no_grad()
+    def greedy_decode(self, emb: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        """[B, length] ids: at each position the most probable VALID token (TokenGrammar.mask)."""
+        g = self.grammar
+        batch = emb.shape[0]
+        state = self._initial_state(emb)
+        token = torch.zeros(batch, dtype=torch.long)
+        decoded: list[torch.Tensor] = []
+        for t in range(g.length):
+            y, state = self.decoder(self.dec_embedding(token).unsqueeze(1), state)
+            logits = self.out(self._attend(y, outputs)).squeeze(1)
+            mask = g.mask(t, decoded[t - 2] if t >= 2 else None)
+            token = logits.masked_fill(~mask, float("-inf")).argmax(-1)
+            decoded.append(token)
+        return torch.stack(decoded, dim=1)
+
+
+def pairwise_accuracy(targets: Sequence[float], predictions: Sequence[float]) -> float:
+    """Share of pairs i < j that the predictions order like the targets (NAO's utils.pairwise_accuracy:
+    a pair counts when t_i >= t_j and p_i >= p_j, or t_i < t_j and p_i < p_j). NaN for fewer than 2 items."""
+    t = np.asarray(targets, dtype=np.float64)
+    p = np.asarray(predictions, dtype=np.float64)
+    if len(t) < 2:
+        return math.nan
+    i, j = np.triu_indices(len(t), k=1)
+    dt, dp = t[i] - t[j], p[i] - p[j]
+    same = ((dt >= 0) & (dp >= 0)) | ((dt < 0) & (dp < 0))
+    return float(same.mean())
+
+
+def _minmax(values: Sequence[float]) -> list[float]:
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        return [0.5] * len(values)
+    return [(v - lo) / (hi - lo) for v in values]
+
+
+_ROUND_STATS = ("predictor_loss", "reconstruction_loss", "pairwise_accuracy", "new_architectures", "step_size")
+
+
+class NAOStrategy(Strategy):
+    """NAO-WS: a pool of architectures, rescored every `update_every` epochs and grown by the EPD."""
+
+    name = "nao"
+    distribution_kind = "population"
+    distribution_title = "NAO pool: choice frequencies of its top_k best-rewarded cells"
+
+    def __init__(self, space: SearchSpace, settings: NAOConfig, seed: int):
+        super().__init__(space, settings, seed)
+        settings.check_consistency()
+        self.seed = int(seed)
+        self.grammar = TokenGrammar(space)
+        with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG: keep it as it is
+            self.epd = EncoderPredictorDecoder(self.grammar, settings)
+        init = seeded_generator(self.seed, "nao-init")
+        with torch.no_grad():  # NAO-WS's initializer: uniform(-0.1, 0.1) for every weight
+            for p in self.epd.parameters():
+                p.copy_(torch.rand(p.shape, generator=init) * 0.2 - 0.1)
+        self.optimizer = torch.optim.Adam(self.epd.parameters(), lr=settings.lr, weight_decay=settings.l2_reg)
+        self.pool: list[Tokens] = []           # the architectures the child trains on (and the next round scores)
+        self.cursor = 0                        # next pool index to propose in the current round
+        self.round_rewards: list[float] = []   # rewards of pool[:len(round_rewards)] in the current round
+        self.scored: list[Tokens] = []         # the last scored pool, best reward first
+        self.scored_rewards: list[float] = []
+        self.rounds = 0                        # finished rounds
+        self.stats: dict[str, float] = {}
+
+    # --- pool ------------------------------------------------------------------------------------------
+
+    def _ensure_pool(self, generator: torch.Generator) -> None:
+        """The initial pool: seed_architectures distinct uniform architectures from the loop's generator."""
+        if not self.pool:
+            self.pool = self._distinct_uniform(self.settings.seed_architectures, set(), generator)
+
+    def _distinct_uniform(self, n: int, exclude: set[Tokens], generator: torch.Generator) -> list[Tokens]:
+        out: list[Tokens] = []
+        seen = set(exclude)
+        for _ in range(100 * n + 100):
+            if len(out) == n:
+                break
+            tokens = tuple(to_tokens(self.space, uniform_architecture(self.space, generator)))
+            if tokens not in seen:
+                seen.add(tokens)
+                out.append(tokens)
+        if len(out) < n:
+            raise ValueError(f"{self.space.name}: could not draw {n} distinct architectures")
+        return out
+
+    def _arch(self, tokens: Tokens) -> Architecture:
+        return from_tokens(self.space, list(tokens))
+
+    # --- the epoch protocol ----------------------------------------------------------------------------
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.stats = {}
+
+    def train_architecture(self, generator: torch.Generator) -> Architecture:
+        self._ensure_pool(generator)
+        return self._arch(self.pool[int(torch.randint(len(self.pool), (1,), generator=generator))])
+
+    def rewards_wanted(self, epoch: int, policy_batches: int) -> int:
+        if (epoch + 1) % self.settings.update_every:
+            return 0
+        return (len(self.pool) or self.settings.seed_architectures) - self.cursor
+
+    def propose(self, generator: torch.Generator, limit: int) -> list[Architecture]:
+        """The next `limit` (at most) pool members not yet scored in this round, in pool order."""
+        self._ensure_pool(generator)
+        if limit < 1:
+            raise ValueError(f"propose needs limit >= 1, got {limit}")
+        return [self._arch(t) for t in self.pool[self.cursor : self.cursor + limit]]
+
+    def observe(self, archs: list[Architecture], rewards: list[float]) -> None:
+        check_rewards(archs, rewards)
+        expected = self.pool[self.cursor : self.cursor + len(archs)]
+        got = [tuple(to_tokens(self.space, self.space.validate(a))) for a in archs]
+        if got != expected:
+            raise ValueError("NAO observes rewards of the pool members it proposed, in order")
+        self.round_rewards.extend(float(r) for r in rewards)
+        self.cursor += len(archs)
+        if self.cursor == len(self.pool):
+            self._round()
+
+    # --- a round -------------------------------------------------------------------------------------
+
+    def _round_generator(self) -> torch.Generator:
+        return seeded_generator(self.seed, "nao-round", self.rounds)
+
+    def _round(self) -> None:
+        """The pool is scored: rank it, train the EPD, grow new architectures from the top, replace the bottom."""
+        s = self.settings
+        rewards = np.asarray(self.round_rewards, dtype=np.float64)
+        order = np.argsort(-rewards, kind="stable")
+        ranked = [self.pool[i] for i in order]
+        ranked_rewards = [float(rewards[i]) for i in order]
+        self.scored, self.scored_rewards = ranked, ranked_rewards
+        generator = self._round_generator()
+        with torch.enable_grad():
+            self.train_epd(ranked, _minmax(ranked_rewards), s.epochs, generator)
+            mse, nll, predicted = self.evaluate_epd(ranked, _minmax(ranked_rewards))
+            new, step = self.generate(ranked[: s.top_k], set(ranked), s.new_architectures)
+        fresh = self._distinct_uniform(s.random_architectures, set(ranked) | set(new), generator)
+        keep = len(ranked) - len(new) - len(fresh)
+        self.pool = ranked[:keep] + new + fresh
+        self.cursor, self.round_rewards = 0, []
+        self.rounds += 1
+        self.stats = {"predictor_loss": mse, "reconstruction_loss": nll,
+                      "pairwise_accuracy": pairwise_accuracy(ranked_rewards, predicted),
+                      "new_architectures": float(len(new)), "step_size": float(step)}
+
+    def train_epd(self, pool: Sequence[Tokens], targets: Sequence[float], epochs: int,
+                  generator: torch.Generator) -> list[tuple[float, float]]:
+        """`epochs` shuffled passes over (pool, targets) in minibatches; returns each pass's mean (MSE, NLL)."""
+        s = self.settings
+        ids = self.grammar.to_ids(pool)
+        y = torch.tensor(list(targets), dtype=torch.float32)
+        n = len(pool)
+        history = []
+        self.epd.train()
+        for _ in range(epochs):
+            perm = torch.randperm(n, generator=generator)
+            sums = [0.0, 0.0]
+            for start in range(0, n, s.batch_size):
+                idx = perm[start : start + s.batch_size]
+                mse, nll = self._losses(ids[idx], y[idx], generator)
+                loss = s.trade_off * mse + (1.0 - s.trade_off) * nll
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.epd.parameters(), s.grad_clip)
+                self.optimizer.step()
+                sums[0] += float(mse.detach()) * len(idx)
+                sums[1] += float(nll.detach()) * len(idx)
+            history.append((sums[0] / n, sums[1] / n))
+        self.epd.eval()
+        return history
+
+    def _losses(self, ids: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = self.epd.encode(ids, generator)
+        emb = self.epd.embed(outputs)
+        mse = F.mse_loss(self.epd.predict(emb, generator), y)
+        logits = self.epd.decode_logits(emb, outputs, ids, generator)
+        nll = F.cross_entropy(logits.reshape(-1, self.grammar.vocab), ids.reshape(-1))
+        return mse, nll
+
+    @torch.no_grad()
+    def evaluate_epd(self, pool: Sequence[Tokens], targets: Sequence[float]) -> tuple[float, float, list[float]]:
+        """Eval-mode (MSE, per-token NLL, predictions) of the EPD on (pool, normalised targets)."""
+        self.epd.eval()
+        ids = self.grammar.to_ids(pool)
+        mse, nll = self._losses(ids, torch.tensor(list(targets), dtype=torch.float32), None)
+        return float(mse), float(nll), self.predict(pool)
+
+    @torch.no_grad()
+    def predict(self, pool: Sequence[Tokens]) -> list[float]:
+        """The predictor's normalised reward of each token sequence (eval mode)."""
+        self.epd.eval()
+        if not pool:
+            return []
+        return self.epd.predict(self.epd.embed(self.epd.encode(self.grammar.to_ids(pool)))).tolist()
+
+    def _gradient(self, seeds: Sequence[Tokens]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The seeds' encoder outputs and the gradient of their predicted reward with respect to them."""
+        self.epd.eval()
+        with torch.enable_grad():
+            outputs = self.epd.encode(self.grammar.to_ids(seeds)).detach().requires_grad_(True)
+            grad, = torch.autograd.grad(self.epd.predict(self.epd.embed(outputs)).sum(), outputs)
+        return outputs.detach(), grad
+
+    def ascend(self, seeds: Sequence[Tokens], step: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """NAO's Encoder.infer: encoder outputs moved by `step` along the gradient of the predicted reward,
+        l2-normalised, and their embedding: (new outputs [B, L/2, H], new embedding [B, H])."""
+        return self._moved(*self._gradient(seeds), step)
+
+    def _moved(self, outputs: torch.Tensor, grad: torch.Tensor, step: float) -> tuple[torch.Tensor, torch.Tensor]:
+        new_outputs = F.normalize(outputs + step * grad, dim=-1)
+        return new_outputs, self.epd.embed(new_outputs)
+
+    def generate(self, seeds: Sequence[Tokens], exclude: set[Tokens], wanted: int) -> tuple[list[Tokens], int]:
+        """Up to `wanted` new distinct architectures (not in `exclude`) decoded from the seeds' embeddings moved
+        by step sizes 1, 2, ... max_step_size (NAO: predict_lambda += 1 until enough are new); returns them and
+        the last step size tried (0 when none was needed)."""
+        if wanted <= 0 or not seeds:
+            return [], 0
+        outputs, grad = self._gradient(seeds)
+        new: list[Tokens] = []
+        seen = set(exclude)
+        step = 0
+        while len(new) < wanted and step < self.settings.max_step_size:
+            step += 1
+            new_outputs, new_emb = self._moved(outputs, grad, float(step))
+            for tokens in self.grammar.to_tokens(self.epd.greedy_decode(new_emb, new_outputs)):
+                if tokens not in seen:
+                    seen.add(tokens)
+                    new.append(tokens)
+                    if len(new) == wanted:
+                        break
+        return new, step
+
+    @torch.no_grad()
+    def decode(self, outputs: torch.Tensor, emb: torch.Tensor) -> list[Architecture]:
+        """Constrained greedy decoding of (encoder outputs, embedding) into architectures."""
+        return [self._arch(t) for t in self.grammar.to_tokens(self.epd.greedy_decode(emb, outputs))]
+
+    def reconstruct(self, archs: Sequence[Architecture]) -> list[Architecture]:
+        """Encode then decode (no gradient step)."""
+        self.epd.eval()
+        with torch.no_grad():
+            outputs = self.epd.encode(self.grammar.to_ids([to_tokens(self.space, a) for a in archs]))
+            return self.decode(outputs, self.epd.embed(outputs))
+
+    # --- statistics and what it found ------------------------------------------------------------------
+
+    def epoch_statistics(self) -> dict[str, float]:
+        """The round's EPD losses (eval mode, on the scored pool after training), pairwise_accuracy, the number of
+        new architectures and the last step size tried: NaN on epochs without a round. pool_size every epoch
+        (NaN before the pool exists)."""
+        out = {k: self.stats.get(k, math.nan) for k in _ROUND_STATS}
+        out["pool_size"] = float(len(self.pool)) if self.pool else math.nan
+        return out
+
+    def _ranked(self) -> list[Tokens]:
+        """The last scored pool, best first; before any round the pool ranked by the predictor."""
+        if self.scored:
+            return list(self.scored)
+        predicted = self.predict(self.pool)
+        return [self.pool[i] for i in np.argsort(-np.asarray(predicted), kind="stable")]
+
+    def probabilities(self) -> dict[str, np.ndarray]:
+        """choice_frequencies of the top_k of the last scored pool (the seeds of NAO's next architectures);
+        the whole pool before any round; uniform before the pool exists."""
+        top = self.scored[: self.settings.top_k] if self.scored else self.pool
+        return choice_frequencies(self.space, [self._arch(t) for t in top])
+
+    def final_architecture(self) -> Architecture:
+        """The best-rewarded architecture of the last scored pool; before any round the pool member the
+        predictor ranks first; before the pool exists a uniform architecture drawn from the seed."""
+        ranked = self._ranked()
+        if ranked:
+            return self._arch(ranked[0])
+        return uniform_architecture(self.space, seeded_generator(self.seed, "nao-final"))
+
+    def derive_candidates(self, generator: torch.Generator, samples: int) -> list[Architecture]:
+        """The top `samples` of the last scored pool by reward, best first (the pool by predicted reward
+        before any round)."""
+        ranked = self._ranked()
+        if not ranked:
+            return [self.final_architecture()]
+        return [self._arch(t) for t in ranked[:samples]]
+
+    # --- resume ------------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {"epd": self.epd.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "pool": [list(t) for t in self.pool], "cursor": self.cursor,
+                "round_rewards": list(self.round_rewards),
+                "scored": [list(t) for t in self.scored], "scored_rewards": list(self.scored_rewards),
+                "rounds": self.rounds, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epd.load_state_dict(state["epd"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.pool = [tuple(int(v) for v in t) for t in state["pool"]]
+        self.cursor = int(state["cursor"])
+        self.round_rewards = [float(r) for r in state["round_rewards"]]
+        self.scored = [tuple(int(v) for v in t) for t in state["scored"]]
+        self.scored_rewards = [float(r) for r in state["scored_rewards"]]
+        self.rounds = int(state["rounds"])
+        self.seed = int(state["seed"])  # seeds each round's generator
+
+
+__all__ = ["NAOConfig", "NAOStrategy", "EncoderPredictorDecoder", "TokenGrammar", "pairwise_accuracy",
+           "rnn_defaults"]
