@@ -89,6 +89,8 @@ def main() -> None:
             hours_key: search_seconds / 3600.0,
             "device": runtime.name, "mlflow_run_id": run.run_id,
         }
+        # a value the strategy did not measure (NaN: EvNAS has no baseline) is left out: JSON has no NaN
+        summary = {k: v for k, v in summary.items() if not (isinstance(v, float) and math.isnan(v))}
         write_json(METRICS_DIR / "search.json", summary)
         write_csv(METRICS_DIR / "search_epochs.csv", epoch_rows(result.history))
         run.log_metrics({hours_key: summary[hours_key]})

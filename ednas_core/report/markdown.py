@@ -79,15 +79,15 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
     lines += ["", "## Search", "",
               f"- epochs: {search['epochs']}, final child accuracy {_fmt(search['child_acc'])} "
               f"(first epoch {_fmt(search.get('first_epoch_child_acc', math.nan))}), final reward "
-              f"{_fmt(search['reward'])}, policy entropy {_fmt(search['entropy'])}",
+              f"{_fmt(search.get('reward', math.nan))}, policy entropy {_fmt(search['entropy'])}",
               f"- final reward baseline (moving average) {_fmt(search.get('baseline', math.nan))}",
               f"- measured cost: {hours:.4g} {kind}-hours on {search.get('device', '?')}", ""]
     if figures:
         lines += _images(figures.search)
     lines += ["## Derive", "",
-              f"- {derive.get('samples')} samples ({derive.get('distinct_samples')} distinct) scored on "
+              f"- {derive.get('samples')} candidates ({derive.get('distinct_samples')} distinct) scored on "
               f"{derive.get('scored_on_images')} validation images: best reward "
-              f"{_fmt(derive.get('best_reward'))}, argmax architecture {_fmt(derive.get('argmax_reward'))}, "
+              f"{_fmt(derive.get('best_reward'))}, the strategy's own answer (argmax) {_fmt(derive.get('argmax_reward'))}, "
               f"mean {_fmt(derive.get('mean_reward'))}; written: {derive.get('mode')}",
               "", "Evaluated genotype:", "", "```json", json.dumps(genotype_json), "```", ""]
     if figures:

@@ -115,6 +115,7 @@ def test_exp_run_with_another_strategy(workspace, name, extra):
     assert statistic in search.data.metrics
     report = (workspace / "metrics/report.md").read_text()
     assert f"Search strategy `{name}`" in report
+    assert "NaN" not in (workspace / "metrics/search.json").read_text()  # unmeasured values are left out
     comparison = (workspace / "metrics/comparison.csv").read_text().splitlines()
     column = comparison[0].split(",").index("strategy")
     assert name in {line.split(",")[column] for line in comparison[1:]}

@@ -94,7 +94,8 @@ def test_search_derive_evaluate_sections(cifar_params):
     text = cifar_report(cifar_params)
     assert "- epochs: 300, final child accuracy 0.7812 (first epoch 0.3125), final reward 0.74, " \
            "policy entropy 1.9" in text
-    assert "- 100 samples (97 distinct) scored on 128 validation images: best reward 0.81, argmax architecture " \
+    assert "- 100 candidates (97 distinct) scored on 128 validation images: best reward 0.81, the strategy's own " \
+           "answer (argmax) " \
            "0.79, mean 0.62; written: best" in text
     assert json.dumps(GENOTYPE) in text
     assert "- genotype: derived, 600 epochs, 30 GPU-hours on cuda (NVIDIA H100)" in text
