@@ -186,8 +186,8 @@ class ENASController(nn.Module):
                 choice = forced[:, len(columns)]
             elif greedy:
                 choice = logits.argmax(-1)
-            else:  # |logits| <= tanh_constant: exp cannot overflow; masked (-inf) entries get weight 0
-                choice = torch.multinomial(logits.detach().exp(), 1, generator=generator).squeeze(1)
+            else:  # softmax: no overflow for any tanh_constant; masked (-inf) entries get weight 0
+                choice = torch.multinomial(torch.softmax(logits.detach(), -1), 1, generator=generator).squeeze(1)
             columns.append(choice)
             groups[group][0].append(logits)
             groups[group][1].append(choice)

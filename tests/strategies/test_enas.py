@@ -423,3 +423,14 @@ def test_controller_learns_the_planted_reward_and_random_search_does_not(space, 
     assert np.mean([reward(a) for a in control.derive_candidates(torch.Generator().manual_seed(0), 200)]) < mean_bar
     assert np.mean([reward(a) for a in control_search.child.scored]) < mean_bar
     assert reward(control_result.final_architecture) < final_bar
+
+
+def test_a_large_tanh_constant_samples_without_overflow():
+    """tanh_constant bounds the logits; a large one (any value > 0 is accepted) once made exp(logits) overflow
+    to inf in the sampler ('probability tensor contains either inf, nan or element < 0')."""
+    strategy = _strategy(RNN_SPACE, tanh_constant=1e4, op_tanh_reduce=1.0)
+    with torch.no_grad():
+        for p in strategy.controller.parameters():
+            p.mul_(50.0)  # large raw logits: |tanh_constant * tanh(.)| reaches 1e4
+    archs = strategy.derive_candidates(torch.Generator().manual_seed(0), 8)
+    assert len(archs) == 8 and all(RNN_SPACE.validate(a) == a for a in archs)
