@@ -5,10 +5,9 @@ reported too."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
-
-import math
 
 import torch
 

@@ -4,7 +4,6 @@ on CUDA only, cuDNN mode, and seeds derived per epoch so that any epoch can be r
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import platform
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import torch
 from torch import nn
 
 from .config import ConfigError, RuntimeConfig
+from .seeds import seed_for
 
 
 def resolve_device(name: str) -> torch.device:
@@ -31,12 +31,6 @@ def resolve_device(name: str) -> torch.device:
     elif device.type != "cpu":
         raise ConfigError(f"runtime.device: got {name!r}; expected auto, cpu, cuda or cuda:N")
     return device
-
-
-def seed_for(seed: int, *keys: object) -> int:
-    """A stable 63-bit seed derived from the run seed and keys such as (epoch, 'arch')."""
-    digest = hashlib.sha256(repr((seed,) + keys).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def device_name(device: torch.device) -> str:

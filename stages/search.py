@@ -84,7 +84,7 @@ def main() -> None:
             "epochs": len(result.history),
             "child_loss": final["child_loss"], "child_acc": final["child_acc"],
             "first_epoch_child_acc": result.history[0].metrics["child_acc"],
-            "reward": final["reward"], "baseline": final.get("baseline", math.nan), "entropy": final["entropy"],
+            "reward": final["reward"], "baseline": final["baseline"], "entropy": final["entropy"],
             **({"child_ppl": final["child_ppl"]} if "child_ppl" in final else {}),
             hours_key: search_seconds / 3600.0,
             "device": runtime.name, "mlflow_run_id": run.run_id,

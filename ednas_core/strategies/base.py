@@ -22,7 +22,6 @@ have defaults that fit most strategies (`log_prob` only means something for a di
 
 from __future__ import annotations
 
-import hashlib
 import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Iterable
@@ -30,6 +29,7 @@ from typing import Any, ClassVar, Iterable
 import numpy as np
 import torch
 
+from ..seeds import seed_for
 from ..spaces import Architecture, SearchSpace
 
 
@@ -113,8 +113,7 @@ class Strategy(ABC):
 def seeded_generator(seed: int, *keys: object) -> torch.Generator:
     """A CPU generator seeded from (seed, *keys) by hashing: any run seed (up to 63 bits, as the runtime derives
     them) and any number of streams, without overflow or overlap between streams."""
-    digest = hashlib.sha256(repr((int(seed),) + keys).encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    return torch.Generator().manual_seed(seed_for(int(seed), *keys))
 
 
 def check_rewards(archs: list[Architecture], rewards: list[float]) -> None:
