@@ -1,17 +1,21 @@
 """The checkpointed epoch loop shared by the search and the trainers: after every epoch an atomic checkpoint
 (state + history + a fingerprint of the settings), then the callbacks; on start, the checkpoint is resumed when
 its fingerprint matches. With every epoch's randomness derived from (seed, epoch), a run killed after epoch k and
-resumed ends identical to one that was not killed."""
+resumed ends identical to one that was not killed. A checkpoint that cannot be read (empty, cut short, not a state
+file) is set aside as `<name>.corrupt-<n>` and the run starts over, saying so in one stderr line; a readable one
+without the expected entries stops the run with one line naming it."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Generic, Iterable, TypeVar
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import (CorruptStateFile, StateFileError, applying, load_checkpoint, require_keys, save_checkpoint,
+                         set_aside)
 
 R = TypeVar("R")
 
@@ -35,6 +39,29 @@ class CheckpointMismatch(RuntimeError):
 
 class NonFiniteError(FloatingPointError):
     """A loss or reward became NaN or infinite."""
+
+
+def discard_unreadable(path: Path, what: str) -> bool:
+    """Sets the checkpoint at `path` aside as `<name>.corrupt-<n>` when it cannot be read (empty, cut short, not a
+    state file), saying so in one stderr line that starts with `what`; True if it did. The loop does this itself;
+    a stage calls it before opening its MLflow run, which would otherwise go on from the killed execution's run."""
+    if not Path(path).exists():
+        return False
+    try:
+        load_checkpoint(path)
+    except CorruptStateFile as err:
+        _set_aside(err, what)
+        return True
+    except StateFileError:  # unreadable for another reason (permissions): the run itself reports it
+        pass
+    return False
+
+
+def _set_aside(err: CorruptStateFile, what: str) -> None:
+    """What a killed copy or disk trouble leaves is kept for a look, and the run starts over."""
+    aside = set_aside(err.path)
+    print(f"{what}: checkpoint {err.path} cannot be read ({err.reason}); moved it to {aside.name} and starting over",
+          file=sys.stderr, flush=True)
 
 
 def fingerprint(**settings: Any) -> str:
@@ -87,16 +114,25 @@ class CheckpointedLoop(Generic[R]):
                 cb.on_progress(phase, step, total)
 
     def _resume(self) -> int:
-        if self.checkpoint_path is None or not self.checkpoint_path.exists():
+        path = self.checkpoint_path
+        if path is None or not path.exists():
             return 0
-        state = load_checkpoint(self.checkpoint_path)
-        if state.get("fingerprint") != self.fingerprint:
+        fix = "delete it to start over"
+        try:
+            state = load_checkpoint(path, fix)
+        except CorruptStateFile as err:
+            _set_aside(err, self.what)
+            return 0
+        require_keys(state, ("fingerprint", "epoch", "state", "history"), path, fix)
+        if state["fingerprint"] != self.fingerprint:
             raise CheckpointMismatch(
-                f"checkpoint {self.checkpoint_path} belongs to a {self.what} with other settings; "
+                f"checkpoint {path} belongs to a {self.what} with other settings; "
                 "delete it to start over or restore the settings it was made with"
             )
-        self.load_state_dict(state["state"])
-        self.history = [self.report_type(**r) for r in state["history"]]
+        with applying(path, fix):
+            self.load_state_dict(state["state"])
+            self.history = [self.report_type(**r) for r in state["history"]]
+            start = int(state["epoch"]) + 1
         for cb in self.callbacks:
             cb.on_resume(list(self.history))
-        return state["epoch"] + 1
+        return start

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 
+from .checkpoint import applying, require_keys
 from .child_cnn import ImageChild, cnn_search
 from .child_rnn import TextChild, rnn_search
 from .config import DataConfig
@@ -40,15 +41,20 @@ def make_search(task: str, data: ImageDataset | Corpus, search_config: Any, data
 
 
 def restore_search(task: str, data: ImageDataset | Corpus, search_config: Any, data_config: DataConfig,
-                   runtime: Runtime, state: dict) -> tuple[ImageChild | TextChild, Strategy]:
-    """The child network and strategy of a finished search (data/search/supernet.pt), for derive."""
+                   runtime: Runtime, state: dict, source: Path,
+                   fix: str = "rerun the search that wrote it") -> tuple[ImageChild | TextChild, Strategy]:
+    """The child network and strategy of a finished search (`state`, loaded from `source`:
+    data/search/supernet.safetensors), for derive. A state that does not fit the task and settings raises one
+    StateFileError line naming `source` and saying `fix`."""
     if is_text(task):
         child: ImageChild | TextChild = TextChild.build(data, search_config, runtime)
     else:
         child = ImageChild.build(data, search_config, data_config, runtime)
-    child.load_state_dict(state["child"])
     strategy = make_strategy(space_of(task), search_config, seed=0)
-    strategy.load_state_dict(state["policy"])
+    require_keys(state, ("child", "policy"), source, fix)
+    with applying(source, fix):
+        child.load_state_dict(state["child"])
+        strategy.load_state_dict(state["policy"])
     return child, strategy
 
 

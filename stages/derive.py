@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 
-from ednas_core.checkpoint import load_checkpoint
+from ednas_core.checkpoint import load_checkpoint, require_keys
 from ednas_core.data.prepared import load_prepared
 from ednas_core.derive import derive
 from ednas_core.genotypes import save_genotype
@@ -17,21 +17,24 @@ from ednas_core.runtime import Runtime
 from ednas_core.tasks import derive_scorer, restore_search
 from ednas_core.tracking import StageRun
 
-from .common import (DERIVE_DIR, METRICS_DIR, PREPARED, SEARCH_DIR, StageError, flat_params, read_params,
-                     run_stage, stage_tags, write_csv, write_json)
+from .common import (DERIVE_DIR, METRICS_DIR, PREPARED, StageError, flat_params, read_params, run_stage,
+                     stage_tags, write_csv, write_json)
+from .search import SUPERNET
+
+RERUN_SEARCH = "rerun the search (dvc repro search)"
 
 
 def main() -> None:
     params, text = read_params()
     task = params.task_config()
     runtime = Runtime.from_config(params.runtime)
+    if not SUPERNET.is_file():
+        raise StageError(f"{SUPERNET} is missing; run the search stage first (dvc repro search)")
+    state = require_keys(load_checkpoint(SUPERNET, RERUN_SEARCH), ("child", "policy"), SUPERNET, RERUN_SEARCH)
     dataset = load_prepared(PREPARED, params.task)
-    supernet_path = SEARCH_DIR / "supernet.pt"
-    if not supernet_path.is_file():
-        raise StageError(f"{supernet_path} is missing; run the search stage first (dvc repro search)")
-    state = load_checkpoint(supernet_path)
     with StageRun("derive", params.task, flat_params(params), text, extra_tags=stage_tags(params)) as run:
-        child, strategy = restore_search(params.task, dataset, task.search, params.data, runtime, state)
+        child, strategy = restore_search(params.task, dataset, task.search, params.data, runtime, state, SUPERNET,
+                                         RERUN_SEARCH)
         score, scored_on = derive_scorer(params.task, child, task.derive.batch_size, runtime)
         result = derive(strategy, score, task.derive.samples, runtime.generator("derive"), task.derive.mode)
 

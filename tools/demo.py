@@ -33,7 +33,7 @@ demo: finished in {time.monotonic() - start:.0f} s.
   derived cell trained from scratch: {result} with {evaluate['params']:,} parameters
 Outputs (in {workspace}):
   metrics/report.html (and .md)    the report with figures; metrics/*.json headline numbers; *_epochs.csv curves
-  data/derive/genotype.json        the derived cell; data/search/ policy history; data/evaluate/model.pt weights
+  data/derive/genotype.json        the derived cell; data/search/ policy history; data/evaluate/model.safetensors weights
   mlflow.db, mlruns/               every stage's MLflow run (per-epoch metrics, policy vectors, artifacts)
 Look at the runs:
   cd {name} && ../.venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db     (then open http://127.0.0.1:5000)

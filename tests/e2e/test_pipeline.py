@@ -28,12 +28,12 @@ def artifact_paths(c: MlflowClient, run_id: str, path: str = "") -> set[str]:
 
 
 def test_repro_runs_all_stages_and_writes_outputs(workspace):
-    for rel in ("data/prepared/dataset.pt", "data/search/supernet.pt", "data/search/policy_history.npz",
-                "data/derive/genotype.json", "data/derive/candidates.csv", "data/evaluate/model.pt",
+    for rel in ("data/prepared/dataset.pt", "data/search/supernet.safetensors", "data/search/policy_history.npz",
+                "data/derive/genotype.json", "data/derive/candidates.csv", "data/evaluate/model.safetensors",
                 "metrics/search.json", "metrics/derive.json", "metrics/evaluate.json", "metrics/report.md",
                 "metrics/search_epochs.csv", "metrics/evaluate_epochs.csv"):
         assert (workspace / rel).is_file(), rel
-    assert not (workspace / "data/search/checkpoint.pt").exists()  # removed once the search finished
+    assert not (workspace / "data/search/checkpoint.safetensors").exists()  # removed once the search finished
     genotype = json.loads((workspace / "data/derive/genotype.json").read_text())
     assert genotype["space"] == "cnn" and len(genotype["normal"]) == 8
     report = (workspace / "metrics/report.md").read_text()
@@ -62,7 +62,7 @@ def test_mlflow_has_one_run_per_stage_with_tags_metrics_and_artifacts(workspace)
     policy = json.loads((Path(search.info.artifact_uri.removeprefix("file://")) / "policy/epoch_0002.json").read_text())
     assert len(policy["normal_edge"]) == 14 and abs(sum(policy["reduce_edge"][0]) - 1) < 1e-5
     assert {"derive/genotype.json", "derive/candidates.csv"} <= artifact_paths(c, runs["derive"].info.run_id)
-    assert {"model/model.pt", "genotype.json"} <= artifact_paths(c, runs["evaluate"].info.run_id)
+    assert {"model/model.safetensors", "genotype.json"} <= artifact_paths(c, runs["evaluate"].info.run_id)
     assert len(c.get_metric_history(runs["evaluate"].info.run_id, "test_acc")) == 1
     # artifacts land beside mlflow.db at the repository root, not in a temporary copy
     assert search.info.artifact_uri.startswith((workspace / "mlruns").as_uri())

@@ -11,13 +11,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
 
+from ednas_core.checkpoint import load_checkpoint
 from pipeline import TINY, stage
 from tools.workspace import dvc_env, make_workspace
 
 pytestmark = pytest.mark.slow
+# search outputs that a rerun writes byte for byte (policy_history.npz holds wall-clock timings too)
+BYTE_STABLE = ("data/search/supernet.safetensors", "data/search/final_policy.json")
 
 
 def test_killed_search_stage_resumes_to_the_uninterrupted_result(tmp_path, workspace):
@@ -25,7 +28,7 @@ def test_killed_search_stage_resumes_to_the_uninterrupted_result(tmp_path, works
     for rel in ("data/prepared/dataset.pt", "data/prepared/manifest.json"):
         (ws / rel).parent.mkdir(parents=True, exist_ok=True)
         (ws / rel).write_bytes((workspace / rel).read_bytes())
-    checkpoint = ws / "data/search/checkpoint.pt"
+    checkpoint = ws / "data/search/checkpoint.safetensors"
     proc = subprocess.Popen([sys.executable, "-m", "stages.search"], cwd=ws, env=dvc_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -34,23 +37,31 @@ def test_killed_search_stage_resumes_to_the_uninterrupted_result(tmp_path, works
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert checkpoint.exists(), "the search finished before it could be killed"
-    killed_at = torch.load(checkpoint, weights_only=False)["epoch"]
+    killed_at = load_checkpoint(checkpoint)["epoch"]
     assert killed_at < 3
     resumed = stage(ws, "search")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after epoch {killed_at + 1} of 4" in resumed.stderr
     assert not checkpoint.exists()
-    resumed_state = torch.load(ws / "data/search/supernet.pt", weights_only=False)
+    resumed_files = {rel: (ws / rel).read_bytes() for rel in BYTE_STABLE}
+    resumed_history = dict(np.load(ws / "data/search/policy_history.npz"))
     resumed_metrics = json.loads((ws / "metrics/search.json").read_text())
 
-    (ws / "data/search/supernet.pt").unlink()
+    (ws / "data/search/supernet.safetensors").unlink()
+    checkpoint.write_bytes(b"")  # what a killed copy could leave: set aside, and the search starts over
     fresh = stage(ws, "search")
     assert fresh.returncode == 0 and "resuming" not in fresh.stderr
-    fresh_state = torch.load(ws / "data/search/supernet.pt", weights_only=False)
-    for name, tensor in fresh_state["child"]["net"].items():
-        assert torch.equal(tensor, resumed_state["child"]["net"][name]), name
-    for name, tensor in fresh_state["policy"]["vectors"].items():
-        assert torch.equal(tensor, resumed_state["policy"]["vectors"][name]), name
+    assert [line for line in fresh.stderr.splitlines() if "checkpoint" in line] == [
+        "search: checkpoint data/search/checkpoint.safetensors cannot be read (empty file); moved it to "
+        "checkpoint.safetensors.corrupt-1 and starting over"]
+    assert (ws / "data/search/checkpoint.safetensors.corrupt-1").read_bytes() == b""
+    for rel in BYTE_STABLE:  # the same bytes, not only equal tensors
+        assert (ws / rel).read_bytes() == resumed_files[rel], rel
+    fresh_history = dict(np.load(ws / "data/search/policy_history.npz"))
+    assert fresh_history.keys() == resumed_history.keys()
+    for key, array in fresh_history.items():  # all but wall-clock timings (which no rerun repeats)
+        if not key.endswith("_s"):
+            assert np.array_equal(array, resumed_history[key], equal_nan=True), key
     fresh_metrics = json.loads((ws / "metrics/search.json").read_text())
     for key in ("child_loss", "child_acc", "reward", "baseline", "entropy"):
         assert fresh_metrics[key] == resumed_metrics[key], key
