@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -238,3 +241,147 @@ def test_search_logger_on_resume_logs_history(env):
     steps = sorted(m.step for m in client.get_metric_history(run.run_id, "reward"))
     assert steps == [1, 2, 3]
     assert policy_files(client, run.run_id) == []  # neither a multiple of 5 nor the last epoch
+
+
+# --- a stage killed outright (SIGKILL) and resumed: its run goes on, or is closed as KILLED -----------------
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def killed_execution(stage: str, task: str, checkpoint: Path, params: dict | None = None,
+                     steps: tuple[int, ...] = ()) -> str:
+    """A stage execution whose process died with its run open: entered, never exited, its pid gone."""
+    run = StageRun(stage, task, params or {"lr": 0.1}, PARAMS_TEXT, checkpoint=checkpoint)
+    run.__enter__()
+    for step in steps:
+        run.log_metrics({"loss": 1.0 / step, "acc": 0.1 * step}, step=step)
+    run.client.set_tag(run.run_id, "ednas.pid", str(dead_pid()))
+    return run.run_id
+
+
+def metric_steps(client, run_id: str, key: str) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+@pytest.fixture
+def checkpoint(env, tmp_path, monkeypatch) -> Path:
+    """A stage's checkpoint path in a working directory of the test's own (runs are matched by directory)."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "data/search/checkpoint.safetensors"
+    path.parent.mkdir(parents=True)
+    return path
+
+
+def test_process_alive():
+    assert tracking.process_alive(os.getpid())
+    assert not tracking.process_alive(dead_pid())
+    zombie = subprocess.Popen(["true"])  # ended, not yet reaped: the pid exists, the process does not
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not tracking.process_alive(zombie.pid)
+    zombie.wait()
+
+
+def test_killed_run_goes_on_without_a_step_twice(env, checkpoint):
+    root, client = env
+    old = killed_execution("search", "goes-on", checkpoint, steps=(1, 2))
+    assert json.loads(checkpoint.with_name("mlflow_run.json").read_text())["run_id"] == old
+    checkpoint.write_bytes(b"epochs 1..3")  # the killed execution wrote epoch 3's checkpoint, not its metrics
+    with StageRun("search", "goes-on", {"lr": 0.1}, PARAMS_TEXT, checkpoint=checkpoint) as run:
+        assert run.continued and run.run_id == old
+        for step in (1, 2, 3, 4):  # the resumed history (1..3), then the new epoch
+            run.log_metrics({"loss": 1.0 / step, "acc": 0.1 * step}, step=step)
+    got = client.get_run(old)
+    assert got.info.status == "FINISHED" and got.data.tags["ednas.pid"] == str(os.getpid())
+    assert "ednas.resumed_from_run" not in got.data.tags
+    assert metric_steps(client, old, "loss") == metric_steps(client, old, "acc") == [1, 2, 3, 4]
+    experiment = client.get_experiment_by_name("ednas-goes-on").experiment_id
+    assert [r.info.run_id for r in client.search_runs([experiment])] == [old]
+    assert not checkpoint.with_name("mlflow_run.json").exists()  # finished: nothing to go on with
+
+
+@pytest.mark.parametrize("left", ["deleted", "finished", "failed", "other parameters"])
+def test_checkpoint_whose_run_cannot_go_on_starts_a_new_run_tagged_with_it(env, checkpoint, left):
+    root, client = env
+    task = f"gone-{left.replace(' ', '-')}"
+    old = killed_execution("search", task, checkpoint, steps=(1,))
+    if left == "deleted":
+        client.delete_run(old)
+    elif left in ("finished", "failed"):
+        client.set_terminated(old, left.upper())
+    checkpoint.write_bytes(b"epoch 1")
+    params = {"lr": 0.2} if left == "other parameters" else {"lr": 0.1}
+    with StageRun("search", task, params, PARAMS_TEXT, checkpoint=checkpoint) as run:
+        assert not run.continued and run.run_id != old
+        assert json.loads(checkpoint.with_name("mlflow_run.json").read_text())["run_id"] == run.run_id
+        run.log_metrics({"loss": 1.0}, step=1)
+    new = client.get_run(run.run_id)
+    assert new.info.status == "FINISHED" and new.data.tags["ednas.resumed_from_run"] == old
+    assert metric_steps(client, run.run_id, "loss") == [1]
+    before = {"deleted": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "other parameters": "KILLED"}[left]
+    assert client.get_run(old).info.status == before  # a RUNNING one not gone on with is closed as KILLED
+
+
+def test_abandoned_runs_of_the_stage_and_directory_are_closed_as_killed(env, checkpoint, tmp_path, monkeypatch):
+    root, client = env
+    task = "abandoned"
+    other_stage = killed_execution("evaluate", task, checkpoint.with_name("other.ckpt"))
+    other_host = killed_execution("search", task, checkpoint)
+    client.set_tag(other_host, "ednas.host", "another-machine")
+    with subprocess.Popen(["sleep", "60"]) as sleeper:
+        alive = killed_execution("search", task, checkpoint)
+        client.set_tag(alive, "ednas.pid", str(sleeper.pid))
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        monkeypatch.chdir(elsewhere)
+        other_dir = killed_execution("search", task, elsewhere / "checkpoint.safetensors")
+        monkeypatch.chdir(tmp_path)
+        dead = killed_execution("search", task, checkpoint)  # last: each execution's start closes those before
+        assert not checkpoint.exists()  # nothing to resume: a new run, and the dead one of this place is closed
+        with StageRun("search", task, {"lr": 0.1}, PARAMS_TEXT, checkpoint=checkpoint) as run:
+            assert not run.continued
+        sleeper.kill()
+    closed = client.get_run(dead)
+    assert closed.info.status == "KILLED" and closed.data.tags["error"].startswith("its process ended")
+    assert run.run_id in closed.data.tags["error"]
+    for kept in (other_stage, other_host, alive, other_dir):
+        assert client.get_run(kept).info.status == "RUNNING", kept
+    assert "ednas.resumed_from_run" not in client.get_run(run.run_id).data.tags
+
+
+def test_restart_closes_the_run_gone_on_with_and_replays_its_setup(env, checkpoint, tmp_path):
+    root, client = env
+    old = killed_execution("evaluate", "restart", checkpoint, steps=(1, 2))
+    checkpoint.write_bytes(b"epochs 1..2 of other settings")
+    with StageRun("evaluate", "restart", {"lr": 0.1}, PARAMS_TEXT, checkpoint=checkpoint) as run:
+        assert run.continued
+        run.set_tags({"ednas.device": "cpu"})
+        run.log_dict({"normal": [1, 2]}, "genotype.json")
+        run.restart()  # the stage found the checkpoint is from other settings and starts over
+        assert not run.continued and run.run_id != old
+        assert json.loads(checkpoint.with_name("mlflow_run.json").read_text())["run_id"] == run.run_id
+        run.log_metrics({"loss": 0.5}, step=1)
+    closed, new = client.get_run(old), client.get_run(run.run_id)
+    assert closed.info.status == "KILLED" and run.run_id in closed.data.tags["error"]
+    assert new.info.status == "FINISHED" and new.data.params == {"lr": "0.1"}
+    assert new.data.tags["ednas.device"] == "cpu" and "ednas.resumed_from_run" not in new.data.tags
+    assert read_artifact(client, run.run_id, "genotype.json", tmp_path) == {"normal": [1, 2]}
+    assert [(m.step, m.value) for m in client.get_metric_history(run.run_id, "loss")] == [(1, 0.5)]
+
+
+def test_restart_of_a_new_run_drops_its_resumed_from_tag(env, checkpoint):
+    root, client = env
+    old = killed_execution("search", "restart-new", checkpoint)
+    client.delete_run(old)
+    checkpoint.write_bytes(b"epoch 1")
+    with StageRun("search", "restart-new", {"lr": 0.1}, PARAMS_TEXT, checkpoint=checkpoint) as run:
+        first = run.run_id
+        assert client.get_run(first).data.tags["ednas.resumed_from_run"] == old
+        run.restart()
+        assert run.run_id == first
+    assert "ednas.resumed_from_run" not in client.get_run(first).data.tags

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from numpy._core.multiarray import _reconstruct
+from numpy._core.numeric import _frombuffer
 
 from ednas_core.data.dataset import DataError, ImageDataset
 
@@ -59,10 +61,40 @@ def _read_bin(folder: Path) -> ImageDataset:
     return _dataset(train[:, 1:], train[:, 0], test[:, 1:], test[:, 0], classes, meta)
 
 
+# Everything the official python batches reference (numpy arrays pickled by Python 2: _reconstruct, ndarray,
+# dtype) plus numpy's protocol-5 form of the same arrays (_frombuffer); a pickle naming anything else could run
+# code when loaded, so it is refused before anything is called.
+_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A pickle names a global that a CIFAR-10 batch never holds."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return _PICKLE_GLOBALS[(module, name)]
+        except KeyError:
+            raise _RefusedGlobal(f"{module}.{name}") from None
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with path.open("rb") as f:
-            content = pickle.load(f, encoding="bytes")
+            content = _BatchUnpickler(f, encoding="bytes").load()
+    except _RefusedGlobal as exc:
+        raise DataError(
+            f"CIFAR-10 file {path} is refused: it names {exc}, which no CIFAR-10 batch holds (loading it could run "
+            f"code); delete {path.parent} and {_fix(path.parent, PY_URL)}"
+        ) from None
     except Exception as exc:  # a truncated or foreign file raises any of several pickle/EOF/attribute errors
         raise DataError(
             f"CIFAR-10 file {path} is unreadable ({type(exc).__name__}: {exc}); {_fix(path.parent, PY_URL)}"

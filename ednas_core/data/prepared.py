@@ -7,7 +7,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import asdict, dataclass
+import pickle
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -60,21 +61,65 @@ def save_prepared(data: ImageDataset | Corpus, folder: Path, task: str, sources:
     return manifest
 
 
+_RERUN = "rerun `dvc repro prepare-data`"
+_FIELD_TYPES = {field.name: field.type for field in fields(Manifest)}  # annotations as text (postponed)
+_REQUIRED = [field.name for field in fields(Manifest) if field.default is MISSING]
+_JSON_TYPES = {"str": str, "int": int, "list[int]": list, "list[str]": list, "dict[str, str]": dict}
+
+
+def _fits(key: str, value: object) -> bool:
+    """Whether a manifest value has its field's JSON type (true/false is no number) and, for kind, a known kind."""
+    if isinstance(value, bool) or not isinstance(value, _JSON_TYPES[_FIELD_TYPES[key]]):
+        return False
+    return key != "kind" or value in ("images", "text")
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """The manifest of a prepared dataset; a missing, unparsable or foreign one gets a one-line DataError."""
+    path = Path(folder) / MANIFEST_FILE
+    if not path.is_file():
+        raise DataError(f"no prepared dataset in {Path(folder)}; run the prepare-data stage (dvc repro prepare-data)")
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        where = f" at line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
+        raise DataError(f"{path} is not valid JSON{where} (truncated or damaged); {_RERUN}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path} holds a JSON {type(data).__name__}, not an object; {_RERUN}")
+    missing = [k for k in _REQUIRED if k not in data]
+    unknown = [k for k in data if k not in _FIELD_TYPES]
+    wrong = [k for k, v in data.items() if k in _FIELD_TYPES and not _fits(k, v)]
+    if missing or unknown or wrong:
+        problems = [f"{label} {', '.join(keys)}" for label, keys in
+                    (("lacks the keys", missing), ("has unknown keys", unknown), ("has bad values of", wrong)) if keys]
+        raise DataError(f"{path} {'; '.join(problems)} (made by other code, or damaged); {_RERUN}")
+    return Manifest(**data)
+
+
 def load_prepared(folder: Path, task: str) -> ImageDataset | Corpus:
     """Loads and checks a prepared dataset; a missing, foreign or corrupt one gets a one-line DataError."""
     folder = Path(folder)
     manifest_path, data_path = folder / MANIFEST_FILE, folder / DATASET_FILE
     if not manifest_path.is_file() or not data_path.is_file():
         raise DataError(f"no prepared dataset in {folder}; run the prepare-data stage (dvc repro prepare-data)")
-    manifest = Manifest(**json.loads(manifest_path.read_text()))
+    manifest = read_manifest(folder)
     if manifest.task != task:
         raise DataError(f"{folder} holds the {manifest.task!r} dataset but task is {task!r}; "
                         "run the prepare-data stage again (dvc repro)")
     if md5sum(data_path) != manifest.dataset_md5:
         raise DataError(f"{data_path} does not match the md5 in {manifest_path}; it is corrupt: "
                         "delete it and run prepare-data again")
-    state = torch.load(data_path, map_location="cpu", weights_only=True)
-    if manifest.kind == "text":
-        return Corpus(vocab=list(state["vocab"]), train=state["train"], valid=state["valid"], test=state["test"])
-    return ImageDataset(state["train_images"], state["train_labels"], state["test_images"], state["test_labels"],
-                        classes=list(state["classes"]), mean=tuple(state["mean"]), std=tuple(state["std"]))
+    try:
+        state = torch.load(data_path, map_location="cpu", weights_only=True)
+        if manifest.kind == "text":
+            return Corpus(vocab=list(state["vocab"]), train=state["train"], valid=state["valid"], test=state["test"])
+        return ImageDataset(state["train_images"], state["train_labels"], state["test_images"],
+                            state["test_labels"], classes=list(state["classes"]), mean=tuple(state["mean"]),
+                            std=tuple(state["std"]))
+    except Exception as err:  # truncated zip, a refused (non-tensor) object, a missing key, another layout
+        if isinstance(err, pickle.UnpicklingError):  # torch's own message is many lines about trusting the file
+            detail = "it holds objects other than tensors, numbers, strings, lists and dicts"
+        else:
+            detail = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:200]}"
+        raise DataError(f"{data_path} is not a prepared {manifest.kind} dataset ({detail}); "
+                        f"delete {folder} and {_RERUN}") from None

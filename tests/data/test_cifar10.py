@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +150,114 @@ def test_wrong_shape_python_file_is_named(fake: dict, tmp_path: Path) -> None:
         load_cifar10(tmp_path)
 
 
+def py2_pickle(obj: object) -> bytes:
+    """`obj` as Python 2's cPickle.dump(obj, f, 2) writes it, the format of the official cifar-10-batches-py files:
+    str as BINSTRING, numpy arrays through numpy.core.multiarray._reconstruct with the raw bytes as their state."""
+    out = bytearray(b"\x80\x02")
+
+    def put(o: object) -> None:
+        if isinstance(o, dict):
+            out.extend(b"}(")
+            for key, value in o.items():
+                put(key)
+                put(value)
+            out.extend(b"u")
+        elif isinstance(o, (list, tuple)):
+            out.extend(b"](" if isinstance(o, list) else b"(")
+            for item in o:
+                put(item)
+            out.extend(b"e" if isinstance(o, list) else b"t")
+        elif o is None:
+            out.extend(b"N")
+        elif isinstance(o, bytes):
+            out.extend(b"U" + bytes([len(o)]) + o if len(o) < 256 else b"T" + struct.pack("<I", len(o)) + o)
+        elif isinstance(o, int):
+            out.extend(b"K" + bytes([o]) if 0 <= o < 256 else b"J" + struct.pack("<i", o))
+        elif isinstance(o, np.ndarray):
+            assert o.dtype == np.uint8 and o.flags.c_contiguous
+            out.extend(b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b\x87R(K\x01")
+            put(tuple(o.shape))
+            out.extend(b"cnumpy\ndtype\nU\x02u1K\x00K\x01\x87R")
+            put((3, b"|", None, None, None, -1, -1, 0))
+            out.extend(b"b\x89")
+            put(o.tobytes())
+            out.extend(b"tb")
+        else:
+            raise TypeError(type(o))
+
+    put(obj)
+    return bytes(out + b".")
+
+
+def write_py2_batches(records: dict[str, np.ndarray], folder: Path) -> None:
+    """cifar-10-batches-py in the official layout from [10000, 3073] label+pixel records."""
+    folder.mkdir(parents=True)
+    for i, (name, r) in enumerate(records.items()):
+        batch = {b"batch_label": f"batch {i}".encode(), b"labels": r[:, 0].tolist(),
+                 b"data": np.ascontiguousarray(r[:, 1:]), b"filenames": [f"img_{k}.png".encode() for k in range(3)]}
+        (folder / name).write_bytes(py2_pickle(batch))
+    meta = {b"num_cases_per_batch": 10_000, b"label_names": [c.encode() for c in CLASSES], b"num_vis": 3072}
+    (folder / "batches.meta").write_bytes(py2_pickle(meta))
+
+
+def test_python2_format_batches_load(fake: dict, loaded, tmp_path: Path) -> None:
+    head = py2_pickle({b"data": np.zeros((2, 3), np.uint8)})
+    assert head.startswith(b"\x80\x02}(U\x04datacnumpy.core.multiarray\n_reconstruct\n")
+    write_py2_batches(fake["records"], tmp_path / "cifar-10-batches-py")
+    py2 = load_cifar10(tmp_path)
+    assert py2.classes == CLASSES
+    for field in ("train_images", "train_labels", "test_images", "test_labels"):
+        assert torch.equal(getattr(py2, field), getattr(loaded, field)), field
+
+
+class RunsCode:
+    """Unpickling it calls `call(*args)`: a pickle that runs code, as any pickle may."""
+
+    def __init__(self, call, *args):
+        self.call, self.args = call, args
+
+    def __reduce__(self):
+        return self.call, self.args
+
+
+def code_running_batches(marker: Path) -> dict[str, object]:
+    touch = f"import pathlib; pathlib.Path({str(marker)!r}).touch()"
+    good = {b"data": np.zeros((10_000, 3072), np.uint8), b"labels": [0] * 10_000}
+    return {
+        "os.system": RunsCode(os.system, f"touch '{marker}'"),
+        "builtins.exec": RunsCode(builtins.exec, touch),
+        "exec hidden in the labels": {**good, b"labels": [0] * 9_999 + [RunsCode(builtins.exec, touch)]},
+    }
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+@pytest.mark.parametrize("variant", ["os.system", "builtins.exec", "exec hidden in the labels"])
+def test_code_running_pickle_is_refused(fake: dict, tmp_path: Path, variant: str, protocol: int) -> None:
+    marker = tmp_path / "code-ran"
+    folder = tmp_path / "cifar-10-batches-py"
+    _linked_copy(fake["py_dir"], folder, skip="data_batch_1")
+    (folder / "data_batch_1").write_bytes(pickle.dumps(code_running_batches(marker)[variant], protocol=protocol))
+    with pytest.raises(DataError) as info:
+        load_cifar10(tmp_path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"CIFAR-10 file {folder / 'data_batch_1'} is refused: it names " in message
+    named = {"os.system": "posix.system", "builtins.exec": "__builtin__.exec" if protocol == 2 else "builtins.exec",
+             "exec hidden in the labels": ""}[variant]  # there, protocol 2 meets _codecs.encode (its bytes) first
+    assert f"it names {named}" in message
+    assert not marker.exists()
+
+
+def test_code_running_meta_file_is_refused(fake: dict, tmp_path: Path) -> None:
+    marker = tmp_path / "code-ran"
+    folder = tmp_path / "cifar-10-batches-py"
+    _linked_copy(fake["py_dir"], folder, skip="batches.meta")
+    (folder / "batches.meta").write_bytes(pickle.dumps(code_running_batches(marker)["os.system"]))
+    with pytest.raises(DataError, match=r"batches\.meta is refused: it names posix\.system"):
+        load_cifar10(tmp_path)
+    assert not marker.exists()
+
+
 @pytest.mark.skipif("EDNAS_DATA_ROOT" not in os.environ, reason="EDNAS_DATA_ROOT is not set (real CIFAR-10 absent)")
 def test_real_cifar10() -> None:
     data = load_cifar10(Path(os.environ["EDNAS_DATA_ROOT"]) / "cifar-10-batches-bin")
@@ -159,3 +269,21 @@ def test_real_cifar10() -> None:
     assert data.classes[0] == "airplane" and data.classes[9] == "truck"
     mean, std = channel_stats(data.train_images)
     assert np.allclose(mean, CIFAR10_MEAN, atol=1e-3) and np.allclose(std, CIFAR10_STD, atol=1e-3)
+
+
+@pytest.mark.skipif("EDNAS_DATA_ROOT" not in os.environ, reason="EDNAS_DATA_ROOT is not set (real CIFAR-10 absent)")
+def test_real_cifar10_in_the_python_format(tmp_path: Path) -> None:
+    """The real records as official-format python batches (the python version itself is not in EDNAS_DATA_ROOT
+    when only the binary one is) load through the restricted unpickler exactly as the binary files do."""
+    root = Path(os.environ["EDNAS_DATA_ROOT"])
+    if (root / "cifar-10-batches-py").is_dir():
+        folder = root / "cifar-10-batches-py"
+    else:
+        records = {name: np.fromfile(root / "cifar-10-batches-bin" / f"{name}.bin", np.uint8).reshape(-1, 3073)
+                   for name in NAMES}
+        folder = tmp_path / "cifar-10-batches-py"
+        write_py2_batches(records, folder)
+    data = load_cifar10(folder)
+    binary = load_cifar10(root / "cifar-10-batches-bin")
+    for field in ("train_images", "train_labels", "test_images", "test_labels"):
+        assert torch.equal(getattr(data, field), getattr(binary, field)), field

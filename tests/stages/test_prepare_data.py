@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import socket
 import sys
@@ -14,7 +16,8 @@ import pytest
 import torch
 
 from ednas_core.data import DataError, ImageDataset
-from ednas_core.data.prepared import DATASET_FILE, MANIFEST_FILE, load_prepared, md5sum, save_prepared
+from ednas_core.data.prepared import (DATASET_FILE, MANIFEST_FILE, load_prepared, md5sum, read_manifest,
+                                      save_prepared)
 from stages.prepare_data import CIFAR_FILES, _cifar_sources, load_task_data
 
 BIN, PY = "cifar-10-batches-bin", "cifar-10-batches-py"
@@ -208,3 +211,79 @@ def test_load_prepared_missing(tmp_path, pattern_dataset, remove):
         load_prepared(folder, "digits")
     message = one_line(err)
     assert str(folder) in message and "run the prepare-data stage" in message
+
+
+# --- a damaged or foreign manifest.json / dataset.pt: one line naming the file and the fix --------------------
+
+def rewrite_manifest(folder: Path, change) -> Path:
+    path = folder / MANIFEST_FILE
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda m: m.pop("dataset_md5"), "lacks the keys dataset_md5"),
+    (lambda m: m.update(checksum="abc"), "has unknown keys checksum"),
+    (lambda m: (m.pop("train"), m.update(n_train=5)), "lacks the keys train; has unknown keys n_train"),
+    (lambda m: m.update(train="many", kind="audio"), "has bad values of train, kind"),
+])
+def test_load_prepared_manifest_keys(tmp_path, pattern_dataset, change, expected):
+    save_prepared(pattern_dataset, tmp_path, "digits", {})
+    path = rewrite_manifest(tmp_path, change)
+    with pytest.raises(DataError) as err:
+        load_prepared(tmp_path, "digits")
+    message = one_line(err)
+    assert message.startswith(f"{path} {expected} ")
+    assert message.endswith("rerun `dvc repro prepare-data`")
+
+
+@pytest.mark.parametrize("content, expected", [
+    (lambda text: text[: len(text) // 2], "is not valid JSON at line "),
+    (lambda text: "", "is not valid JSON at line 1 column 1"),
+    (lambda text: "[1, 2]", "holds a JSON list, not an object"),
+])
+def test_load_prepared_unparsable_manifest(tmp_path, pattern_dataset, content, expected):
+    save_prepared(pattern_dataset, tmp_path, "digits", {})
+    path = tmp_path / MANIFEST_FILE
+    path.write_text(content(path.read_text()))
+    with pytest.raises(DataError) as err:
+        load_prepared(tmp_path, "digits")
+    message = one_line(err)
+    assert message.startswith(f"{path} {expected}") and "rerun `dvc repro prepare-data`" in message
+
+
+def test_read_manifest_is_the_saved_one(tmp_path, pattern_dataset):
+    saved = save_prepared(pattern_dataset, tmp_path, "digits", {"raw": "md5"})
+    assert read_manifest(tmp_path) == saved
+
+
+class Foreign:
+    """Not a tensor, list or dict: torch.load(weights_only=True) refuses it."""
+
+
+@pytest.mark.parametrize("payload", ["truncated", "foreign object", "other layout", "not torch"])
+def test_load_prepared_unreadable_data_file(tmp_path, pattern_dataset, payload):
+    """A data file whose md5 the manifest does hold (so the md5 check passes) but that is no prepared dataset."""
+    save_prepared(pattern_dataset, tmp_path, "digits", {})
+    data_path = tmp_path / DATASET_FILE
+    buffer = io.BytesIO()
+    if payload == "truncated":
+        buffer.write(data_path.read_bytes()[:5000])
+    elif payload == "foreign object":
+        torch.save({"train_images": Foreign()}, buffer)
+    elif payload == "other layout":
+        torch.save({"images": torch.zeros(3)}, buffer)
+    else:
+        buffer.write(b"plain text, not a torch file\n")
+    data_path.write_bytes(buffer.getvalue())
+    rewrite_manifest(tmp_path, lambda m: m.update(dataset_md5=md5sum(data_path)))
+    with pytest.raises(DataError) as err:
+        load_prepared(tmp_path, "digits")
+    message = one_line(err)
+    assert message.startswith(f"{data_path} is not a prepared images dataset (")
+    assert "\x1b" not in message  # torch's weights-only refusal is many lines with terminal colours
+    if payload == "foreign object":
+        assert "holds objects other than tensors" in message
+    assert message.endswith(f"delete {tmp_path} and rerun `dvc repro prepare-data`")
