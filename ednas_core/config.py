@@ -8,11 +8,13 @@ what is allowed. Stages never read YAML themselves.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, TypeVar, get_type_hints
 
 from .knobs import ConfigError, knob
+from .seeds import SEED_MAX
 from .strategies import STRATEGY_NAMES
 from .strategies import enas as _enas
 from .strategies import nao as _nao
@@ -24,7 +26,7 @@ from .strategies.nao import NAOConfig
 @dataclass
 class RuntimeConfig:
     device: str = "auto"          # auto (CUDA when present, else CPU) | cpu | cuda | cuda:N
-    seed: int = knob(2, ge=0)
+    seed: int = knob(2, ge=0, le=SEED_MAX)  # every generator it reaches takes it (seeds.SEED_MAX)
     amp: bool = True              # bf16 autocast on CUDA; ignored on CPU
     channels_last: bool = True    # NHWC activations on CUDA; ignored on CPU
     deterministic: bool = False   # deterministic kernels on CUDA, no TF32 or autotuning: bit-exact repeats, slower
@@ -106,6 +108,7 @@ class RNNSearchConfig:
     batch_size: int = knob(256, ge=1)           # child batch (columns of the training stream)
     policy_batch_size: int = knob(256, ge=1)    # columns of the validation stream; one bptt window per reward (DARTS: 256)
     bptt: int = knob(35, ge=1)
+    variable_bptt: bool = True                  # AWD-LSTM's random child window lengths (lr scaled by length / bptt)
     emb: int = knob(300, ge=1)                  # embedding size (= hidden: the decoder is tied to the embedding)
     hidden: int = knob(300, ge=1)
     alternate: str = knob("epoch", choices=("epoch", "step"))
@@ -182,7 +185,7 @@ def digits_defaults() -> TaskConfig:
     """The embedded CPU demo: scikit-learn's 8x8 digits, a small network, minutes on 2 cores."""
     return TaskConfig(
         search=SearchConfig(epochs=15, batch_size=64, policy_batch_size=64, layers=3, init_channels=16,
-                            augment=False, lr=0.1, lr_min=0.001, policy_lr=0.003,
+                            augment=False, lr=0.1, lr_min=0.001, policy_lr=0.1,
                             evnas=EvNASConfig(population_size=20, tournament_size=4), nao=demo_nao(NAOConfig(), 5)),
         derive=DeriveConfig(samples=100, batch_size=128),
         evaluate=EvaluateConfig(epochs=20, batch_size=64, layers=5, init_channels=12, lr=0.05,
@@ -203,6 +206,7 @@ def markov_defaults() -> TextTaskConfig:
     """The embedded text demo: a generated Markov-chain corpus (50 words), small recurrent networks, CPU."""
     return TextTaskConfig(
         search=RNNSearchConfig(epochs=8, batch_size=32, policy_batch_size=32, bptt=20, emb=32, hidden=32,
+                               policy_lr=0.03,
                                dropout=0.1, dropouth=0.05, dropoutx=0.1, dropouti=0.05, dropoute=0.0,
                                enas=dataclasses.replace(_enas.rnn_defaults(), train_steps=30),
                                evnas=EvNASConfig(population_size=20, tournament_size=4),
@@ -257,13 +261,37 @@ T = TypeVar("T")
 def _describe(meta: Mapping[str, Any], kind: type) -> str:
     if "choices" in meta:
         return "one of " + ", ".join(map(str, meta["choices"]))
-    bounds = [f"{sym} {meta[k]:g}" for k, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")) if k in meta]
+    bounds = [f"{sym} {meta[k] if isinstance(meta[k], int) else format(meta[k], 'g')}"
+              for k, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")) if k in meta]
     noun = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[kind]
     return noun + (" " + " and ".join(bounds) if bounds else "")
 
 
+def _hint(value: Any, kind: type) -> str:
+    """Why a value that looks right is refused: params.yaml is YAML 1.2 (as DVC reads it), where yes/no/on/off
+    are strings, and a quoted number is a string."""
+    if not isinstance(value, str):
+        return ""
+    unquote = " (write it without quotes)"
+    if kind is bool:
+        word = value.strip().lower()
+        if word in ("true", "false"):
+            return unquote
+        return " (params.yaml is YAML 1.2, as DVC reads it: yes/no/on/off are strings)" if word in (
+            "yes", "no", "on", "off", "y", "n") else ""
+    if kind in (int, float):
+        try:
+            number = float(value)
+        except ValueError:
+            return ""
+        return unquote if math.isfinite(number) else ""
+    return ""
+
+
 def _coerce(value: Any, kind: type, key: str, meta: Mapping[str, Any]) -> Any:
-    bad = ConfigError(f"{key}: got {value!r}; expected {_describe(meta, kind)}")
+    """`value` if it has type `kind` (an int is a float too; a bool is not a number; a string is never a bool
+    or a number) and lies within `meta`'s bounds or choices, else a one-line ConfigError."""
+    bad = ConfigError(f"{key}: got {value!r}; expected {_describe(meta, kind)}{_hint(value, kind)}")
     if kind is bool:
         if not isinstance(value, bool):
             raise bad
@@ -272,14 +300,14 @@ def _coerce(value: Any, kind: type, key: str, meta: Mapping[str, Any]) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad
     elif kind is float:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
-            try:
-                value = float(value)
-            except ValueError:
-                raise bad from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an int beyond any float
+            raise bad from None
+        if not math.isfinite(value):
+            raise bad
     elif kind is str and not isinstance(value, str):
         raise bad
     checks = {"gt": lambda b: value > b, "ge": lambda b: value >= b, "lt": lambda b: value < b,
@@ -299,9 +327,11 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "",
         raise ConfigError(f"{where}: expected a mapping of keys, got {type(data).__name__}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(map(str, set(data) - set(fields)))
     if unknown:
-        raise ConfigError(f"{prefix}{unknown[0]}: unknown key; known keys of {where}: {', '.join(fields)}")
+        close = difflib.get_close_matches(unknown[0], fields, n=1)
+        guess = f"did you mean {prefix}{close[0]}? " if close else ""
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key; {guess}known keys of {where}: {', '.join(fields)}")
     values = {}
     for name, f in fields.items():
         key = prefix + name

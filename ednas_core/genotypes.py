@@ -16,6 +16,19 @@ from typing import Any
 from .spaces import SPACES, Architecture, SearchSpace
 
 OpInput = tuple[str, int]
+SHAPE = ('{"normal": [[op, input], ...], "reduce": [[op, input], ...]} (a recurrent cell: '
+         '{"space": "rnn", "recurrent": [[op, input], ...]})')
+
+
+def _kind(value: Any) -> str:
+    """The JSON name of a value's type, for messages."""
+    names = {bool: "true or false", dict: "an object", list: "a list", tuple: "a list", str: "a string",
+             int: "a number", float: "a number", type(None): "null"}
+    return next((name for t, name in names.items() if isinstance(value, t)), type(value).__name__)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -40,24 +53,34 @@ class Genotype:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Genotype":
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a genotype object {SHAPE}, got {_kind(data)}")
         space_name = data.get("space", "cnn")
-        if space_name not in SPACES:
+        if not isinstance(space_name, str) or space_name not in SPACES:
             raise ValueError(f"genotype space {space_name!r} is unknown; known: {', '.join(SPACES)}")
         space = SPACES[space_name]
         cells, concat = {}, {}
         for cell_type in space.cell_types:
             if cell_type not in data:
                 raise ValueError(f"{space_name} genotype has no {cell_type!r} list")
+            if not isinstance(data[cell_type], (list, tuple)):
+                raise ValueError(
+                    f"genotype {cell_type}: expected a list [[op, input], ...], got {_kind(data[cell_type])}")
             pairs = []
             for entry in data[cell_type]:
-                if not (isinstance(entry, (list, tuple)) and len(entry) == 2):
-                    raise ValueError(f"genotype {cell_type}: entries must be [op, input], got {entry!r}")
+                if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str)
+                        and _is_int(entry[1])):
+                    raise ValueError(f"genotype {cell_type}: entries must be [op, input] (a name and an integer), "
+                                     f"got {entry!r}")
                 op, inp = entry
                 if op not in space.cell.ops:
                     raise ValueError(f"genotype {cell_type}: unknown op {op!r}; known: {', '.join(space.cell.ops)}")
-                pairs.append((str(op), int(inp)))
+                pairs.append((op, inp))
             cells[cell_type] = tuple(pairs)
-            concat[cell_type] = tuple(int(c) for c in data.get(f"{cell_type}_concat", space.concat))
+            given = data.get(f"{cell_type}_concat", list(space.concat))
+            if not (isinstance(given, (list, tuple)) and all(map(_is_int, given))):
+                raise ValueError(f"genotype {cell_type}_concat must be {list(space.concat)} in this search space")
+            concat[cell_type] = tuple(given)
             if concat[cell_type] != space.concat:
                 raise ValueError(f"genotype {cell_type}_concat must be {list(space.concat)} in this search space")
         genotype = cls(space=space_name, cells=cells, concat=concat)
@@ -131,7 +154,14 @@ def load_genotype(name_or_path: str | Path) -> Genotype:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"genotype file {path} is not valid JSON: {err}") from None
-    return Genotype.from_dict(data)
+    except UnicodeDecodeError:
+        raise ValueError(f"genotype file {path} is not a text (JSON) file; give a genotype JSON {SHAPE}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"genotype file {path}: expected a JSON object {SHAPE}, got {_kind(data)}")
+    try:
+        return Genotype.from_dict(data)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
 
 
 def save_genotype(genotype: Genotype, path: str | Path) -> None:

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import hashlib
 
+# The largest run seed (runtime.seed). Besides seed_for (any int), the run seed reaches generators directly:
+# split_indices seeds torch.Generator.manual_seed with it (which takes -2**63 .. 2**64 - 1) and DeviceLoader with
+# seed * 1_000_003 + epoch (and seed + 1 for the policy loader); 2**32 - 1, the usual 32-bit seed range, keeps
+# all of these far inside what manual_seed accepts. Negative seeds are refused (numpy's generators refuse them).
+SEED_MAX = 2**32 - 1
+
 
 def seed_for(seed: int, *keys: object) -> int:
     """A stable 63-bit seed derived from the run seed and keys such as (epoch, 'arch')."""

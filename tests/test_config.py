@@ -8,17 +8,23 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
+from ruamel.yaml import YAML
 
 from ednas_core.config import (ConfigError, DeriveConfig, Params, SearchConfig, TaskConfig, digits_defaults,
                                flatten, from_mapping, load_params)
+from ednas_core.seeds import SEED_MAX
 
 PARAMS_YAML = Path(__file__).parents[1] / "params.yaml"
 
 
+def yaml12(text: str):
+    """YAML as DVC (and stages.common.read_params) reads it: ruamel.yaml, YAML 1.2."""
+    return YAML(typ="safe").load(text)
+
+
 @pytest.fixture(scope="module")
 def raw() -> dict:
-    return yaml.safe_load(PARAMS_YAML.read_text())
+    return yaml12(PARAMS_YAML.read_text())
 
 
 def data(raw: dict) -> dict:
@@ -107,6 +113,30 @@ def test_committed_params_comment_every_non_obvious_key():
     pytest.param(("search", "batch_size"), 1.5, "search.batch_size: got 1.5; expected an integer >= 1",
                  id="float_for_int"),
     pytest.param(("runtime", "amp"), 1, "runtime.amp: got 1; expected true or false", id="int_for_bool"),
+    pytest.param(("runtime", "amp"), "yes", "runtime.amp: got 'yes'; expected true or false (params.yaml is "
+                 "YAML 1.2, as DVC reads it: yes/no/on/off are strings)", id="yaml11_yes_for_bool"),
+    pytest.param(("search", "nesterov"), "off", "search.nesterov: got 'off'; expected true or false (params.yaml "
+                 "is YAML 1.2, as DVC reads it: yes/no/on/off are strings)", id="yaml11_off_for_bool"),
+    pytest.param(("runtime", "amp"), "true", "runtime.amp: got 'true'; expected true or false (write it without "
+                 "quotes)", id="quoted_true_for_bool"),
+    pytest.param(("runtime", "amp"), "maybe", "runtime.amp: got 'maybe'; expected true or false",
+                 id="string_for_bool"),
+    pytest.param(("search", "lr"), "0.05", "search.lr: got '0.05'; expected a number > 0 (write it without quotes)",
+                 id="quoted_float"),
+    pytest.param(("search", "policy_lr"), "1e-3", "search.policy_lr: got '1e-3'; expected a number >= 0 (write it "
+                 "without quotes)", id="quoted_exponent"),
+    pytest.param(("search", "epochs"), "5", "search.epochs: got '5'; expected an integer >= 1 (write it without "
+                 "quotes)", id="quoted_int"),
+    pytest.param(("search", "lr"), True, "search.lr: got True; expected a number > 0", id="bool_for_float"),
+    pytest.param(("runtime", "seed"), False, "runtime.seed: got False; expected an integer >= 0 and <= 4294967295",
+                 id="bool_for_seed"),
+    pytest.param(("runtime", "seed"), 2**64, "runtime.seed: got 18446744073709551616; expected an integer >= 0 and "
+                 "<= 4294967295", id="seed_beyond_manual_seed"),
+    pytest.param(("runtime", "seed"), 2**32, "runtime.seed: got 4294967296; expected an integer >= 0 and "
+                 "<= 4294967295", id="seed_just_too_large"),
+    pytest.param(("runtime", "seed"), -1, "runtime.seed: got -1; expected an integer >= 0 and <= 4294967295",
+                 id="negative_seed"),
+    pytest.param(("evaluate", "genotype"), 5, "evaluate.genotype: got 5; expected a string", id="int_for_string"),
     pytest.param(("data", "train_portion"), 1.0, "data.train_portion: got 1.0; expected a number > 0 and < 1",
                  id="bound_upper_exclusive"),
     pytest.param(("search", "strategy"), "darts",
@@ -138,20 +168,35 @@ def test_unknown_key_in_section(raw):
     d = data(raw)
     d["search"]["lrr"] = 0.1
     known = ", ".join(f.name for f in dataclasses.fields(SearchConfig))
-    assert error_of(d) == f"search.lrr: unknown key; known keys of search: {known}"
+    assert error_of(d) == f"search.lrr: unknown key; did you mean search.lr? known keys of search: {known}"
 
 
 def test_unknown_key_in_nested_task_section(raw):
     d = data(raw)
     d["digits"]["derive"]["sample"] = 3
     known = ", ".join(f.name for f in dataclasses.fields(DeriveConfig))
-    assert error_of(d) == f"digits.derive.sample: unknown key; known keys of digits.derive: {known}"
+    assert error_of(d) == (f"digits.derive.sample: unknown key; did you mean digits.derive.samples? "
+                           f"known keys of digits.derive: {known}")
 
 
 def test_unknown_top_level_key(raw):
     d = data(raw)
-    d["serach"] = {}
-    assert error_of(d).startswith("serach: unknown key; known keys of params: task, runtime, data, search")
+    d["serach"] = {"lr": 0.01}
+    assert error_of(d) == ("serach: unknown key; did you mean search? known keys of params: task, runtime, data, "
+                           "search, derive, evaluate, digits, ptb, markov, tracking")
+
+
+def test_unknown_key_without_a_close_match_lists_the_known_keys(raw):
+    d = data(raw)
+    d["tracking"]["colour"] = "red"
+    assert error_of(d) == ("tracking.colour: unknown key; known keys of tracking: policy_every, heatmap_every, "
+                           "progress")
+
+
+def test_unknown_key_that_is_not_a_string(raw):
+    d = data(raw)
+    d["search"][1] = 2  # `1: 2` in params.yaml
+    assert error_of(d).startswith("search.1: unknown key; known keys of search: strategy, epochs")
 
 
 def test_missing_key(raw):
@@ -183,12 +228,48 @@ def test_top_level_not_a_mapping():
         load_params([1, 2])
 
 
-def test_yaml11_exponent_string_is_a_float(raw):
+def test_yaml12_exponent_is_a_float(raw):
+    """YAML 1.2 (DVC's reading) gives 1e-3 as a float; a string that looks like a number is refused (above)."""
     d = data(raw)
-    d["search"]["policy_lr"] = "1e-3"
-    assert yaml.safe_load("x: 1e-3")["x"] == "1e-3"  # why the coercion exists
+    d["search"]["policy_lr"] = yaml12("x: 1e-3")["x"]
     value = load_params(d).search.policy_lr
     assert value == 0.001 and isinstance(value, float)
+
+
+def test_yaml12_yes_is_a_string_and_refused(raw):
+    d = data(raw)
+    d["runtime"]["amp"] = yaml12("amp: yes")["amp"]
+    assert d["runtime"]["amp"] == "yes"  # YAML 1.1 (PyYAML) would have read true: DVC and the stages disagreed
+    assert error_of(d).startswith("runtime.amp: got 'yes'; expected true or false")
+
+
+def test_int_beyond_any_float_for_a_float_knob(raw):
+    d = data(raw)
+    d["search"]["lr"] = 10**400
+    message = error_of(d)
+    assert message.startswith("search.lr: got 1000") and message.endswith("; expected a number > 0")
+
+
+def test_largest_seed_is_accepted_and_every_generator_takes_it(raw):
+    """runtime.seed's bound (seeds.SEED_MAX) keeps every generator the seed reaches within manual_seed's range:
+    the hashed seeds (seed_for), the split and the loaders' (seed + 1) * 1_000_003 + epoch."""
+    import torch
+
+    from ednas_core.data import DeviceLoader, split_indices
+    from ednas_core.runtime import Runtime
+
+    d = data(raw)
+    d["runtime"]["seed"] = SEED_MAX
+    assert load_params(d).runtime.seed == SEED_MAX
+    runtime = Runtime(torch.device("cpu"), amp=False, channels_last=False, deterministic=False, seed=SEED_MAX)
+    runtime.generator("arch", 10**6)
+    state = torch.random.get_rng_state()
+    runtime.seed_epoch(10**6, "search")
+    torch.random.set_rng_state(state)
+    split_indices(10, 0.5, SEED_MAX)
+    images, labels = torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64)
+    loader = DeviceLoader(images, labels, 2, (0.5,), (0.5,), seed=SEED_MAX + 1, augment=True)
+    assert len(list(loader.epoch(10**6))) == 2
 
 
 def test_int_for_float_becomes_float(raw):
@@ -208,7 +289,7 @@ def test_non_finite_rejected(raw, bad, shown):
 
 def test_yaml_nan_rejected(raw):
     d = data(raw)
-    d["evaluate"]["lr"] = yaml.safe_load("x: .nan")["x"]
+    d["evaluate"]["lr"] = yaml12("x: .nan")["x"]
     assert error_of(d) == "evaluate.lr: got nan; expected a number > 0"
 
 

@@ -146,3 +146,59 @@ def test_duplicate_inputs_and_wrong_lengths_are_rejected():
         Genotype.from_dict(data)
     with pytest.raises(ValueError, match="space"):
         Genotype.from_dict({**_cifar_dict(), "space": "transformer"})
+
+
+SHAPE = ('{"normal": [[op, input], ...], "reduce": [[op, input], ...]} (a recurrent cell: '
+         '{"space": "rnn", "recurrent": [[op, input], ...]})')
+
+
+@pytest.mark.parametrize("top, kind", [([["sep_conv_3x3", 0]], "a list"), (3, "a number"),
+                                       ("paper-cifar10", "a string"), (None, "null"), (True, "true or false")])
+def test_genotype_file_that_is_not_an_object_is_one_line_naming_file_and_shape(tmp_path, top, kind):
+    """evaluate.genotype: path to a JSON list (or number, string) gave an AttributeError traceback."""
+    path = tmp_path / "genotype.json"
+    path.write_text(json.dumps(top))
+    with pytest.raises(ValueError) as err:
+        load_genotype(path)
+    assert str(err.value) == f"genotype file {path}: expected a JSON object {SHAPE}, got {kind}"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(normal=5), "genotype normal: expected a list [[op, input], ...], got a number"),
+    (lambda d: d.update(normal={"op": "sep_conv_3x3"}), "genotype normal: expected a list [[op, input], ...], "
+                                                        "got an object"),
+    (lambda d: d["normal"][0].__setitem__(1, "0"), "genotype normal: entries must be [op, input] (a name and an "
+                                                   "integer), got ['sep_conv_3x3', '0']"),
+    (lambda d: d["normal"][0].__setitem__(1, 0.0), "genotype normal: entries must be [op, input] (a name and an "
+                                                   "integer), got ['sep_conv_3x3', 0.0]"),
+    (lambda d: d["normal"][0].__setitem__(1, False), "genotype normal: entries must be [op, input] (a name and an "
+                                                     "integer), got ['sep_conv_3x3', False]"),
+    (lambda d: d["normal"][0].__setitem__(0, ["sep_conv_3x3"]), "genotype normal: entries must be [op, input] (a "
+                                                                "name and an integer), got [['sep_conv_3x3'], 0]"),
+    (lambda d: d.update(normal_concat="2345"), "genotype normal_concat must be [2, 3, 4, 5] in this search space"),
+    (lambda d: d.update(normal_concat=[2, 3, 4, 5.5]), "genotype normal_concat must be [2, 3, 4, 5] in this "
+                                                       "search space"),
+    (lambda d: d.update(space=["cnn"]), "genotype space ['cnn'] is unknown; known: cnn, rnn"),
+], ids=["cell_number", "cell_object", "input_string", "input_float", "input_bool", "op_list", "concat_string",
+        "concat_float", "space_list"])
+def test_genotype_file_of_wrong_types_is_one_line_naming_the_file(tmp_path, change, message):
+    """Values of the wrong JSON type were converted (int('0'), int(0.5)) or raised TypeError tracebacks."""
+    data = _cifar_dict()
+    change(data)
+    path = tmp_path / "genotype.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError) as err:
+        load_genotype(path)
+    assert str(err.value) == f"{path}: {message}"
+
+
+def test_from_dict_of_a_non_object_names_the_shape():
+    with pytest.raises(ValueError, match=r"^expected a genotype object \{\"normal\""):
+        Genotype.from_dict([["sep_conv_3x3", 0]])  # type: ignore[arg-type]
+
+
+def test_binary_genotype_file_is_one_line(tmp_path):
+    path = tmp_path / "genotype.json"
+    path.write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(ValueError, match=r"is not a text \(JSON\) file"):
+        load_genotype(path)

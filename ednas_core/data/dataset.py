@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+
+from ..knobs import ConfigError
 
 
 class DataError(RuntimeError):
@@ -88,10 +91,53 @@ class ImageDataset:
         return self.train_images.shape[2]
 
 
+def split_sizes(n: int, train_portion: float) -> tuple[int, int]:
+    """Sizes of split_indices's two parts: round(n * train_portion) for the weights, the rest for the policy."""
+    n_train = round(n * train_portion)
+    return n_train, n - n_train
+
+
 def split_indices(n: int, train_portion: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded split of range(n): round(n * train_portion) indices for the weights, the rest for the policy."""
+    """Seeded split of range(n): round(n * train_portion) indices for the weights, the rest for the policy.
+    A train_portion strictly between 0 and 1 must leave both parts non-empty (ConfigError naming
+    data.train_portion otherwise); 0 and 1 ask for an empty part on purpose."""
     if n < 0 or not 0.0 <= train_portion <= 1.0:
         raise ValueError(f"need n >= 0 and 0 <= train_portion <= 1, got n={n}, train_portion={train_portion}")
+    if 0.0 < train_portion < 1.0:
+        check_search_split(n, train_portion, 1, 1)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_train = round(n * train_portion)
+    n_train, _ = split_sizes(n, train_portion)
     return order[:n_train], order[n_train:]
+
+
+def check_search_split(n: int, train_portion: float, batch_size: int, policy_batch_size: int,
+                       prefix: str = "") -> tuple[int, int]:
+    """The sizes of the search's two parts of n training images (split_sizes) if each fills at least one batch
+    (batch_size images for the weights, policy_batch_size for the policy), else a one-line ConfigError naming
+    data.train_portion, the sizes it gives and the range of values that works. `prefix` locates the batch size
+    keys of the task in params.yaml ('digits.'), for the message."""
+    n_train, n_policy = split_sizes(n, train_portion)
+    if n_train >= batch_size and n_policy >= policy_batch_size:
+        return n_train, n_policy
+    need = (f"at least one batch ({prefix}search.batch_size {batch_size}, {prefix}search.policy_batch_size "
+            f"{policy_batch_size})" if (batch_size, policy_batch_size) != (1, 1) else "at least one image")
+    if batch_size + policy_batch_size > n:
+        raise ConfigError(f"data.train_portion: no value splits {n} training images into two parts that each have "
+                          f"{need}; lower the batch sizes or use more training images")
+    low, high = _portion_range(n, batch_size, n - policy_batch_size)
+    raise ConfigError(f"data.train_portion: got {train_portion!r}, which splits {n} training images into {n_train} "
+                      f"for the weights and {n_policy} for the policy; each part needs {need}: "
+                      f"use a value from {low} to {high}")
+
+
+def _portion_range(n: int, low_count: int, high_count: int) -> tuple[str, str]:
+    """Decimals lo <= hi, two significant digits of the smaller margin, with low_count <= round(n * lo) and
+    round(n * hi) <= high_count (for 0 < low_count <= high_count < n): low_count / n rounded up, high_count / n
+    rounded down."""
+    margin = min(low_count / n, 1 - high_count / n)
+    for decimals in range(max(2, 1 - math.floor(math.log10(margin))), 17):
+        scale = 10**decimals
+        lo, hi = math.ceil(low_count / n * scale) / scale, math.floor(high_count / n * scale) / scale
+        if lo <= hi and round(n * lo) >= low_count and round(n * hi) <= high_count:
+            return f"{lo:.{decimals}f}", f"{hi:.{decimals}f}"
+    return f"{low_count}/{n}", f"{high_count}/{n}"

@@ -61,6 +61,74 @@ def test_read_params_empty_file(tmp_path):
         read_params(path)
 
 
+def line_of(text: str, line: str, start: int = 0) -> int:
+    """1-based number of the first line of `text` that starts with `line`, after line `start`."""
+    return next(n for n, got in enumerate(text.splitlines(), 1) if n > start and got.startswith(line))
+
+
+def test_read_params_reads_yaml_as_dvc_does(tmp_path):
+    """YAML 1.2 like DVC (ruamel.yaml): `amp: yes` is the string 'yes' for DVC, so the stage refuses it instead
+    of running with amp on while `dvc params diff` shows a string."""
+    from dvc.utils.serialize import parse_yaml
+
+    path = tmp_path / "params.yaml"
+    text = PARAMS_YAML.read_text().replace("  amp: true ", "  amp: yes ", 1)
+    path.write_text(text)
+    assert parse_yaml(text, str(path))["runtime"]["amp"] == "yes"
+    with pytest.raises(ConfigError) as err:
+        read_params(path)
+    assert str(err.value) == ("runtime.amp: got 'yes'; expected true or false (params.yaml is YAML 1.2, as DVC "
+                              "reads it: yes/no/on/off are strings)")
+
+
+def test_read_params_gives_dvcs_values(tmp_path):
+    from dvc.utils.serialize import parse_yaml
+
+    from ednas_core.config import load_params
+
+    path = tmp_path / "params.yaml"
+    text = PARAMS_YAML.read_text().replace("  lr: 0.05 ", "  lr: 5e-2 ", 1)  # YAML 1.1 (PyYAML): a string
+    path.write_text(text)
+    params, _ = read_params(path)
+    assert params.search.lr == 0.05
+    assert params == load_params(parse_yaml(text, str(path)))
+
+
+@pytest.mark.parametrize("where", ["top", "section", "task_section"])
+def test_read_params_duplicate_key_is_named_with_its_line(tmp_path, where):
+    """PyYAML kept the last of two equal keys silently; DVC refuses the file. One line: the key and both lines."""
+    text = PARAMS_YAML.read_text()
+    if where == "top":
+        text += "task: digits\n"
+        key, first = "task", line_of(text, "task:")
+    elif where == "section":
+        text = text.replace("  lr: 0.05 ", "  lr: 0.05\n  lr: 0.01 ", 1)
+        key, first = "search.lr", line_of(text, "  lr: 0.05", line_of(text, "search:"))
+    else:
+        digits = line_of(text, "digits:")
+        search = line_of(text, "  search:", digits)
+        first = line_of(text, "    lr: ", search)
+        lines = text.splitlines(keepends=True)
+        lines.insert(first, lines[first - 1])  # the same key and value twice: still refused
+        text = "".join(lines)
+        key = "digits.search.lr"
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        read_params(path)
+    second = line_of(text, text.splitlines()[first - 1].split(":")[0] + ":", first)
+    assert str(err.value) == (f"{key}: duplicate key at line {second} of {path} (first at line {first}); "
+                              "keep one of them")
+    assert err.value.__cause__ is None and err.value.__context__ is None  # no YAML traceback behind it
+
+
+def test_read_params_duplicate_key_in_a_list_of_mappings(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("task: cifar10\nextra:\n  - {a: 1, a: 2}\n")
+    with pytest.raises(ConfigError, match=r"^extra\[0\]\.a: duplicate key at line 3 of .* \(first at line 3\)"):
+        read_params(path)
+
+
 # --- run_stage ----------------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -245,7 +313,7 @@ def test_flat_params_keep_only_the_chosen_strategys_section_of_each_task():
     assert "ptb.search.nao.update_every" in flat and not any(k.startswith("ptb.search.enas.") for k in flat)
     assert not any(k.startswith(("digits.search.enas.", "digits.search.evnas.", "digits.search.nao."))
                    for k in flat)  # digits runs ednas: its policy keys are search keys, no section of its own
-    assert flat["digits.search.policy_lr"] == 0.003
+    assert flat["digits.search.policy_lr"] == 0.1
     assert common.stage_tags(params) == {"ednas.strategy": "enas"}
 
 
