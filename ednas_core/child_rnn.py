@@ -1,7 +1,10 @@
 """The RNN child of the search (PTB): SGD steps of the weight-sharing language model on sampled cells, and the
 policy reward c / perplexity of a sampled cell on one validation bptt window (shared weights in eval mode, one
 no-grad forward). The hidden state is carried (detached) from window to window within an epoch, separately for
-the training and the validation stream, and reset when a stream starts over. Token counts stand in for images."""
+the training and the validation stream, and reset when a stream starts over. Token counts stand in for images.
+With variable_bptt the training windows have AWD-LSTM / DARTS random lengths, drawn per epoch from a seed of
+(run seed, epoch) so that a resumed search is exact, each step's learning rate scaled by length / bptt; the
+validation windows keep the fixed bptt (every reward on the same window length)."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from torch import nn
 from .child_base import SharedWeightsChild
 from .device_sums import DeviceSums
 from .config import RNNSearchConfig
-from .data.ptb import Corpus, batchify, bptt_batches, bptt_lengths
+from .data.ptb import Corpus, batchify, bptt_batches, bptt_lengths, check_windows, windows
 from .strategies import make_strategy
 from .runtime import Runtime, seed_for
 from .schedules import set_lr
@@ -40,11 +43,16 @@ class TextChild(SharedWeightsChild):
         self._train_hidden = net.init_hidden(train_data.shape[1])
         self._valid_hidden = net.init_hidden(valid_data.shape[1])
         self.sums = DeviceSums(runtime.device)
+        self._lengths: tuple[int, list[int]] = (0, self.window_lengths(0))  # (epoch, its training windows)
 
     @classmethod
     def build(cls, corpus: Corpus, config: RNNSearchConfig, runtime: Runtime) -> "TextChild":
         """Training stream for the shared weights, validation stream for the policy, both on the device."""
         device = runtime.device
+        check_windows(corpus.train.numel(), config.batch_size, config.bptt, "training", "search.batch_size",
+                      "search.bptt")
+        check_windows(corpus.valid.numel(), config.policy_batch_size, config.bptt, "validation",
+                      "search.policy_batch_size", "search.bptt")
         train_data = batchify(corpus.train, config.batch_size, device)
         valid_data = batchify(corpus.valid, config.policy_batch_size, device)
         torch.manual_seed(seed_for(runtime.seed, "search-init"))
@@ -55,14 +63,27 @@ class TextChild(SharedWeightsChild):
 
     # --- phases -----------------------------------------------------------------------------------------
 
+    def window_lengths(self, epoch: int) -> list[int]:
+        """The training windows of `epoch`: random lengths seeded by (run seed, epoch) with variable_bptt (AWD-LSTM
+        / DARTS: bptt, or bptt / 2 with probability 0.05, plus N(0, 5)), else bptt."""
+        c = self.config
+        seed = seed_for(self.runtime.seed, "bptt-search", epoch) if c.variable_bptt else None
+        return bptt_lengths(self.train_data.shape[0], c.bptt, seed)
+
+    def _epoch_lengths(self, epoch: int) -> list[int]:
+        if self._lengths[0] != epoch:
+            self._lengths = (epoch, self.window_lengths(epoch))
+        return self._lengths[1]
+
     def start_epoch(self, epoch: int) -> float:
         set_lr(self.optimizer, self.config.lr)
         self.sums.reset()
+        self._epoch_lengths(epoch)  # steps_per_epoch counts this epoch's windows from here on
         return self.config.lr
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
         self._train_hidden = self.net.init_hidden(self.train_data.shape[1])
-        yield from bptt_batches(self.train_data, self.config.bptt)
+        yield from windows(self.train_data, self._epoch_lengths(epoch))
 
     def policy_batches(self, epoch: int) -> Iterator[Batch]:
         self._valid_hidden = self.net.init_hidden(self.valid_data.shape[1])
@@ -78,7 +99,10 @@ class TextChild(SharedWeightsChild):
         self.optimizer.zero_grad(set_to_none=True)
         (loss + activation_regularisation(raw, dropped, c.ar_alpha, c.tar_beta)).backward()
         nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
+        lr = self.optimizer.param_groups[0]["lr"]
+        set_lr(self.optimizer, lr * x.shape[0] / c.bptt)  # AWD-LSTM / DARTS: lr scaled by the window length
         self.optimizer.step()
+        set_lr(self.optimizer, lr)
         self._train_hidden = hidden.detach()
         self.sums.add(loss, y, logits.detach().argmax(-1))
 
@@ -108,8 +132,8 @@ class TextChild(SharedWeightsChild):
 
     @property
     def steps_per_epoch(self) -> tuple[int, int]:
-        return (len(bptt_lengths(self.train_data.shape[0], self.config.bptt)),
-                len(bptt_lengths(self.valid_data.shape[0], self.config.bptt)))
+        """Training windows of the epoch last started (epoch 0 before any), validation windows."""
+        return len(self._lengths[1]), len(bptt_lengths(self.valid_data.shape[0], self.config.bptt))
 
 
 def rnn_search(corpus: Corpus, config: RNNSearchConfig, runtime: Runtime, checkpoint_path: Path | None,

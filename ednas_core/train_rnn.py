@@ -1,8 +1,10 @@
 """Training a recurrent genotype on PTB from scratch (the paper's evaluation, AWD-LSTM / DARTS recipe): SGD with
 gradient clipping, AWD-LSTM's variable bptt and DARTS's activation regularisers, switching to averaged SGD (ASGD,
 t0=0, lambd=0) by the non-monotonic trigger; once averaging, validation and test use the averaged weights. Valid
-and test perplexity every epoch (eval_batch_size columns), and a final test pass on test_batch_size columns
-(DARTS: 1); checkpointed atomically every epoch and resumed exactly, as the CNN training is."""
+and test perplexity every epoch (eval_batch_size columns); the weights of the best validation epoch are kept (on
+the host, and in the checkpoint) and, as in DARTS and AWD-LSTM, the final test pass on test_batch_size columns
+(DARTS: 1) runs with them, not with the last epoch's. Checkpointed atomically every epoch and resumed exactly, as
+the CNN training is."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import RNNEvaluateConfig
-from .data.ptb import Corpus, batchify, bptt_batches, bptt_lengths
+from .data.ptb import Corpus, batchify, bptt_batches, bptt_lengths, check_windows
 from .device_sums import DeviceSums
 from .genotypes import Genotype
 from .models.rnn import RNNEvalNetwork, count_parameters
@@ -42,11 +44,12 @@ def perplexity(loss: float) -> float:
 @dataclass
 class RNNTrainResult:
     valid_ppl: float         # after the last epoch (averaged weights once ASGD runs)
-    test_ppl: float          # the final test pass, test_batch_size columns (per-epoch test_ppl: eval_batch_size)
-    best_valid_ppl: float
+    test_ppl: float          # the final test pass with test_epoch's weights, test_batch_size columns
+    best_valid_ppl: float    # test_epoch's validation perplexity (per-epoch test_ppl: eval_batch_size columns)
+    test_epoch: int          # 1-based: the epoch of the best validation perplexity, whose weights were tested
     params: int
     history: list[TrainEpoch]
-    model: RNNEvalNetwork    # holds the evaluated (averaged, once ASGD runs) weights
+    model: RNNEvalNetwork    # holds test_epoch's evaluated (averaged, once ASGD ran) weights
 
 
 class RNNTrainer(CheckpointedLoop[TrainEpoch]):
@@ -63,6 +66,12 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
         self.config = config
         self.runtime = runtime
         device = runtime.device
+        for split, tokens, setting in (("training", corpus.train, "batch_size"),
+                                       ("validation", corpus.valid, "eval_batch_size"),
+                                       ("test", corpus.test, "eval_batch_size"),
+                                       ("test", corpus.test, "test_batch_size")):
+            check_windows(tokens.numel(), getattr(config, setting), config.bptt, split, f"evaluate.{setting}",
+                          "evaluate.bptt")
         torch.manual_seed(seed_for(runtime.seed, "evaluate-init"))
         self.model = RNNEvalNetwork(genotype, len(corpus.vocab), config.emb, config.hidden, dropout=config.dropout,
                                     dropouth=config.dropouth, dropoutx=config.dropoutx, dropouti=config.dropouti,
@@ -76,6 +85,8 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
                                                              weight_decay=config.weight_decay)
         self.sgd_valid_losses: list[float] = []  # the trigger's memory: validation losses of the SGD epochs
         self.sums = DeviceSums(device)  # the epoch's training loss, added to by train_step
+        # the best validation epoch so far: {"epoch": 0-based, "valid_loss", "model": its evaluated weights on the host}
+        self.best: dict | None = None
 
     # --- optimizer ----------------------------------------------------------------------------------------
 
@@ -111,7 +122,8 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "averaging": self.averaging,
-                "optimizer": self.optimizer.state_dict(), "sgd_valid_losses": list(self.sgd_valid_losses)}
+                "optimizer": self.optimizer.state_dict(), "sgd_valid_losses": list(self.sgd_valid_losses),
+                "best": self.best}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -119,18 +131,32 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
             self._switch_to_asgd()
         self.optimizer.load_state_dict(state["optimizer"])
         self.sgd_valid_losses = list(state["sgd_valid_losses"])
+        self.best = state["best"]
+
+    def _keep_if_best(self, epoch: int, valid_loss: float) -> None:
+        """Keeps the evaluated weights on the host when `valid_loss` beats every earlier epoch's (DARTS and
+        AWD-LSTM save the model then, and reload it for the final test)."""
+        if not valid_loss < (math.inf if self.best is None else self.best["valid_loss"]):  # NaN is never best
+            return
+        with self._evaluated_weights():
+            weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        self.best = {"epoch": epoch, "valid_loss": valid_loss, "model": weights}
 
     def run(self) -> RNNTrainResult:
         self.run_epochs()
         last = self.history[-1].metrics if self.history else self.evaluate()
-        if self.averaging:  # hand back the weights that were evaluated
-            with torch.no_grad():
-                for p in self.model.parameters():
-                    p.copy_(self.optimizer.state[p].get("ax", p))
-        best = min((h.metrics["valid_ppl"] for h in self.history), default=last["valid_ppl"])
+        if self.best is not None:  # DARTS: reload the best validation epoch's weights before the final test
+            self.model.load_state_dict(self.best["model"])
+            test_epoch, best = self.best["epoch"] + 1, perplexity(self.best["valid_loss"])
+        else:  # no finite validation loss: test the last weights (the averaged ones while averaging)
+            if self.averaging:
+                with torch.no_grad():
+                    for p in self.model.parameters():
+                        p.copy_(self.optimizer.state[p].get("ax", p))
+            test_epoch, best = len(self.history), last["valid_ppl"]
         test_ppl = perplexity(self._mean_loss(self.final_test_data))  # at test_batch_size (DARTS: 1)
         return RNNTrainResult(valid_ppl=last["valid_ppl"], test_ppl=test_ppl, best_valid_ppl=best,
-                              params=self.params, history=self.history, model=self.model)
+                              test_epoch=test_epoch, params=self.params, history=self.history, model=self.model)
 
     def run_epoch(self, epoch: int) -> TrainEpoch:
         c, rt = self.config, self.runtime
@@ -156,6 +182,7 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
                    "averaged": float(averaged), "epoch_time_s": train_time,
                    "train_tokens_per_s": tokens / train_time if train_time > 0 else math.nan}
         metrics.update(self.evaluate())
+        self._keep_if_best(epoch, metrics["valid_loss"])  # this epoch's evaluated weights, before any switch
         if not averaged:
             if switch_to_asgd(self.sgd_valid_losses, metrics["valid_loss"], c.nonmono):
                 self._switch_to_asgd()

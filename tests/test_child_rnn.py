@@ -1,5 +1,6 @@
 """The RNN child of the search: the c / perplexity reward, carried hidden states, a planted-reward policy on the
-RNN space, the search loop's metrics and exact resume on a small synthetic corpus."""
+RNN space, variable-length training windows (seeded per epoch, lr scaled per step), too-short splits refused, the
+search loop's metrics and exact resume on a small synthetic corpus."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from ednas_core.child_rnn import TextChild, rnn_search
 from ednas_core.config import RNNSearchConfig
 from ednas_core.data.ptb import make_synthetic_corpus
 from ednas_core.derive import derive
+from ednas_core.knobs import ConfigError
+from ednas_core.runtime import seed_for
 from ednas_core.strategies import make_strategy as make_policy
 from ednas_core.spaces import RNN_SPACE
 
@@ -93,13 +96,69 @@ def test_epoch_reports_metrics_and_counts(tmp_path):
     assert m["child_ppl"] == pytest.approx(math.exp(m["child_loss"]))
     assert 0 < m["reward"] < 80
     child_steps, policy_steps = search.child.steps_per_epoch
-    assert (child_steps, policy_steps) == (15, 5)
+    assert (child_steps, policy_steps) == (len(search.child.window_lengths(0)), 5)
     assert search.child.images_per_epoch == (149 * 8, 49 * 8)
     assert rec.reports[0].counts["recurrent"].sum() == 8 * (child_steps + policy_steps)
     assert set(result.final_architecture) == {"recurrent"}
 
 
+def test_child_windows_vary_are_seeded_per_epoch_and_fixed_when_off():
+    child = TextChild.build(CORPUS, tiny_rnn_config(), cpu_runtime())
+    assert child.config.variable_bptt  # the default, as in DARTS's search
+    epoch0, epoch1 = child.window_lengths(0), child.window_lengths(1)
+    assert len(set(epoch0)) > 3 and epoch0 != epoch1  # lengths vary within and between epochs
+    assert sum(epoch0) == sum(epoch1) == 149 and 5 <= min(epoch0[:-1]) and max(epoch0) <= 30  # bptt 10: 5..30
+    again = TextChild.build(CORPUS, tiny_rnn_config(), cpu_runtime())
+    assert again.window_lengths(0) == epoch0 and again.window_lengths(1) == epoch1  # same seed, same lengths
+    assert TextChild.build(CORPUS, tiny_rnn_config(), cpu_runtime(seed=1)).window_lengths(0) != epoch0
+    assert [x.shape[0] for x, _ in child.train_batches(1)] == epoch1
+    fixed = TextChild.build(CORPUS, tiny_rnn_config(variable_bptt=False), cpu_runtime())
+    assert fixed.window_lengths(0) == fixed.window_lengths(1) == [10] * 14 + [9]
+    assert fixed.steps_per_epoch == (15, 5)
+
+
+def test_child_step_scales_the_lr_by_the_window_length_and_restores_it():
+    child = TextChild.build(CORPUS, tiny_rnn_config(lr=20.0), cpu_runtime())
+    seen = []
+    child.optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
+    arch = make_policy(RNN_SPACE, tiny_rnn_config(), 0).sample(torch.Generator().manual_seed(0))
+    assert child.start_epoch(0) == 20.0
+    data = child.train_data
+    for length in (10, 4, 17):  # bptt 10
+        child.train_step(arch, (data[:length], data[1 : length + 1]))
+        assert child.optimizer.param_groups[0]["lr"] == 20.0  # restored after the step
+    assert seen == [20.0, 8.0, 34.0]
+
+
+@pytest.mark.parametrize("alternate", ["epoch", "step"])
+def test_progress_totals_and_counts_follow_each_epochs_windows(tmp_path, alternate):
+    rec = Recorder()
+    search, _ = run(tmp_path, callbacks=[rec], epochs=2, alternate=alternate)
+    lengths = [search.child.window_lengths(e) for e in range(2)]
+    assert len(lengths[0]) != len(lengths[1])  # so a total counted for the wrong epoch would show
+    ends = [(step, total) for phase, step, total in rec.progress if phase == "child" and step == total]
+    assert ends == [(len(lengths[0]), len(lengths[0])), (len(lengths[1]), len(lengths[1]))]
+    for report, epoch_lengths in zip(rec.reports, lengths):
+        rewards = 5 if alternate == "epoch" else len(epoch_lengths)  # step: one policy step after every child step
+        assert report.metrics["reward_count"] == rewards
+        assert report.counts["recurrent"].sum() == 8 * (len(epoch_lengths) + rewards)  # each child and reward step
+
+
+def test_splits_too_short_for_one_window_per_column_name_the_setting():
+    with pytest.raises(ConfigError, match=r"^search\.batch_size: 200 columns of the training split \(1200 tokens\)"
+                                          r".*lower search\.batch_size to at most 109$"):
+        TextChild.build(CORPUS, tiny_rnn_config(batch_size=200), cpu_runtime())
+    with pytest.raises(ConfigError, match=r"^search\.policy_batch_size: .* validation split .* at most 36$"):
+        TextChild.build(CORPUS, tiny_rnn_config(policy_batch_size=37), cpu_runtime())
+    with pytest.raises(ConfigError, match=r"^search\.bptt: the validation split has 400 tokens.* at most 399$"):
+        TextChild.build(CORPUS, tiny_rnn_config(bptt=400, batch_size=1, policy_batch_size=1), cpu_runtime())
+    TextChild.build(CORPUS, tiny_rnn_config(policy_batch_size=36), cpu_runtime())  # 400 // 36 = 11 = bptt + 1
+
+
 def test_resumed_search_equals_uninterrupted_search(tmp_path):
+    """With variable child windows (the default): epoch 1's lengths come from (seed, 1), not from a generator
+    that the killed run advanced."""
+    assert tiny_rnn_config().variable_bptt
     full, _ = run(tmp_path, "full.pt", epochs=2)
     with pytest.raises(StopAfter.Killed):
         run(tmp_path, "killed.pt", callbacks=[StopAfter(0)], epochs=2)

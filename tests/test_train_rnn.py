@@ -1,5 +1,6 @@
-"""Training a recurrent genotype: the non-monotonic ASGD trigger, averaged-weight evaluation, exact resume,
-and a tiny search -> derive -> train run on the synthetic corpus."""
+"""Training a recurrent genotype: the non-monotonic ASGD trigger, averaged-weight evaluation, the final test with
+the best validation epoch's weights, exact resume, too-short splits refused, and a tiny search -> derive -> train
+run on the synthetic corpus."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ednas_core.data.ptb import bptt_batches, make_synthetic_corpus
 from ednas_core.derive import derive
 from ednas_core.epochs import CheckpointMismatch
 from ednas_core.genotypes import PAPER_GENOTYPES
+from ednas_core.knobs import ConfigError
 from ednas_core.train import TrainCallback
 from ednas_core.train_rnn import RNNTrainer, switch_to_asgd
 
@@ -76,6 +78,30 @@ def test_switches_to_asgd_exactly_when_the_trigger_holds_and_evaluates_averaged_
     assert trainer._mean_loss(trainer.test_data) == pytest.approx(result.history[-1].metrics["test_loss"])
 
 
+def test_final_test_uses_the_best_validation_epochs_weights():
+    """Epoch 2 is best on validation and epoch 3 worse: the final test (and the returned model) must use epoch
+    2's weights, as DARTS reloads its best checkpoint before the test; the last epoch's give another loss."""
+    trainer = RNNTrainer(PTB, CORPUS, tiny_eval_config(epochs=3), cpu_runtime())
+    plant_valid_losses(trainer, [4.0, 3.0, 5.0])
+    result = trainer.run()
+    assert result.test_epoch == 2 and result.best_valid_ppl == math.exp(3.0)
+    epoch_test_losses = [h.metrics["test_loss"] for h in result.history]  # eval_batch_size columns, per epoch
+    assert trainer._mean_loss(trainer.test_data) == epoch_test_losses[1] != epoch_test_losses[2]
+    assert trainer.best["epoch"] == 1 and trainer.best["model"]["encoder.weight"].device.type == "cpu"
+    # the final single-column pass is the one of a run that stopped at epoch 2
+    two = RNNTrainer(PTB, CORPUS, tiny_eval_config(epochs=2), cpu_runtime())  # epochs' seeds: (seed, epoch)
+    plant_valid_losses(two, [4.0, 3.0])
+    assert two.run().test_ppl == result.test_ppl
+
+
+def test_best_epoch_while_averaging_keeps_the_averaged_weights():
+    trainer = RNNTrainer(PTB, CORPUS, tiny_eval_config(epochs=5, nonmono=1), cpu_runtime())
+    plant_valid_losses(trainer, [5.0, 4.0, 6.0, 3.5, 4.5])  # ASGD from epoch 4 on; epoch 4 is best
+    result = trainer.run()
+    assert [h.metrics["averaged"] for h in result.history] == [0, 0, 0, 1, 1] and result.test_epoch == 4
+    assert trainer._mean_loss(trainer.test_data) == result.history[3].metrics["test_loss"]
+
+
 def test_uniform_model_has_perplexity_equal_to_the_vocabulary():
     trainer = RNNTrainer(PTB, CORPUS, tiny_eval_config(), cpu_runtime())
     with torch.no_grad():
@@ -105,6 +131,37 @@ def test_resumed_training_equals_uninterrupted_training_across_the_asgd_switch(t
     assert [h.metrics["test_loss"] for h in full_result.history] == [h.metrics["test_loss"] for h in result.history]
     with pytest.raises(CheckpointMismatch, match="other settings"):
         RNNTrainer(PTB, CORPUS, dataclasses.replace(config, lr=10.0), cpu_runtime(), tmp_path / "killed.pt").run()
+
+
+def test_resumed_training_tests_the_best_epoch_of_before_the_kill(tmp_path):
+    """Best epoch 2, killed after epoch 3, epoch 4 worse than epoch 2: the resumed run must still test epoch 2's
+    weights, kept in the checkpoint (a fresh start of the bookkeeping would take epoch 4's)."""
+    losses, config = [4.0, 3.0, 5.0, 6.0], tiny_eval_config(epochs=4)
+    full = RNNTrainer(PTB, CORPUS, config, cpu_runtime())
+    plant_valid_losses(full, losses)
+    full_result = full.run()
+    killed = RNNTrainer(PTB, CORPUS, config, cpu_runtime(), tmp_path / "killed.pt", [StopAfter(2)])
+    plant_valid_losses(killed, losses)
+    with pytest.raises(StopAfter.Killed):
+        killed.run()
+    assert load_checkpoint(tmp_path / "killed.pt")["state"]["best"]["epoch"] == 1
+    resumed = RNNTrainer(PTB, CORPUS, config, cpu_runtime(), tmp_path / "killed.pt")
+    plant_valid_losses(resumed, losses)
+    result = resumed.run()
+    assert result.test_epoch == full_result.test_epoch == 2 and result.test_ppl == full_result.test_ppl
+    for (name, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_splits_too_short_for_one_window_per_column_name_the_setting():
+    with pytest.raises(ConfigError, match=r"^evaluate\.batch_size: 60 columns of the training split .* at most 58$"):
+        RNNTrainer(PTB, CORPUS, tiny_eval_config(batch_size=60), cpu_runtime())
+    with pytest.raises(ConfigError, match=r"^evaluate\.eval_batch_size: .* validation split .* at most 21$"):
+        RNNTrainer(PTB, CORPUS, tiny_eval_config(eval_batch_size=22), cpu_runtime())
+    with pytest.raises(ConfigError, match=r"^evaluate\.test_batch_size: .* test split .* at most 21$"):
+        RNNTrainer(PTB, CORPUS, tiny_eval_config(test_batch_size=22), cpu_runtime())
+    with pytest.raises(ConfigError, match=r"^evaluate\.bptt: the validation split has 240 tokens"):
+        RNNTrainer(PTB, CORPUS, tiny_eval_config(bptt=240, batch_size=1), cpu_runtime())
 
 
 @pytest.mark.slow

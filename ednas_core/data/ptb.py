@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ednas_core.data.dataset import DataError
+from ednas_core.knobs import ConfigError
 
 EOS = "<eos>"
 PTB_FILES = ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt")
@@ -27,12 +28,16 @@ class Corpus:
 
 
 def _tokens(path: Path) -> list[str]:
-    """Whitespace tokens, one '<eos>' appended per line (the standard PTB language-model tokenisation)."""
+    """Whitespace tokens, one '<eos>' appended per line (the standard PTB language-model tokenisation). A file
+    without a single word (empty, or blank lines only) is a DataError naming it."""
     words: list[str] = []
     with path.open(encoding="utf-8") as f:
         for line in f:
             words.extend(line.split())
             words.append(EOS)
+    if len(words) == words.count(EOS):
+        raise DataError(f"{path} holds no words ({path.stat().st_size} bytes); replace it with Mikolov's "
+                        f"{path.name} ({PTB_URL}{path.name})")
     return words
 
 
@@ -102,6 +107,20 @@ def batchify(ids: torch.Tensor, batch_size: int, device: torch.device | str) -> 
     return ids[: steps * batch_size].view(batch_size, steps).t().contiguous().to(device)
 
 
+def check_windows(tokens: int, batch_size: int, bptt: int, split: str, setting: str, bptt_setting: str) -> None:
+    """One-line ConfigError when `batch_size` columns of a `tokens`-long split are shorter than one bptt window
+    (bptt inputs and the next token): names `setting` and the largest batch size that fits, or `bptt_setting`
+    when not even one column fits."""
+    if tokens // batch_size >= bptt + 1:
+        return
+    if tokens >= bptt + 1:
+        raise ConfigError(f"{setting}: {batch_size} columns of the {split} split ({tokens} tokens) hold "
+                          f"{tokens // batch_size} tokens each, fewer than one bptt window ({bptt} + 1); "
+                          f"lower {setting} to at most {tokens // (bptt + 1)}")
+    raise ConfigError(f"{bptt_setting}: the {split} split has {tokens} tokens, fewer than one bptt window "
+                      f"({bptt} + 1); lower {bptt_setting} to at most {max(tokens - 1, 1)}")
+
+
 def bptt_lengths(n_steps: int, bptt: int, seed: int | None = None) -> list[int]:
     """Window lengths covering n_steps - 1 predictions. seed None: fixed `bptt` (a shorter last window);
     a seed: AWD-LSTM's variable length (bptt, or bptt/2 with p 0.05, plus N(0, 5) noise, within 5..bptt+20)."""
@@ -120,7 +139,12 @@ def bptt_lengths(n_steps: int, bptt: int, seed: int | None = None) -> list[int]:
 
 def bptt_batches(data: torch.Tensor, bptt: int, seed: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(inputs [T, B], next-token targets [T, B]) windows over a batchified stream, in order."""
+    return windows(data, bptt_lengths(data.shape[0], bptt, seed))
+
+
+def windows(data: torch.Tensor, lengths: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The windows of bptt_batches for window lengths already drawn (bptt_lengths of data.shape[0])."""
     i = 0
-    for length in bptt_lengths(data.shape[0], bptt, seed):
+    for length in lengths:
         yield data[i : i + length], data[i + 1 : i + 1 + length]
         i += length

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from ednas_core.data import DataError
-from ednas_core.data.ptb import EOS, PTB_FILES, batchify, bptt_batches, bptt_lengths, load_ptb, make_synthetic_corpus
+from ednas_core.data.ptb import (EOS, PTB_FILES, batchify, bptt_batches, bptt_lengths, check_windows, load_ptb,
+                                 make_synthetic_corpus, windows)
+from ednas_core.knobs import ConfigError
 
 
 def write_ptb(folder: Path, train: str, valid: str, test: str) -> None:
@@ -31,6 +33,19 @@ def test_unknown_valid_word_names_the_file_and_word(tmp_path):
     write_ptb(tmp_path, "a b\n", "a zebra\n", "a\n")
     with pytest.raises(DataError, match=r"ptb\.valid\.txt.*'zebra'"):
         load_ptb(tmp_path)
+
+
+@pytest.mark.parametrize("split, text", [(0, ""), (0, "\n  \n\t\n"), (1, ""), (2, " \n")])
+def test_a_split_without_words_is_refused_naming_the_file(tmp_path, split, text):
+    """An empty (0-byte) or blank file used to be prepared as a split of 0 (or only '<eos>') tokens."""
+    texts = ["a b\n", "a\n", "b\n"]
+    texts[split] = text
+    write_ptb(tmp_path, *texts)
+    with pytest.raises(DataError) as err:
+        load_ptb(tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{tmp_path / PTB_FILES[split]} holds no words")
+    assert f"({len(text.encode())} bytes)" in message and PTB_FILES[split] in message.split(";")[1]
 
 
 def test_missing_files_say_where_and_what_to_download(tmp_path):
@@ -58,6 +73,25 @@ def test_bptt_windows_cover_the_stream_with_shifted_targets():
     for x, y in windows:
         assert torch.equal(y, x + 1)
     assert torch.equal(torch.cat([x for x, _ in windows]), data[:-1])
+
+
+def test_windows_cut_drawn_lengths_like_bptt_batches():
+    data = batchify(torch.arange(400), 4, "cpu")
+    lengths = bptt_lengths(data.shape[0], 12, seed=7)
+    for (x, y), (x2, y2), length in zip(windows(data, lengths), bptt_batches(data, 12, seed=7), lengths, strict=True):
+        assert x.shape[0] == length and torch.equal(x, x2) and torch.equal(y, y2)
+
+
+def test_check_windows_names_the_batch_setting_or_bptt():
+    check_windows(88, 8, 10, "training", "search.batch_size", "search.bptt")  # 11 tokens a column: one window
+    with pytest.raises(ConfigError) as err:
+        check_windows(87, 8, 10, "training", "search.batch_size", "search.bptt")
+    assert str(err.value) == ("search.batch_size: 8 columns of the training split (87 tokens) hold 10 tokens each, "
+                              "fewer than one bptt window (10 + 1); lower search.batch_size to at most 7")
+    with pytest.raises(ConfigError) as err:  # not even one column fits: only a shorter window helps
+        check_windows(10, 1, 10, "test", "evaluate.test_batch_size", "evaluate.bptt")
+    assert str(err.value) == ("evaluate.bptt: the test split has 10 tokens, fewer than one bptt window (10 + 1); "
+                              "lower evaluate.bptt to at most 9")
 
 
 def test_variable_bptt_is_seeded_and_covers_the_stream():
