@@ -4,17 +4,23 @@ pipeline's files, small atomic writers for metrics JSON/CSV, and progress displa
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
+import torch
+
+from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ednas_core.checkpoint import atomic_write_text
 from ednas_core.config import ConfigError, Params, flatten, load_params
@@ -35,17 +41,47 @@ class StageError(RuntimeError):
 
 
 def read_params(path: Path = PARAMS_FILE) -> tuple[Params, str]:
-    """Validated parameters and the file's text (for the pipeline id). Raises ConfigError on any bad key."""
+    """Validated parameters and the file's text (for the pipeline id). Raises ConfigError on any bad key.
+
+    Read as DVC reads it (ruamel.yaml, YAML 1.2, typ="safe": dvc/utils/serialize/_yaml.py), so that a stage and
+    `dvc params diff` / `dvc exp run -S` see the same values: `amp: yes` is the string 'yes', not true."""
     if not path.is_file():
         raise ConfigError(f"{path}: not found; run the stage from the repository root")
     text = path.read_text()
+    yaml = YAML(typ="safe")
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
+        duplicate = _duplicate_key(yaml.compose(text))
+        if duplicate is None:
+            data = yaml.load(text)
+    except YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    if duplicate is not None:
+        key, line, first = duplicate
+        raise ConfigError(f"{key}: duplicate key at line {line} of {path} (first at line {first}); keep one of them")
     return load_params(data or {}), text
+
+
+def _duplicate_key(node: Node | None, prefix: str = "") -> tuple[str, int, int] | None:
+    """The first key given twice in one mapping of a composed YAML document: (dotted key, line, first line)."""
+    if isinstance(node, MappingNode):
+        seen: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            name = f"{prefix}{key.value}" if isinstance(key, ScalarNode) else f"{prefix}{key.tag}"
+            ident = (key.tag, str(key.value))
+            if ident in seen:
+                return name, key.start_mark.line + 1, seen[ident]
+            seen[ident] = key.start_mark.line + 1
+            found = _duplicate_key(value, name + ".")
+            if found:
+                return found
+    elif isinstance(node, SequenceNode):
+        for index, item in enumerate(node.value):
+            found = _duplicate_key(item, f"{prefix.rstrip('.')}[{index}].")
+            if found:
+                return found
+    return None
 
 
 def flat_params(params: Params) -> dict[str, Any]:
@@ -78,25 +114,114 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
+def replace_folder(new: Path, target: Path) -> None:
+    """Puts the completed folder `new` in place of `target` (two renames in the same parent, then the old copy is
+    deleted), so that a stage's folder output never mixes files of two runs and stays whole if the stage fails."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 # Failures that are the user's to fix (bad params, data, genotype files, divergence): one line, no traceback.
 # Anything else is a bug and keeps its traceback. EDNAS_DEBUG=1 shows tracebacks for all.
 EXPECTED_ERRORS = (ConfigError, StageError, DataError, CheckpointMismatch, FloatingPointError, FileNotFoundError,
                    ValueError)
 
 
+# The folders each stage writes into: checked for writing before the stage starts any work.
+STAGE_OUTPUTS: dict[str, tuple[Path, ...]] = {
+    "prepare-data": (PREPARED, METRICS_DIR),
+    "search": (SEARCH_DIR, METRICS_DIR),
+    "derive": (DERIVE_DIR, METRICS_DIR),
+    "evaluate": (EVALUATE_DIR, METRICS_DIR),
+    "report": (METRICS_DIR,),
+}
+
+# What to lower when a stage runs out of memory (the keys are under the task's section of params.yaml).
+MEMORY_HINTS = {
+    "search": "search.batch_size / policy_batch_size, or the network (init_channels, layers; emb, hidden for text)",
+    "derive": "derive.batch_size",
+    "evaluate": "evaluate.batch_size, or the network (init_channels, layers; emb, hidden for text)",
+}
+
+# Errors of the file system that are the user's to fix, not bugs.
+STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                  errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                  errno.EPERM: "operation not permitted"}
+
+
+def check_writable(folders: tuple[Path, ...]) -> None:
+    """Fails with one line naming the first folder a stage cannot create or write a file in (probing the folder,
+    or the nearest existing folder above it: nothing is created)."""
+    for folder in folders:
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=existing)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as err:
+            raise StageError(f"{folder}/ is not writable ({_storage_reason(err)}); free space or fix the "
+                             "folder's permissions / mount, then rerun") from None
+
+
+def _storage_reason(err: OSError) -> str:
+    return STORAGE_ERRNOS.get(err.errno or 0, err.strerror or type(err).__name__)
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("can't allocate memory" in text or "not enough memory" in text)
+
+
 def run_stage(name: str, body: Callable[[], None]) -> None:
-    """Runs a stage body; expected failures print one line `<stage>: error: ...` and exit 1."""
+    """Runs a stage body; expected failures print one line `<stage>: error: ...` and exit 1: bad params, data or
+    state files, a folder the stage cannot write (checked first; a disk that fills up later is reported with the
+    file), and a network too large for the memory (with the settings to lower)."""
     try:
+        check_writable(STAGE_OUTPUTS.get(name, ()))
         body()
     except KeyboardInterrupt:
         print(f"{name}: interrupted; a resumable checkpoint is kept where the stage supports it", file=sys.stderr)
         sys.exit(130)
     except EXPECTED_ERRORS as err:
-        if os.environ.get("EDNAS_DEBUG"):
+        _fail(name, str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+    except OSError as err:
+        if err.errno not in STORAGE_ERRNOS:
             raise
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"{name}: error: {message}", file=sys.stderr)
-        sys.exit(1)
+        where = Path(err.filename).parent if err.filename else "an output folder"
+        _fail(name, f"cannot write {err.filename or 'a file'} ({_storage_reason(err)}); free space in {where}/ "
+                    "or fix its permissions, then rerun (a resumable checkpoint is kept where one was written)")
+    except (RuntimeError, MemoryError) as err:
+        if not (_out_of_memory(err) or isinstance(err, MemoryError)):
+            raise
+        device = "the GPU" if isinstance(err, torch.OutOfMemoryError) else "host memory"
+        _fail(name, f"out of memory ({device}): the network or batch does not fit; lower {_memory_hint(name)} "
+                    "in params.yaml")
+
+
+def _memory_hint(stage: str) -> str:
+    """The settings to lower, under the selected task's section of params.yaml (digits.search.batch_size)."""
+    hint = MEMORY_HINTS.get(stage, "the batch sizes")
+    try:
+        prefix = read_params()[0].task_prefix()
+    except Exception:  # the hint is a courtesy: params.yaml was valid when the stage started
+        prefix = ""
+    return hint.replace("search.", f"{prefix}search.").replace("derive.", f"{prefix}derive.") \
+               .replace("evaluate.", f"{prefix}evaluate.")
+
+
+def _fail(name: str, message: str) -> None:
+    if os.environ.get("EDNAS_DEBUG"):
+        raise
+    print(f"{name}: error: {message}", file=sys.stderr)
+    sys.exit(1)
 
 
 class Progress:

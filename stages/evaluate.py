@@ -1,18 +1,18 @@
 """evaluate: trains a genotype from scratch (the derived one, or a named paper genotype / JSON file given by
 evaluate.genotype) and reports top-1 test error (image tasks) or valid/test perplexity (text tasks) and
-parameters. Writes data/evaluate/model.pt,
-metrics/evaluate.json and metrics/evaluate_epochs.csv. A resumable checkpoint (data/evaluate/checkpoint.pt, not a
-DVC output) is written every epoch and removed when training has finished."""
+parameters. Writes data/evaluate/model.safetensors, metrics/evaluate.json and metrics/evaluate_epochs.csv. A
+resumable checkpoint (data/evaluate/checkpoint.safetensors, not a DVC output) is written every epoch and removed
+when training has finished."""
 
 from __future__ import annotations
 
 import sys
 
 from ednas_core.checkpoint import save_checkpoint
-from ednas_core.data.prepared import load_prepared
+from ednas_core.data.prepared import load_prepared, read_manifest
 from ednas_core.genotypes import load_genotype
 from ednas_core.runtime import Runtime
-from ednas_core.epochs import CheckpointMismatch
+from ednas_core.epochs import CheckpointMismatch, discard_unreadable
 from ednas_core.tracking import StageRun
 from ednas_core.tasks import is_text, make_trainer
 from ednas_core.train import TrainCallback, TrainEpoch
@@ -20,7 +20,8 @@ from ednas_core.train import TrainCallback, TrainEpoch
 from .common import (DERIVE_DIR, EVALUATE_DIR, METRICS_DIR, PREPARED, Progress, code_version, epoch_rows,
                      flat_params, read_params, run_stage, stage_tags, write_csv, write_json)
 
-CHECKPOINT = EVALUATE_DIR / "checkpoint.pt"
+CHECKPOINT = EVALUATE_DIR / "checkpoint.safetensors"
+MODEL = EVALUATE_DIR / "model.safetensors"
 
 
 class MLflowTrainLogger(TrainCallback):
@@ -42,7 +43,10 @@ def main() -> None:
     source = task.evaluate.genotype
     genotype = load_genotype(DERIVE_DIR / "genotype.json" if source == "derived" else source)
     dataset = load_prepared(PREPARED, params.task)
-    with StageRun("evaluate", params.task, flat_params(params), text, extra_tags=stage_tags(params)) as run:
+    settings = {"code": code_version(), "data_md5": read_manifest(PREPARED).dataset_md5}  # checkpoint fingerprint
+    discard_unreadable(CHECKPOINT, "evaluate")  # an unreadable one is set aside before the MLflow run looks
+    with StageRun("evaluate", params.task, flat_params(params), text, extra_tags=stage_tags(params),
+                  checkpoint=CHECKPOINT) as run:
         run.set_tags({"ednas.device": runtime.name, "ednas.genotype_source": source})
         run.log_dict(genotype.to_dict(), "genotype.json")
         headline = ("train_ppl", "valid_ppl") if is_text(params.task) else ("train_loss", "train_acc", "test_acc")
@@ -50,23 +54,24 @@ def main() -> None:
 
         def build():
             return make_trainer(params.task, genotype, dataset, task.evaluate, runtime, CHECKPOINT,
-                                [MLflowTrainLogger(run), progress], settings={"code": code_version()})
+                                [MLflowTrainLogger(run), progress], settings=settings)
 
         try:
             result = build().run()
         except CheckpointMismatch:
             print(f"evaluate: {CHECKPOINT} is from other settings or code; starting over", file=sys.stderr)
             CHECKPOINT.unlink()
+            run.restart()  # a run that went on from the killed execution holds the discarded epochs
             result = build().run()
 
         save_checkpoint({"model": result.model.state_dict(), "genotype": genotype.to_dict(),
-                         "evaluate": flat_params(params)}, EVALUATE_DIR / "model.pt")
+                         "evaluate": flat_params(params)}, MODEL)
         seconds = sum(h.metrics["epoch_time_s"] for h in result.history)
         hours_key = "train_gpu_hours" if runtime.device.type == "cuda" else "train_cpu_hours"
         if is_text(params.task):
             scores = {"valid_ppl": result.valid_ppl, "test_ppl": result.test_ppl,
-                      "best_valid_ppl": result.best_valid_ppl}
-            headline = f"test perplexity {result.test_ppl:.2f}"
+                      "best_valid_ppl": result.best_valid_ppl, "test_epoch": result.test_epoch}
+            headline = f"test perplexity {result.test_ppl:.2f} (weights of epoch {result.test_epoch})"
         else:
             scores = {"test_error": result.test_error, "test_acc": result.test_acc}
             headline = f"test error {result.test_error:.2f}%"
@@ -77,11 +82,11 @@ def main() -> None:
         write_csv(METRICS_DIR / "evaluate_epochs.csv", epoch_rows(result.history))
         # per-epoch values (test_acc, valid/test ppl) are already logged by epoch; add what only the end knows
         final = ({"test_error": result.test_error} if "test_error" in scores
-                 else {"best_valid_ppl": result.best_valid_ppl})
+                 else {"best_valid_ppl": result.best_valid_ppl, "test_epoch": result.test_epoch})
         run.log_metrics({**final, "params_m": result.params / 1e6, hours_key: seconds / 3600})
         if "test_ppl" in scores:  # the final single-column test pass: at the last epoch's step, logged later,
             run.log_metrics({"test_ppl": result.test_ppl}, step=len(result.history))  # so MLflow shows it
-        run.log_artifact(EVALUATE_DIR / "model.pt", "model")
+        run.log_artifact(MODEL, "model")
         CHECKPOINT.unlink(missing_ok=True)
         print(f"evaluate: {headline} with {result.params / 1e6:.2f}M parameters -> {METRICS_DIR / 'evaluate.json'}")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,8 @@ from ednas_core.checkpoint import atomic_write_text
 from ednas_core.genotypes import load_genotype
 from ednas_core.report import build_report, collect_comparison, markdown_to_html, write_comparison, write_figures
 
-from .common import (DERIVE_DIR, METRICS_DIR, SEARCH_DIR, StageError, flat_params, read_params, run_stage,
-                     stage_tags)
+from .common import (DERIVE_DIR, METRICS_DIR, SEARCH_DIR, StageError, flat_params, read_params, replace_folder,
+                     run_stage, stage_tags)
 
 FIGURES_DIR = METRICS_DIR / "figures"
 HISTORY = SEARCH_DIR / "policy_history.npz"
@@ -64,11 +65,16 @@ def main() -> None:
     genotype = load_genotype(DERIVE_DIR / "genotype.json" if source == "derived" else source)
     flat = flat_params(params)
     with StageRun("report", params.task, flat, text, extra_tags=stage_tags(params)) as run:
-        figures = write_figures(FIGURES_DIR, _history(), genotype, "derived" if source == "derived" else source,
+        staging = METRICS_DIR / ".report-staging" / FIGURES_DIR.name  # same folder name: the figures' links hold
+        shutil.rmtree(staging.parent, ignore_errors=True)
+        staging.mkdir(parents=True)
+        figures = write_figures(staging, _history(), genotype, "derived" if source == "derived" else source,
                                 _read_rows(METRICS_DIR / "search_epochs.csv"),
                                 _read_rows(METRICS_DIR / "evaluate_epochs.csv"), params.task_config().search.strategy)
         comparison = collect_comparison(run.tags["ednas.pipeline_id"], params.task)
         write_comparison(*comparison, METRICS_DIR / "comparison.md", METRICS_DIR / "comparison.csv")
+        replace_folder(staging, FIGURES_DIR)  # no figure of an earlier run (another task) stays behind
+        staging.parent.rmdir()
         report = build_report(params.task, flat, search, derive, evaluate, genotype.to_dict(), figures=figures,
                               comparison=comparison, report_run_id=run.run_id)
         atomic_write_text(METRICS_DIR / "report.md", report)

@@ -1,8 +1,8 @@
 """search: the architecture search (search.strategy: EDNAS or another strategy of ednas_core/strategies) on the
-prepared data. Writes data/search/{supernet.pt, policy_history.npz, final_policy.json}, metrics/search.json and
-metrics/search_epochs.csv; logs every epoch to MLflow.
+prepared data. Writes data/search/{supernet.safetensors, policy_history.npz, final_policy.json},
+metrics/search.json and metrics/search_epochs.csv; logs every epoch to MLflow.
 
-A resumable checkpoint (data/search/checkpoint.pt, not a DVC output) is written every epoch: a killed
+A resumable checkpoint (data/search/checkpoint.safetensors, not a DVC output) is written every epoch: a killed
 `dvc repro` resumes the search where it stopped; it is removed once the search has finished."""
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import sys
 import numpy as np
 
 from ednas_core.checkpoint import atomic_write_bytes, save_checkpoint
-from ednas_core.data.prepared import load_prepared
+from ednas_core.data.dataset import ImageDataset, check_search_split
+from ednas_core.data.prepared import load_prepared, read_manifest
 from ednas_core.genotypes import from_architecture
 from ednas_core.tasks import make_search
 from ednas_core.runtime import Runtime
-from ednas_core.epochs import CheckpointMismatch
+from ednas_core.epochs import CheckpointMismatch, discard_unreadable
 from ednas_core.search import SearchResult
 from ednas_core.strategies import STRATEGIES
 from ednas_core.tracking import MLflowPolicyFigures, MLflowSearchLogger, StageRun, policy_json
@@ -26,7 +27,8 @@ from ednas_core.tracking import MLflowPolicyFigures, MLflowSearchLogger, StageRu
 from .common import (METRICS_DIR, PREPARED, Progress, SEARCH_DIR, code_version, epoch_rows, flat_params,
                      read_params, run_stage, stage_tags, write_csv, write_json)
 
-CHECKPOINT = SEARCH_DIR / "checkpoint.pt"
+CHECKPOINT = SEARCH_DIR / "checkpoint.safetensors"
+SUPERNET = SEARCH_DIR / "supernet.safetensors"
 
 
 def history_arrays(result: SearchResult) -> dict[str, np.ndarray]:
@@ -46,13 +48,18 @@ def main() -> None:
     task = params.task_config()
     runtime = Runtime.from_config(params.runtime)
     dataset = load_prepared(PREPARED, params.task)
-    with StageRun("search", params.task, flat_params(params), text, extra_tags=stage_tags(params)) as run:
+    if isinstance(dataset, ImageDataset):  # each part of the split fills a batch, or nothing is written
+        check_search_split(len(dataset.train_labels), params.data.train_portion, task.search.batch_size,
+                           task.search.policy_batch_size, params.task_prefix())
+    discard_unreadable(CHECKPOINT, "search")  # an unreadable one is set aside before the MLflow run looks
+    with StageRun("search", params.task, flat_params(params), text, extra_tags=stage_tags(params),
+                  checkpoint=CHECKPOINT) as run:
         run.set_tags({"ednas.device": runtime.name})
         progress = Progress("search", params.tracking.progress, ("child_loss", "child_acc", "reward", "entropy"))
         callbacks = [MLflowSearchLogger(run, params.tracking.policy_every),
                      MLflowPolicyFigures(run, params.tracking.heatmap_every,
                                          title=STRATEGIES[task.search.strategy].distribution_title), progress]
-        settings = {"code": code_version()}
+        settings = {"code": code_version(), "data_md5": read_manifest(PREPARED).dataset_md5}
 
         def build():
             return make_search(params.task, dataset, task.search, params.data, runtime, CHECKPOINT, callbacks,
@@ -64,6 +71,7 @@ def main() -> None:
         except CheckpointMismatch:
             print(f"search: {CHECKPOINT} is from other settings or code; starting a new search", file=sys.stderr)
             CHECKPOINT.unlink()
+            run.restart()  # a run that went on from the killed execution holds the discarded epochs
             search = build()
             result = search.run()
 
@@ -71,7 +79,7 @@ def main() -> None:
         search_seconds = sum(r.metrics["epoch_time_s"] for r in result.history)
         argmax = from_architecture(search.space, result.final_architecture)
         save_checkpoint({"child": search.child.state_dict(), "policy": search.strategy.state_dict(),
-                         "fingerprint": search.fingerprint}, SEARCH_DIR / "supernet.pt")
+                         "fingerprint": search.fingerprint}, SUPERNET)
         arrays = history_arrays(result)
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
