@@ -5,6 +5,11 @@ h_{t-1} below, both feeding the fixed node 0), the searched nodes on one row in 
 right (CNN: c_{k} = concat of the concat nodes; RNN: h_t = mean of nodes 1..8). Every selected edge is an arrow
 labelled with its operation (CNN) or activation (RNN); edges that skip nodes arc over or under the row, and the
 output connections are dashed grey arcs under the row.
+
+Size: the figure is as wide as its layout, which grows with the node count (UNIT_INCHES per layout unit). A
+report shows a figure at most READING_WIDTH_IN wide, shrinking a wider one, text included; so every text, arrow
+head and line of a diagram wider than that is enlarged by width / READING_WIDTH_IN (text_scale): once shrunk to
+the report's width, the 9-point edge labels of the 8-node recurrent cell read at 9 points, as the CNN cell's do.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Patch
+from matplotlib.text import Text
 
 from ..genotypes import Genotype
 from ._common import new_figure
@@ -23,6 +29,7 @@ ARC = 0.4          # curvature of edges that skip nodes: their labels sit above 
 INPUT_LABEL_T = 0.65  # input-edge labels sit nearer the target, so labels of edges from one input spread out
 UNIT_INCHES = 0.72    # figure inches per layout unit
 OUT_ARC = 0.13       # curvature of the dashed output connections (clears the nodes they pass)
+READING_WIDTH_IN = 12.5  # the report's column (1400 px at the figures' 110 dpi, less its margins)
 
 FAMILY_COLOURS = {"conv": "#1f4e99", "pool": "#2e7d32", "skip": "#6d6d6d", "act": "#8e3b8e"}
 
@@ -158,12 +165,35 @@ def _rnn(genotype: Genotype, cell_type: str, title: str) -> Figure:
     return fig
 
 
+def text_scale(width_in: float) -> float:
+    """How much a diagram `width_in` inches wide enlarges its text and strokes (1 up to READING_WIDTH_IN)."""
+    return max(1.0, width_in / READING_WIDTH_IN)
+
+
+def _scale_for_reading(fig: Figure) -> None:
+    scale = text_scale(fig.get_figwidth())
+    if scale == 1.0:
+        return
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        texts: list[Text] = [*ax.texts, ax.title, *(legend.get_texts() if legend else [])]
+        for text in texts:
+            text.set_fontsize(text.get_fontsize() * scale)
+        for patch in ax.patches:
+            patch.set_linewidth(patch.get_linewidth() * scale)
+            if isinstance(patch, FancyArrowPatch):
+                patch.set_mutation_scale(patch.get_mutation_scale() * scale)
+
+
 def cell_diagram(genotype: Genotype, cell_type: str, title: str | None = None) -> Figure:
-    """The diagram of one cell of a genotype (CNN: 'normal' or 'reduce'; RNN: 'recurrent')."""
+    """The diagram of one cell of a genotype (CNN: 'normal' or 'reduce'; RNN: 'recurrent'); its text is
+    enlarged with its width (text_scale), so that it reads at the report's width."""
     if cell_type not in genotype.cells:
         raise ValueError(f"genotype has no {cell_type!r} cell; it has {', '.join(genotype.cells)}")
     title = title or f"{cell_type} cell"
-    return (_rnn if genotype.space == "rnn" else _cnn)(genotype, cell_type, title)
+    fig = (_rnn if genotype.space == "rnn" else _cnn)(genotype, cell_type, title)
+    _scale_for_reading(fig)
+    return fig
 
 
 def genotype_diagrams(genotype: Genotype, name: str = "") -> dict[str, Figure]:

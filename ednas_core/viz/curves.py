@@ -1,5 +1,10 @@
 """Learning curves of the search (child loss and accuracy, reward against baseline, policy entropy) and of the
-evaluation (training loss, training and test accuracy), from the per-epoch CSV rows the stages write."""
+evaluation (training loss, training and test accuracy), from the per-epoch CSV rows the stages write.
+
+The reward axis is labelled by the task's reward: validation accuracy for image tasks, reward_c / validation
+perplexity for text tasks (their rows carry child_ppl). No axis uses an offset or scientific notation: an entropy
+of 60.4 nats is printed 60.4, not 0.4 with "+6.0e1" in the corner.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 from ._common import new_figure
 
@@ -42,19 +47,35 @@ def _panel(ax: Axes, rows: Rows, keys: Sequence[str], title: str, ylabel: str) -
         ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for axis in (ax.xaxis, ax.yaxis):
+        plain = ScalarFormatter(useOffset=False)
+        plain.set_scientific(False)
+        axis.set_major_formatter(plain)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
+
+
+def is_text(rows: Rows) -> bool:
+    """Rows of a text (language-model) search: they record the child's perplexity."""
+    return bool((~np.isnan(_column(rows, "child_ppl"))).any())  # inf (a diverged epoch) still counts
+
+
+def reward_label(rows: Rows) -> str:
+    """What the reward is: reward_c / validation perplexity (text tasks) or validation accuracy (image tasks)."""
+    return "reward = c / validation perplexity" if is_text(rows) else "validation accuracy"
 
 
 def search_curves(rows: Rows) -> Figure:
     """Four panels: child loss, child accuracy, reward and baseline, policy entropy (per epoch)."""
     fig = new_figure(10.0, 6.5)
     axes = fig.subplots(2, 2)
+    text = is_text(rows)
     _panel(axes[0][0], rows, ["child_loss"], "shared-weight child: training loss", "cross-entropy")
-    _panel(axes[0][1], rows, ["child_acc"], "shared-weight child: training accuracy", "accuracy")
+    _panel(axes[0][1], rows, ["child_acc"], "shared-weight child: training "
+           + ("next-token accuracy" if text else "accuracy"), "accuracy")
     _panel(axes[1][0], rows, ["reward", "baseline"], "policy: reward and moving-average baseline",
-           "validation accuracy")
+           reward_label(rows))
     _panel(axes[1][1], rows, ["entropy"], "policy entropy (all vectors, summed)", "nats")
     fig.suptitle("Search learning curves", fontsize=11)
     return fig

@@ -4,6 +4,10 @@ sampled, per window of epochs, as stacked bars of shares (each bar sums to 1).
 Input: the per-epoch sampling counts recorded during the search ('counts_<cell>' [epochs, n_edges, n_ops] in
 policy_history.npz, or the same arrays keyed by cell type). Edge counts are the sum over operations, operation
 counts the sum over edges.
+
+Colour here names an edge or an operation (a categorical palette, with a legend), never a value: the shares are
+read off the bars' heights on the 0-1 y axis, so these figures need no colour bar (heatmaps.py explains the
+heatmaps' value scale).
 """
 
 from __future__ import annotations

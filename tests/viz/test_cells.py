@@ -60,3 +60,28 @@ def test_sampled_genotype_diagram_and_deterministic_files(tmp_path):
 def test_unknown_cell_type_is_refused():
     with pytest.raises(ValueError, match="no 'recurrent' cell"):
         cell_diagram(PAPER_GENOTYPES["paper-cifar10"], "recurrent")
+
+
+def _edge_label_sizes(fig, labels):
+    return [t.get_fontsize() for ax in fig.axes for t in ax.texts if t.get_text() in labels]
+
+
+def test_wide_diagrams_enlarge_their_text_so_it_reads_at_the_reports_width():
+    """A report shrinks a figure wider than its column (READING_WIDTH_IN), text included: the recurrent cell's
+    9 nodes in a row make it wider than that, so its text grows with its width, and every edge label reads at
+    9 points or more once shrunk; the CNN cell fits the column and keeps its sizes."""
+    from ednas_core.viz.cells import READING_WIDTH_IN, text_scale
+
+    rnn = cell_diagram(PAPER_GENOTYPES["paper-ptb"], "recurrent")
+    cnn = cell_diagram(PAPER_GENOTYPES["paper-cifar10"], "normal")
+    rnn_w, cnn_w = rnn.get_figwidth(), cnn.get_figwidth()
+    assert rnn_w > READING_WIDTH_IN >= cnn_w  # the figure is as wide as its row of nodes
+    assert text_scale(cnn_w) == 1.0 and text_scale(rnn_w) == pytest.approx(rnn_w / READING_WIDTH_IN)
+    acts = {act for act, _ in PAPER_GENOTYPES["paper-ptb"].cells["recurrent"]}
+    rnn_sizes = _edge_label_sizes(rnn, acts)
+    assert rnn_sizes and min(rnn_sizes) * READING_WIDTH_IN / rnn_w >= 9.0 - 1e-9  # as shown in the report
+    ops = {op for op, _ in PAPER_GENOTYPES["paper-cifar10"].cells["normal"]}
+    assert min(_edge_label_sizes(cnn, ops)) == 9.0
+    assert rnn.axes[0].get_title() and rnn.axes[0].title.get_fontsize() > cnn.axes[0].title.get_fontsize()
+    arrows = [p for p in rnn.axes[0].patches if type(p).__name__ == "FancyArrowPatch"]
+    assert min(a.get_mutation_scale() for a in arrows) > 13  # arrow heads grow with the text
