@@ -27,7 +27,8 @@ class EpochCallback:
         """Called once when a run resumes from a checkpoint, with the epochs already done."""
 
     def on_progress(self, phase: str, step: int, total: int) -> None:
-        """Called every few steps of a phase; never reads the device."""
+        """Called at the start of a phase (step 0) and after each of its steps, on the host (the device is never
+        read): keep it cheap and throttle any display by time."""
 
     def on_epoch_end(self, report: Any) -> None:
         """Called after the epoch's checkpoint is safely written."""
@@ -74,7 +75,6 @@ class CheckpointedLoop(Generic[R]):
     """Subclasses set `report_type` (a dataclass) and `what`, and implement run_epoch, state_dict and
     load_state_dict; run_epochs() does the rest."""
 
-    progress_every = 20
     what = "run"
     report_type: type
 
@@ -109,9 +109,9 @@ class CheckpointedLoop(Generic[R]):
         return start or None
 
     def progress(self, phase: str, step: int, total: int) -> None:
-        if step % self.progress_every == 0 or step == total:
-            for cb in self.callbacks:
-                cb.on_progress(phase, step, total)
+        """Step `step` of `total` of a phase is done (0: the phase begins); host-only, every step."""
+        for cb in self.callbacks:
+            cb.on_progress(phase, step, total)
 
     def _resume(self) -> int:
         path = self.checkpoint_path

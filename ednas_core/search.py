@@ -150,8 +150,10 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
                     scores.append(reward)
                 strategy.observe(archs, scores)
                 rewards.extend(scores)
-                self.progress("policy", len(rewards), wanted)
+                if not step_mode:  # step mode: one "child" phase, the reward rounds inside its steps
+                    self.progress("policy", len(rewards), wanted)
 
+        self.progress("child", 0, child_steps)
         t0 = time.perf_counter()
         if not step_mode:
             for i, batch in enumerate(self.child.train_batches(epoch), 1):
@@ -159,6 +161,7 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
                 self.progress("child", i, child_steps)
             rt.synchronize()
             t1 = time.perf_counter()
+            self.progress("policy", 0, wanted)
             reward_rounds(wanted)
             t2 = time.perf_counter()
             child_time, policy_time = t1 - t0, t2 - t1

@@ -95,8 +95,9 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
         self.model.drop_path_prob = c.drop_path * epoch / c.epochs
         self.model.train()
         self.sums.reset()
-        t0 = time.perf_counter()
         total = len(self.train_loader)
+        self.progress("train", 0, total)
+        t0 = time.perf_counter()
         for i, (images, labels) in enumerate(self.train_loader.epoch(epoch), 1):
             self.train_step(images, labels)
             self.progress("train", i, total)
@@ -132,9 +133,12 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
         """Top-1 accuracy and loss on the test set."""
         self.model.eval()
         sums = DeviceSums(self.runtime.device)
-        for images, labels in self.test_loader.epoch(0):
+        total = len(self.test_loader)
+        self.progress("test", 0, total)
+        for i, (images, labels) in enumerate(self.test_loader.epoch(0), 1):
             with self.runtime.autocast():
                 logits, _ = self.forward(images)
             sums.add(self.loss_fn(logits.float(), labels), labels, logits.argmax(1))
+            self.progress("test", i, total)
         test_loss, test_acc = sums.means()
         return {"test_loss": test_loss, "test_acc": test_acc}

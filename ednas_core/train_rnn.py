@@ -167,6 +167,7 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
         self.model.train()
         hidden = self.model.init_hidden(self.train_data.shape[1])
         self.sums.reset()
+        self.progress("train", 0, total)
         t0 = time.perf_counter()
         for i, (x, y) in enumerate(bptt_batches(self.train_data, c.bptt, bptt_seed), 1):
             hidden = self.train_step(x, y, hidden)
