@@ -12,8 +12,11 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	@echo "make venv: installing PyTorch (CUDA build, ~5.5 GB) and the rest into $(VENV) (~6.3 GB in all);" \
+	      "takes several minutes, with no output until it is done"
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip freeze --exclude-editable > $(VENV)/installed-versions.txt
+	$(PY) -m tools.offline_plots .   # `dvc plots show` pages that render offline (.dvc/offline_plots.html)
 	touch $(STAMP)
 
 test: $(STAMP)

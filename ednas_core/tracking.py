@@ -5,6 +5,15 @@
   whose working copy is under .dvc/tmp), so every experiment lands in the one database `mlflow ui` opens.
 - One experiment per task (`ednas-<task>`), artifacts under <root>/mlruns; one run per stage execution, tagged
   with the stage, the DVC experiment name, the git revision and a pipeline id shared by one pipeline's stages.
+- The experiments are tagged as model training (`mlflow.experimentKind: custom_model_development`, set on
+  creation and on an existing experiment without it). MLflow 3.17's UI does not read that tag: it shows the view
+  of its sidebar switch "GenAI | Model training" (GenAI by default, kept in the browser) or of the URL's
+  `?workflowType=machine_learning`, which ui_url() adds.
+- MLflow keeps artifact locations absolute (a relative one is resolved against the cwd when the experiment is
+  created, and each run stores its own copy), so a moved or copied workspace's mlflow.db points into the old
+  place: a stage that finds its experiment's artifacts outside <root>/mlruns rewrites the database's locations
+  to <root>/mlruns first (relocate_artifacts; `python -m tools.relocate_mlruns` does it without a stage, e.g.
+  before `mlflow ui`).
 - A stage with a resumable checkpoint records its run id beside it (mlflow_run.json). A stage killed outright
   (SIGKILL, power loss) leaves its run RUNNING; when the stage resumes that checkpoint, it continues that run (its
   metric history goes on, no step logged twice). Otherwise a new run starts, tagged `ednas.resumed_from_run`
@@ -21,9 +30,13 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import socket
+import sqlite3
 import subprocess
+import sys
 import time
+import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
@@ -32,10 +45,18 @@ import numpy as np
 
 from .checkpoint import atomic_write_text
 from .search import EpochReport, SearchCallback
+from .spaces import SPACES, CellSpace, SearchSpace
 
 T = TypeVar("T")
 RETRY_SECONDS = 120.0
 RUN_FILE = "mlflow_run.json"  # beside a stage's checkpoint: the run that checkpoint's epochs were logged to
+# The experiment tag MLflow's UI reads for an experiment's kind (its JS bundle: "mlflow.experimentKind", values
+# genai_development / custom_model_development / ...): these are model-training experiments, not GenAI apps.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# MLflow 3.17's UI picks the view from its workflow switch, not from the tag: this query selects model training.
+UI_QUERY = "workflowType=machine_learning"
+POLICY_DECIMALS = 6  # policy JSON: probabilities rounded (the float32 softmax otherwise prints 0.3499999940395355)
 
 
 def repo_root() -> Path:
@@ -90,6 +111,74 @@ def _db_lock(root: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# <root>/mlruns (this module's experiments), or MLflow's own <cwd>/mlruns/0 (the Default experiment)
+_MLRUNS = re.compile(r"^(?P<prefix>.*/mlruns)(?:/\d+)?/?$")
+# Every column of MLflow 3.17's SQL schema that holds an artifact location: (table, column, which rows)
+_LOCATION_COLUMNS = (("experiments", "artifact_location", ""), ("runs", "artifact_uri", ""),
+                     ("logged_models", "artifact_location", ""),
+                     ("trace_tags", "value", " AND key = 'mlflow.artifactLocation'"),
+                     ("model_versions", "storage_location", ""), ("model_versions", "source", ""))
+
+
+def _local_path(location: str) -> str | None:
+    """The file-system path of a local artifact location (file: URI or absolute path); None for any other."""
+    if location.startswith("file:"):
+        return urllib.parse.unquote(urllib.parse.urlparse(location).path)
+    return location if location.startswith("/") else None
+
+
+def relocate_artifacts(root: Path, dry_run: bool = False) -> dict[str, dict[str, int]]:
+    """Points the artifact locations of <root>/mlflow.db that lie in the mlruns folder of another directory (the
+    workspace was moved or copied from there) to <root>/mlruns, in every table that holds one; locations
+    elsewhere (another scheme, a folder not named mlruns) are left alone. Returns {old mlruns path: {table:
+    rows rewritten}}, empty when nothing pointed elsewhere; dry_run: counts without writing. Takes no lock
+    (the caller holds _db_lock)."""
+    root = Path(root).resolve()
+    db = root / "mlflow.db"
+    if not db.is_file():
+        raise FileNotFoundError(f"{db}: no MLflow database here; give the workspace that holds mlflow.db")
+    new_path, new_uri = str(root / "mlruns"), (root / "mlruns").as_uri()
+    conn = sqlite3.connect(db, timeout=RETRY_SECONDS)
+    try:
+        tables = {name: {row[1] for row in conn.execute(f"PRAGMA table_info('{name}')")}
+                  for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "artifact_location" not in tables.get("experiments", ()):
+            raise ValueError(f"{db} is not an MLflow tracking database (no experiments table)")
+        prefixes: dict[str, tuple[str, str]] = {}  # old prefix as stored -> (new prefix, old mlruns path)
+        for (location,) in conn.execute("SELECT artifact_location FROM experiments"):
+            match = _MLRUNS.match(location or "")
+            path = _local_path(match["prefix"]) if match else None
+            if path is None or path == new_path:
+                continue
+            # in the experiment's spelling (file: URI, or a plain path for MLflow's Default), which its runs copy
+            prefixes[match["prefix"]] = (new_uri if location.startswith("file:") else new_path, path)
+        moved: dict[str, dict[str, int]] = {}
+        for old, (new, path) in prefixes.items():
+            for table, column, rows in _LOCATION_COLUMNS:
+                if column not in tables.get(table, ()):
+                    continue
+                n = len(old)  # the prefix, then the end or a "/": /old/mlruns2 is another folder
+                done = conn.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                                    f"WHERE substr({column}, 1, ?) = ? "
+                                    f"AND (length({column}) = ? OR substr({column}, ?, 1) = '/'){rows}",
+                                    (new, n + 1, n, old, n, n + 1))
+                if done.rowcount > 0:
+                    counts = moved.setdefault(path, {})
+                    counts[table] = counts.get(table, 0) + done.rowcount
+        if dry_run:
+            conn.rollback()
+        else:
+            conn.commit()
+        return moved
+    finally:
+        conn.close()
+
+
+def ui_url(experiment_id: str, base: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI page of an experiment in its model-training view (MLflow 3.17 opens in the GenAI view)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}?{UI_QUERY}"
 
 
 def _one_line(err: BaseException) -> str:
@@ -155,13 +244,7 @@ class StageRun:
         }
         with _db_lock(self.root):
             self.client = MlflowClient(tracking_uri=tracking_uri(self.root))
-            name = f"ednas-{task}"
-            experiment = _retry(self.client.get_experiment_by_name, name)
-            if experiment is None:
-                location = None if os.environ.get("MLFLOW_TRACKING_URI") else (self.root / "mlruns").as_uri()
-                self.experiment_id = _retry(self.client.create_experiment, name, artifact_location=location)
-            else:
-                self.experiment_id = experiment.experiment_id
+            self.experiment_id = self._open_experiment(f"ednas-{task}")
         self.params = {k: str(v) for k, v in params.items()}
         self.run_id = ""
         self.continued = False                   # True: this execution goes on with a killed execution's run
@@ -169,6 +252,25 @@ class StageRun:
         self._logged: set[tuple[str, int]] = set()  # (metric, step) the continued run already holds
         self._tags_set: dict[str, str] = {}         # set_tags / log_dict / log_text so far: restart() replays them
         self._files_logged: dict[str, tuple[str, Any]] = {}
+
+    def _open_experiment(self, name: str) -> str:
+        """The experiment's id. A new one is tagged as model training, its artifacts in <root>/mlruns (a team
+        server's own location with MLFLOW_TRACKING_URI); an existing one without the tag gets it, and one whose
+        artifacts lie in another directory's mlruns (a moved or copied workspace) has the store relocated."""
+        local = not os.environ.get("MLFLOW_TRACKING_URI")
+        location = (self.root / "mlruns").as_uri() if local else None
+        experiment = _retry(self.client.get_experiment_by_name, name)
+        if experiment is None:
+            return _retry(self.client.create_experiment, name, artifact_location=location,
+                          tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        if local and experiment.artifact_location != location:
+            for old, rows in relocate_artifacts(self.root).items():
+                print(f"mlflow: {self.root / 'mlflow.db'} pointed to the artifacts in {old} (the workspace was moved "
+                      f"or copied); {sum(rows.values())} locations now point to {self.root / 'mlruns'}",
+                      file=sys.stderr)
+        if EXPERIMENT_KIND_TAG not in experiment.tags:
+            _retry(self.client.set_experiment_tag, experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        return experiment.experiment_id
 
     def __enter__(self) -> "StageRun":
         previous = self._recorded_run() if self.checkpoint is not None and self.checkpoint.exists() else ""
@@ -319,12 +421,71 @@ def ednas_runs(uri: str | None = None) -> list[Any]:
             return runs
 
 
-def policy_json(probabilities: dict[str, np.ndarray]) -> dict[str, list]:
-    return {k: np.round(v, 6).tolist() for k, v in probabilities.items()}
+def _policy_space(arrays: dict[str, np.ndarray]) -> SearchSpace | None:
+    """The search space whose cells the arrays describe ('<cell>_node' [n_nodes, max_combos] and '<cell>_edge'
+    [n_edges, n_ops] for each of its cell types), else None."""
+    for space in SPACES.values():
+        cell = space.cell
+        shapes = {**{f"{t}_node": (cell.n_nodes, cell.max_combos) for t in space.cell_types},
+                  **{f"{t}_edge": (cell.n_edges, len(cell.ops)) for t in space.cell_types}}
+        if all(key in arrays and np.shape(arrays[key]) == shape for key, shape in shapes.items()):
+            return space
+    return None
+
+
+def _rounded(value: Any) -> float:
+    return round(float(value), POLICY_DECIMALS)  # via float64: a float32 0.35 is written 0.35
+
+
+def _combo_label(combo: tuple[int, ...]) -> str:
+    return "(" + ",".join(map(str, combo)) + ")" if len(combo) > 1 else str(combo[0])  # as ednas_core.viz
+
+
+def _edge_table(values: np.ndarray, cell: CellSpace, cast: Callable[[Any], Any]) -> dict[str, dict[str, Any]]:
+    """Per edge of the full DAG ('0->2', as the heatmaps label it): operation name -> value."""
+    return {f"{pred}->{node}": {op: cast(v) for op, v in zip(cell.ops, row)}
+            for (pred, node), row in zip(cell.edges, np.asarray(values))}
+
+
+def _node_table(values: np.ndarray, cell: CellSpace) -> dict[str, dict[str, float]]:
+    """Per searched node ('node 3'): its own input combinations ('(0,1)'; one input: '0') -> probability; the
+    padding of a node with fewer combinations than the last one is left out."""
+    return {f"node {node}": {_combo_label(c): _rounded(v) for c, v in zip(combos, row)}
+            for node, combos, row in zip(cell.node_ids, cell.combos, np.asarray(values))}
+
+
+def policy_json(probabilities: dict[str, np.ndarray], space: SearchSpace | None = None) -> dict[str, Any]:
+    """The policy (Strategy.probabilities) as labelled JSON, rounded to POLICY_DECIMALS:
+    '<cell>_node': {'node 3': {'(0,1)': p, '(0,2)': p, '(1,2)': p}, ...} and '<cell>_edge': {'0->2': {'max_pool_3x3':
+    p, ...}, ...}. `space` defaults to the one the keys and shapes name; arrays of no known space are written as
+    rounded nested lists."""
+    space = space or _policy_space(probabilities)
+    out: dict[str, Any] = {}
+    for key, values in probabilities.items():
+        cell_type, _, kind = key.rpartition("_")
+        if space is not None and cell_type in space.cell_types and kind == "node":
+            out[key] = _node_table(values, space.cell)
+        elif space is not None and cell_type in space.cell_types and kind == "edge":
+            out[key] = _edge_table(values, space.cell, _rounded)
+        else:
+            out[key] = np.round(np.asarray(values, dtype=np.float64), POLICY_DECIMALS).tolist()
+    return out
+
+
+def counts_json(counts: dict[str, np.ndarray], space: SearchSpace | None) -> dict[str, Any]:
+    """EpochReport.counts as '<cell>_counts': {'0->2': {'max_pool_3x3': n, ...}, ...} (how often each operation
+    of each edge was used in the epoch); nested lists for arrays of no known space."""
+    out: dict[str, Any] = {}
+    for cell_type, values in counts.items():
+        labelled = space is not None and cell_type in space.cell_types \
+            and np.shape(values) == (space.cell.n_edges, len(space.cell.ops))
+        out[f"{cell_type}_counts"] = _edge_table(values, space.cell, int) if labelled else np.asarray(values).tolist()
+    return out
 
 
 class MLflowSearchLogger(SearchCallback):
-    """Per-epoch search metrics and, every `policy_every` epochs, the policy vectors (softmax) as JSON."""
+    """Per-epoch search metrics and, every `policy_every` epochs and at the last, the policy vectors (softmax)
+    and the epoch's sampling counts as labelled JSON 'policy/epoch_NNNN.json' (policy_json, counts_json)."""
 
     def __init__(self, run: StageRun, policy_every: int = 1):
         self.run = run
@@ -338,9 +499,9 @@ class MLflowSearchLogger(SearchCallback):
         step = report.epoch + 1
         self.run.log_metrics(report.metrics, step=step)
         if step % self.policy_every == 0 or step == report.epochs:
-            self.run.log_dict({"epoch": step, **policy_json(report.probabilities),
-                               **{f"{k}_counts": v.tolist() for k, v in report.counts.items()}},
-                              f"policy/epoch_{step:04d}.json")
+            space = _policy_space(report.probabilities)
+            self.run.log_dict({"epoch": step, **policy_json(report.probabilities, space),
+                               **counts_json(report.counts, space)}, f"policy/epoch_{step:04d}.json")
 
 
 class MLflowPolicyFigures(SearchCallback):

@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,7 +23,7 @@ from ruamel.yaml import YAML, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ednas_core.checkpoint import atomic_write_text
-from ednas_core.config import ConfigError, Params, flatten, load_params
+from ednas_core.config import TASKS, ConfigError, Params, flatten, load_params
 from ednas_core.data import DataError
 from ednas_core.epochs import CheckpointMismatch
 from ednas_core.strategies import STRATEGY_NAMES
@@ -84,15 +84,22 @@ def _duplicate_key(node: Node | None, prefix: str = "") -> tuple[str, int, int] 
     return None
 
 
+TASK_SECTIONS = ("search", "derive", "evaluate")  # each task's own (CIFAR-10's at the top level, digits.search, ...)
+
+
 def flat_params(params: Params) -> dict[str, Any]:
-    """params.yaml as flat keys for MLflow, without the sections of strategies a task does not run (only the
-    chosen strategy's section matters for a run: `search.enas.*` is left out when search.strategy is ednas)."""
+    """The params.yaml keys a run of the selected task reads, flat, for MLflow: `task`, the sections every task
+    shares (runtime, data, tracking) and the task's own search/derive/evaluate (top level for CIFAR-10,
+    `digits.*` for digits: a digits run has no `search.lr` of CIFAR-10 nor `ptb.*`), of whose strategy sections
+    only the chosen one (`search.enas.*` is left out when search.strategy is ednas)."""
     flat = flatten(asdict(params))
-    unused = []
-    for prefix in params.task_prefixes():
-        chosen = flat.get(f"{prefix}search.strategy")
-        unused += [f"{prefix}search.{name}." for name in STRATEGY_NAMES if name != chosen]
-    return {k: v for k, v in flat.items() if not k.startswith(tuple(unused))}
+    prefix = params.task_prefix()
+    shared = {f.name for f in fields(params)} - set(TASK_SECTIONS) - set(TASKS)
+    own = tuple(f"{prefix}{section}." for section in TASK_SECTIONS)
+    chosen = flat.get(f"{prefix}search.strategy")
+    unused = tuple(f"{prefix}search.{name}." for name in STRATEGY_NAMES if name != chosen)
+    return {k: v for k, v in flat.items()
+            if (k.split(".")[0] in shared or k.startswith(own)) and not k.startswith(unused)}
 
 
 def stage_tags(params: Params) -> dict[str, str]:
@@ -225,48 +232,98 @@ def _fail(name: str, message: str) -> None:
 
 
 class Progress:
-    """Progress of a long stage: a bar with rate and ETA in a terminal; one line per epoch in CI and logs.
-    Works as both a SearchCallback and a TrainCallback (same hook names)."""
+    """Progress of a long stage; works as both a SearchCallback and a TrainCallback (same hook names).
+
+    The loops call on_progress at the start of every phase (step 0) and after each of its steps; that only notes
+    the step and the time (nothing is read from the device), and the display follows the clock, not the steps: in
+    a terminal a bar redrawn at most every `refresh_s` seconds, with the phase's true rate (steps done / time since
+    the phase began) and its ETA; in CI and logs (`CI` set or stderr not a terminal) a line at most every
+    `line_every_s` seconds; in both, one line per epoch with the time per epoch and the stage's ETA."""
+
+    refresh_s = 1.0
+    line_every_s = 30.0
 
     def __init__(self, stage: str, mode: str = "auto", headline: tuple[str, ...] = ()):
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() and not os.environ.get("CI") else "lines"
         self.stage, self.mode, self.headline = stage, mode, headline
-        self.bar = None
         self.start = time.monotonic()
         self.first_epoch: int | None = None
+        self.epoch, self.epochs = 0, None  # the epoch under way (from 0); the count, once a report or resume says
+        self.phase: str | None = None
+        self.step = self.total = self.first_step = 0
+        self.phase_start = self.start
+        self.drawn_at = -math.inf  # bar: when it was last drawn
+        self.bar_chars = 0  # bar: its length on screen, to clear it
+        self.line_at = self.start  # lines: when the last line was printed
 
     def on_resume(self, history: list) -> None:
+        if history:
+            self.epoch, self.epochs = history[-1].epoch + 1, history[-1].epochs
         if history and self.mode != "off":
             print(f"{self.stage}: resuming after epoch {history[-1].epoch + 1} of {history[-1].epochs}",
                   file=sys.stderr)
 
     def on_progress(self, phase: str, step: int, total: int) -> None:
-        if self.mode != "bar":
+        if self.mode == "off":
             return
+        now = time.monotonic()
+        if step == 0 or phase != self.phase or step < self.step or total != self.total:  # a phase begins
+            self.phase, self.total, self.first_step, self.phase_start = phase, total, step, now
+            self.drawn_at = -math.inf
+        self.step = step
+        if self.mode == "bar":
+            if now - self.drawn_at >= self.refresh_s or step == total:
+                self._draw(now)
+        elif now - self.line_at >= self.line_every_s:
+            rate, eta = self.rate(now)
+            if rate:  # not at the very start of a phase
+                print(f"{self.stage}: {self._epoch_label()} {phase} {step}/{total} "
+                      f"({rate:.3g} batch/s, {phase} ETA {_duration(eta)})", file=sys.stderr, flush=True)
+                self.line_at = now
+
+    def rate(self, now: float) -> tuple[float | None, float]:
+        """Steps per second over the phase so far, and the seconds the rest of the phase will take at that rate."""
+        done, elapsed = self.step - self.first_step, now - self.phase_start
+        if done <= 0 or elapsed <= 0:
+            return None, math.nan
+        rate = done / elapsed
+        return rate, (self.total - self.step) / rate
+
+    def _epoch_label(self) -> str:
+        return f"epoch {self.epoch + 1}" + (f"/{self.epochs}" if self.epochs else "")
+
+    def _draw(self, now: float) -> None:
         from tqdm import tqdm
 
-        if self.bar is None or self.bar.desc != f"{self.stage} {phase}":
-            if self.bar is not None:
-                self.bar.close()
-            self.bar = tqdm(total=total, desc=f"{self.stage} {phase}", unit="batch", leave=False, file=sys.stderr)
-        self.bar.update(step - self.bar.n)
+        width = min(shutil.get_terminal_size((100, 20)).columns - 1, 120)
+        text = tqdm.format_meter(self.step, self.total, now - self.phase_start, ncols=width, unit="batch",
+                                 prefix=f"{self.stage} {self._epoch_label()} {self.phase}", rate=self.rate(now)[0])
+        sys.stderr.write("\r" + text + " " * max(self.bar_chars - len(text), 0))
+        sys.stderr.flush()
+        self.bar_chars, self.drawn_at = len(text), now
+
+    def _clear(self) -> None:
+        if self.bar_chars:
+            sys.stderr.write("\r" + " " * self.bar_chars + "\r")
+            self.bar_chars = 0
 
     def on_epoch_end(self, report: Any) -> None:
         if self.mode == "off":
             return
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        self._clear()
+        now = time.monotonic()
+        self.epoch, self.epochs, self.phase, self.step = report.epoch + 1, report.epochs, None, 0
         if self.first_epoch is None:
             self.first_epoch = report.epoch
         done = report.epoch + 1 - self.first_epoch
-        per_epoch = (time.monotonic() - self.start) / max(done, 1)
+        per_epoch = (now - self.start) / max(done, 1)
         eta = per_epoch * (report.epochs - report.epoch - 1)
         shown = " ".join(f"{k}={report.metrics[k]:.4g}" for k in self.headline
                          if k in report.metrics and math.isfinite(report.metrics[k]))
         print(f"{self.stage}: epoch {report.epoch + 1}/{report.epochs} {shown} "
               f"({per_epoch:.1f} s/epoch, ETA {_duration(eta)})", file=sys.stderr, flush=True)
+        self.line_at = now
 
 
 def _duration(seconds: float) -> str:

@@ -1,20 +1,26 @@
-"""ednas_core.tracking: tracking URI, pipeline id, StageRun on a real SQLite MLflow store, retries, search logger."""
+"""ednas_core.tracking: tracking URI, pipeline id, StageRun on a real SQLite MLflow store, retries, search logger,
+the experiments' kind tag, labelled policy JSON, a moved workspace's artifact locations."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ednas_core import tracking
 from ednas_core.search import EpochReport
-from ednas_core.tracking import MLflowSearchLogger, StageRun, pipeline_id, tracking_uri
+from ednas_core.spaces import CNN_SPACE, RNN_SPACE
+from ednas_core.strategies.ednas import PolicyVectors
+from ednas_core.tracking import (EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, MLflowSearchLogger, StageRun, pipeline_id,
+                                 policy_json, relocate_artifacts, tracking_uri, ui_url)
 
 PARAMS_TEXT = "task: cifar10\nsearch:\n  lr: 0.05\n"
 
@@ -148,6 +154,7 @@ def test_stage_run_finished_with_tags_params_metrics_artifacts(env, monkeypatch,
     experiment = client.get_experiment_by_name("ednas-cifar10")
     assert experiment is not None
     assert experiment.artifact_location == (root / "mlruns").as_uri()
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND == "custom_model_development"
     got = client.get_run(run.run_id)
     assert got.info.experiment_id == experiment.experiment_id
     assert got.info.status == "FINISHED"
@@ -241,6 +248,161 @@ def test_search_logger_on_resume_logs_history(env):
     steps = sorted(m.step for m in client.get_metric_history(run.run_id, "reward"))
     assert steps == [1, 2, 3]
     assert policy_files(client, run.run_id) == []  # neither a multiple of 5 nor the last epoch
+
+
+# --- the experiment kind (MLflow's UI: model training, not GenAI) ---------------------------------------------
+
+def test_an_existing_experiment_without_the_kind_tag_gets_it(env):
+    root, client = env
+    untagged = client.create_experiment("ednas-untagged", artifact_location=(root / "mlruns").as_uri())
+    chosen = client.create_experiment("ednas-chosen", artifact_location=(root / "mlruns").as_uri(),
+                                      tags={EXPERIMENT_KIND_TAG: "finetuning"})
+    assert EXPERIMENT_KIND_TAG not in client.get_experiment(untagged).tags
+    with StageRun("derive", "untagged", {}, PARAMS_TEXT) as run:
+        assert run.experiment_id == untagged
+    with StageRun("derive", "chosen", {}, PARAMS_TEXT):
+        pass
+    assert client.get_experiment(untagged).tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
+    assert client.get_experiment(chosen).tags[EXPERIMENT_KIND_TAG] == "finetuning"  # someone's choice is kept
+
+
+def test_ui_url_opens_the_model_training_view():
+    assert ui_url("3") == "http://127.0.0.1:5000/#/experiments/3?workflowType=machine_learning"
+    assert ui_url("3", "http://host:8080/") == "http://host:8080/#/experiments/3?workflowType=machine_learning"
+
+
+# --- policy JSON: labelled, no padding, rounded --------------------------------------------------------------
+
+def decimals(value: float) -> int:
+    text = repr(value)
+    return len(text.split(".")[1]) if "." in text and "e" not in text else 0
+
+
+def all_values(table: dict) -> list:
+    return [v for row in table.values() for v in row.values()]
+
+
+def test_policy_json_labels_edges_and_nodes_without_padding_rounded():
+    probs = PolicyVectors(CNN_SPACE, init_std=1.0, generator=torch.Generator().manual_seed(3)).probabilities()
+    assert probs["normal_node"].dtype == np.float32 and probs["normal_node"].shape == (4, 10)  # padded to 10
+    policy = json.loads(json.dumps(policy_json(probs)))
+    assert set(policy) == {"normal_node", "normal_edge", "reduce_node", "reduce_edge"}
+    nodes = policy["normal_node"]
+    assert list(nodes) == ["node 2", "node 3", "node 4", "node 5"]
+    assert nodes["node 2"] == {"(0,1)": 1.0}  # one combination, not ten
+    assert list(nodes["node 3"]) == ["(0,1)", "(0,2)", "(1,2)"]
+    assert [len(row) for row in nodes.values()] == [1, 3, 6, 10]
+    assert nodes["node 4"]["(1,3)"] == round(float(probs["normal_node"][2, 4]), 6)
+    edges = policy["reduce_edge"]
+    assert len(edges) == 14 and list(edges)[:3] == ["0->2", "1->2", "0->3"] and list(edges)[-1] == "4->5"
+    assert list(edges["0->2"]) == list(CNN_SPACE.cell.ops)
+    assert edges["2->4"]["sep_conv_3x3"] == round(float(probs["reduce_edge"][7, 3]), 6)  # edge_id(4, 2) == 7
+    values = all_values(nodes) + all_values(edges)
+    assert max(decimals(v) for v in values) <= 6  # no float32 noise (0.3499999940395355)
+    for row in list(nodes.values()) + list(edges.values()):
+        assert sum(row.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_policy_json_of_the_recurrent_space_and_of_unknown_arrays():
+    probs = PolicyVectors(RNN_SPACE, init_std=1.0, generator=torch.Generator().manual_seed(3)).probabilities()
+    policy = policy_json(probs)
+    assert list(policy["recurrent_node"]["node 3"]) == ["0", "1", "2"] and len(policy["recurrent_node"]) == 8
+    assert list(policy["recurrent_edge"]["2->3"]) == ["tanh", "relu", "sigmoid", "identity"]
+    odd = policy_json({"normal": np.array([[0.1, 0.2]], dtype=np.float32)})  # no search space has these
+    assert odd == {"normal": [[0.1, 0.2]]}
+
+
+def test_search_logger_writes_labelled_policy_and_counts(env, tmp_path):
+    root, client = env
+    probs = PolicyVectors(CNN_SPACE, init_std=1.0, generator=torch.Generator().manual_seed(0)).probabilities()
+    counts = {t: np.arange(14 * 7).reshape(14, 7) for t in CNN_SPACE.cell_types}
+    with StageRun("search", "logger", {}, PARAMS_TEXT) as run:
+        MLflowSearchLogger(run).on_epoch_end(EpochReport(0, 1, {"reward": 0.5}, probs, counts))
+    policy = read_artifact(client, run.run_id, "policy/epoch_0001.json", tmp_path)
+    assert set(policy) == {"epoch", "normal_node", "normal_edge", "reduce_node", "reduce_edge", "normal_counts",
+                           "reduce_counts"}
+    assert policy["normal_node"]["node 2"] == {"(0,1)": 1.0}
+    assert policy["normal_counts"]["1->2"] == dict(zip(CNN_SPACE.cell.ops, range(7, 14)))
+    assert max(decimals(v) for v in all_values(policy["normal_edge"])) <= 6
+
+
+# --- a moved or copied workspace: MLflow's artifact locations are absolute ---------------------------------
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A workspace (its own mlflow.db and mlruns/) with one run and one artifact, made once; tests copy it."""
+    root = tmp_path_factory.mktemp("workspace").resolve()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DVC_ROOT", str(root))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.setenv("DVC_EXP_BASELINE_REV", "0123abcd")
+        with StageRun("search", "moved", {"lr": 0.1}, PARAMS_TEXT) as run:
+            run.log_dict({"epoch": 1}, "policy/epoch_0001.json")
+    return root, run.run_id
+
+
+def moved_workspace(workspace, tmp_path: Path) -> Path:
+    """The workspace, copied to `first` (its database relocated there), then moved away: its runs point into
+    `first`, which is gone."""
+    template, _ = workspace
+    first, moved = tmp_path / "first", tmp_path / "elsewhere" / "ws"
+    shutil.copytree(template, first)
+    relocate_artifacts(first)
+    moved.parent.mkdir()
+    shutil.move(first, moved)
+    return moved
+
+
+def store_client(root: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db")
+
+
+def test_relocate_artifacts_of_a_moved_workspace(workspace, tmp_path):
+    _, run_id = workspace
+    root = moved_workspace(workspace, tmp_path)
+    client = store_client(root)
+    assert client.get_run(run_id).info.artifact_uri.startswith((tmp_path / "first" / "mlruns").as_uri())
+    with pytest.raises(Exception, match="Failed to download artifacts"):  # what a moved workspace does
+        client.download_artifacts(run_id, "policy/epoch_0001.json", str(tmp_path))
+    assert relocate_artifacts(root, dry_run=True) == {str(tmp_path / "first" / "mlruns"): {"experiments": 2,
+                                                                                           "runs": 1}}
+    assert client.get_run(run_id).info.artifact_uri.startswith((tmp_path / "first").as_uri())  # dry run
+    assert relocate_artifacts(root) == {str(tmp_path / "first" / "mlruns"): {"experiments": 2, "runs": 1}}
+    assert client.get_run(run_id).info.artifact_uri == f"{(root / 'mlruns').as_uri()}/{run_id}/artifacts"
+    experiment = client.get_experiment_by_name("ednas-moved")
+    assert experiment.artifact_location == (root / "mlruns").as_uri()
+    assert client.get_experiment("0").artifact_location == str(root / "mlruns" / "0")  # MLflow's Default
+    assert read_artifact(client, run_id, "policy/epoch_0001.json", tmp_path) == {"epoch": 1}
+    assert relocate_artifacts(root) == {}  # nothing left to move
+
+
+def test_relocate_leaves_other_locations_alone(workspace, tmp_path):
+    root = moved_workspace(workspace, tmp_path)
+    client = store_client(root)
+    s3 = client.create_experiment("on-s3", artifact_location="s3://bucket/mlruns")
+    near = client.create_experiment("near", artifact_location=(tmp_path / "first" / "mlruns2").as_uri())
+    relocate_artifacts(root)
+    assert client.get_experiment(s3).artifact_location == "s3://bucket/mlruns"
+    assert client.get_experiment(near).artifact_location == (tmp_path / "first" / "mlruns2").as_uri()
+    with pytest.raises(FileNotFoundError, match="no MLflow database here"):
+        relocate_artifacts(tmp_path)
+
+
+def test_a_stage_in_a_moved_workspace_relocates_it_first(workspace, tmp_path, monkeypatch, capsys):
+    _, old_run = workspace
+    root = moved_workspace(workspace, tmp_path)
+    monkeypatch.setenv("DVC_ROOT", str(root))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with StageRun("derive", "moved", {}, PARAMS_TEXT) as run:
+        run.log_dict({"derived": True}, "derive/result.json")
+    assert "now point to " + str(root / "mlruns") in capsys.readouterr().err
+    client = store_client(root)
+    assert client.get_run(run.run_id).info.artifact_uri.startswith((root / "mlruns").as_uri() + "/")
+    assert (root / "mlruns" / run.run_id / "artifacts/derive/result.json").is_file()  # not in the old place
+    assert not (tmp_path / "first").exists()
+    assert read_artifact(client, old_run, "policy/epoch_0001.json", tmp_path) == {"epoch": 1}
 
 
 # --- a stage killed outright (SIGKILL) and resumed: its run goes on, or is closed as KILLED -----------------

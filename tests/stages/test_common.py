@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import re
 import shutil
 import types
 from pathlib import Path
@@ -287,6 +289,109 @@ def test_progress_auto_is_lines_when_not_a_terminal(monkeypatch):
     assert Progress("search").mode == "lines"
 
 
+def bar_frames(err: str) -> list[str]:
+    """What a terminal shows after each redraw of the bar: the text between carriage returns."""
+    return [frame.strip() for frame in err.split("\r") if frame.strip()]
+
+
+def test_progress_bar_moves_within_an_epoch_redrawn_by_time(clock, capsys, monkeypatch):
+    """The demo's search epoch: 19 child steps of 0.4 s. The bar is redrawn about every second, not only at
+    the end (it used to sit at 0/19), with the rate of the phase (1 / 0.4 s) and the time left."""
+    monkeypatch.setenv("COLUMNS", "120")
+    progress = Progress("search", mode="bar")
+    progress.on_progress("child", 0, 19)
+    for step in range(1, 20):
+        clock.now += 0.4
+        progress.on_progress("child", step, 19)
+    frames = bar_frames(capsys.readouterr().err)
+    counts = [int(re.search(r"(\d+)/19 \[", f).group(1)) for f in frames]
+    assert counts == [0, 3, 6, 9, 12, 15, 18, 19]  # at step 0, then every >= 1 s, and the last step
+    assert frames[0].startswith("search epoch 1 child:")
+    assert "3/19 [00:01<00:06,  2.50batch/s]" in frames[1]  # 3 steps in 1.2 s; 16 left at 2.5/s: 6.4 s
+    assert "19/19 [00:07<00:00,  2.50batch/s]" in frames[-1]
+
+
+def test_progress_bar_rate_of_each_phase_and_cleared_for_the_epoch_line(clock, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    progress = Progress("evaluate", mode="bar", headline=("test_acc",))
+    progress.on_progress("train", 0, 24)
+    clock.now += 12.0
+    progress.on_progress("train", 24, 24)  # 2 batches/s over the phase
+    progress.on_progress("test", 0, 5)  # a new phase: its own clock
+    clock.now += 0.5
+    progress.on_progress("test", 1, 5)
+    assert progress.rate(clock.now) == (2.0, 2.0)  # 1 step in 0.5 s; 4 left
+    clock.now += 4.0
+    progress.on_progress("test", 5, 5)
+    progress.on_epoch_end(fake_report(0, 20, test_acc=0.5))
+    err = capsys.readouterr().err
+    frames = bar_frames(err)
+    assert "24/24 [00:12<00:00,  2.00batch/s]" in frames[1] and frames[2].startswith("evaluate epoch 1 test:")
+    assert "5/5 [00:04<00:00,  1.11batch/s]" in frames[-2]  # 5 steps in 4.5 s: the whole phase, not the last step
+    assert frames[-1] == "evaluate: epoch 1/20 test_acc=0.5 (16.5 s/epoch, ETA 5m13s)"
+    assert err.endswith("\r" + " " * len(frames[-2]) + "\r" + frames[-1] + "\n")  # bar wiped before the line
+    progress.on_progress("train", 0, 24)
+    assert bar_frames(capsys.readouterr().err)[0].startswith("evaluate epoch 2/20 train:")
+
+
+def test_progress_rate_is_steps_over_the_phase_time(clock):
+    progress = Progress("search", mode="lines")
+    progress.on_progress("child", 0, 19)
+    assert progress.rate(clock.now)[0] is None
+    for gap in (0.1, 0.1, 5.0, 0.3):  # uneven steps: the rate is the whole phase's
+        clock.now += gap
+        progress.on_progress("child", progress.step + 1, 19)
+    assert progress.rate(clock.now) == pytest.approx((4 / 5.5, 15 * 5.5 / 4))
+
+
+def test_progress_lines_in_ci_every_line_every_s_not_every_step(clock, capsys):
+    progress = Progress("search", mode="lines", headline=("child_acc",))
+    progress.on_progress("child", 0, 100)
+    for step in range(1, 101):  # 100 steps of 1 s: a line after 30, 60 and 90 s
+        clock.now += 1.0
+        progress.on_progress("child", step, 100)
+    progress.on_progress("policy", 0, 10)
+    for step in range(1, 11):
+        clock.now += 2.0
+        progress.on_progress("policy", step, 10)
+    progress.on_epoch_end(fake_report(0, 2, child_acc=0.5))
+    progress.on_progress("child", 0, 100)
+    clock.now += 29.0
+    progress.on_progress("child", 1, 100)  # 29 s after the epoch line: nothing yet
+    clock.now += 1.0
+    progress.on_progress("child", 2, 100)
+    assert capsys.readouterr().err.splitlines() == [
+        "search: epoch 1 child 30/100 (1 batch/s, child ETA 1m10s)",
+        "search: epoch 1 child 60/100 (1 batch/s, child ETA 0m40s)",
+        "search: epoch 1 child 90/100 (1 batch/s, child ETA 0m10s)",
+        "search: epoch 1 policy 10/10 (0.5 batch/s, policy ETA 0m00s)",  # 30 s after the last line
+        "search: epoch 1/2 child_acc=0.5 (120.0 s/epoch, ETA 2m00s)",
+        "search: epoch 2/2 child 2/100 (0.0667 batch/s, child ETA 24m30s)",
+    ]
+
+
+def test_progress_every_step_of_a_loop_reaches_the_bar(clock, capsys, monkeypatch):
+    """Through the real loop: CheckpointedLoop.progress passes on every step (it used to pass every 20th,
+    so an epoch of 19 steps showed nothing until its end)."""
+    from ednas_core.epochs import CheckpointedLoop
+
+    class Loop(CheckpointedLoop):
+        report_type = types.SimpleNamespace
+
+        def run_epoch(self, epoch):
+            self.progress("child", 0, 19)
+            for step in range(1, 20):
+                clock.now += 0.5
+                self.progress("child", step, 19)
+            return fake_report(epoch, self.epochs, child_acc=0.5)
+
+    monkeypatch.setenv("COLUMNS", "120")
+    progress = Progress("search", mode="bar")
+    Loop(1, None, [progress], "fp").run_epochs()
+    counts = [int(m) for m in re.findall(r"(\d+)/19 \[", capsys.readouterr().err)]
+    assert counts == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 19]
+
+
 def test_duration_format():
     assert common._duration(0) == "0m00s"
     assert common._duration(59.9) == "0m59s"
@@ -303,18 +408,39 @@ def test_epoch_rows_number_from_one():
     assert list(epoch_rows(history)[0]) == ["epoch", "loss", "acc"]
 
 
-def test_flat_params_keep_only_the_chosen_strategys_section_of_each_task():
+def test_flat_params_keep_only_the_chosen_strategys_section():
     params = Params()
     params.search.strategy = "enas"
-    params.ptb.search.strategy = "nao"
     flat = common.flat_params(params)
     assert flat["search.strategy"] == "enas" and flat["search.enas.lr"] == 0.0035
     assert not any(k.startswith(("search.evnas.", "search.nao.")) for k in flat)
-    assert "ptb.search.nao.update_every" in flat and not any(k.startswith("ptb.search.enas.") for k in flat)
-    assert not any(k.startswith(("digits.search.enas.", "digits.search.evnas.", "digits.search.nao."))
-                   for k in flat)  # digits runs ednas: its policy keys are search keys, no section of its own
-    assert flat["digits.search.policy_lr"] == 0.1
     assert common.stage_tags(params) == {"ednas.strategy": "enas"}
+    ptb = dataclasses.replace(Params(), task="ptb")
+    ptb.ptb.search.strategy = "nao"
+    flat = common.flat_params(ptb)
+    assert "ptb.search.nao.update_every" in flat
+    assert not any(k.startswith(("ptb.search.enas.", "ptb.search.evnas.")) for k in flat)
+    digits = common.flat_params(dataclasses.replace(Params(), task="digits"))
+    assert not any(k.startswith(("digits.search.enas.", "digits.search.evnas.", "digits.search.nao."))
+                   for k in digits)  # digits runs ednas: its policy keys are search keys, no section of its own
+    assert digits["digits.search.policy_lr"] == 0.1
+
+
+@pytest.mark.parametrize("task, own", [("digits", "digits."), ("cifar10", ""), ("markov", "markov.")])
+def test_flat_params_hold_only_what_the_runs_task_reads(task, own):
+    flat = common.flat_params(dataclasses.replace(Params(), task=task))
+    assert flat["task"] == task
+    own_sections = {own.rstrip(".")} if own else {"search", "derive", "evaluate"}
+    sections = {"task", "runtime", "data", "tracking"} | own_sections
+    assert {k.split(".")[0] for k in flat} == sections
+    others = [f"{t}." for t in ("digits", "ptb", "markov") if f"{t}." != own]
+    if own:
+        others += ["search.", "derive.", "evaluate."]  # CIFAR-10's sections: the top level
+    assert not [k for k in flat if k.startswith(tuple(others))]  # a digits run has no cifar/ptb/markov keys
+    for key in ("search.lr", "search.strategy", "derive.samples", "evaluate.epochs"):
+        assert f"{own}{key}" in flat
+    assert "runtime.seed" in flat and "data.train_portion" in flat and "tracking.policy_every" in flat
+    assert len(flat) < 70  # of the 363 keys of every task and strategy
 
 
 def test_epoch_rows_leave_unmeasured_values_empty():
