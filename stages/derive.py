@@ -47,13 +47,16 @@ def main() -> None:
              "genotype": json.dumps(c.genotype.to_dict(), separators=(",", ":"))}
             for i, c in enumerate(ranked)
         ])
-        summary = {"mode": result.mode, "samples": len(result.candidates),
-                   "distinct_samples": result.distinct_samples, "best_reward": result.best.reward,
-                   "argmax_reward": result.argmax.reward, "chosen_reward": result.chosen.reward,
-                   "mean_reward": sum(c.reward for c in result.candidates) / len(result.candidates),
-                   "scored_on_images": scored_on, "mlflow_run_id": run.run_id}
+        # metrics/derive.json: the headline numbers DVC compares; the rest, with the mode and the MLflow run id,
+        # in metrics/info/derive.json (a plain output, read by the report)
+        summary = {"best_reward": result.best.reward}
+        info = {"mode": result.mode, "samples": len(result.candidates), "distinct_samples": result.distinct_samples,
+                "argmax_reward": result.argmax.reward, "chosen_reward": result.chosen.reward,
+                "mean_reward": sum(c.reward for c in result.candidates) / len(result.candidates),
+                "scored_on_images": scored_on, "mlflow_run_id": run.run_id}
         write_json(METRICS_DIR / "derive.json", summary)
-        run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+        write_json(METRICS_DIR / "info" / "derive.json", info)
+        run.log_metrics({k: v for k, v in {**summary, **info}.items() if isinstance(v, (int, float))})
         for name in ("genotype.json", "best_genotype.json", "argmax_genotype.json", "candidates.csv"):
             run.log_artifact(DERIVE_DIR / name, "derive")
         print(f"derive: best of {len(result.candidates)} samples reward {result.best.reward:.4f}, argmax "

@@ -114,11 +114,13 @@ def main() -> None:
         dataset, sources = load_task_data(params.task, root)
         manifest = save_prepared(dataset, PREPARED, params.task, sources)
         unit = "tokens" if manifest.kind == "text" else "images"
-        summary = {"task": params.task, f"train_{unit}": manifest.train, f"test_{unit}": manifest.test,
-                   **({"vocab_size": manifest.vocab_size} if manifest.kind == "text" else
-                      {"image_shape": manifest.shape, "classes": len(manifest.classes)}),
-                   "dataset_md5": manifest.dataset_md5, "mlflow_run_id": run.run_id}
+        # metrics: numbers only (DVC compares them); names and ids beside them in metrics/info/ (a plain output)
+        summary = {f"train_{unit}": manifest.train, f"test_{unit}": manifest.test,
+                   **({"vocab_size": manifest.vocab_size} if manifest.kind == "text" else {})}
+        shape = {} if manifest.kind == "text" else {"image_shape": manifest.shape, "classes": len(manifest.classes)}
+        info = {"task": params.task, **shape, "dataset_md5": manifest.dataset_md5, "mlflow_run_id": run.run_id}
         write_json(METRICS_DIR / "prepare.json", summary)
+        write_json(METRICS_DIR / "info" / "prepare.json", info)
         run.log_metrics({f"train_{unit}": manifest.train, f"test_{unit}": manifest.test})
         run.log_artifact(PREPARED / "manifest.json")
         print(f"prepare-data: {params.task}: {manifest.train} train / {manifest.test} test {unit} -> {PREPARED}")

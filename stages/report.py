@@ -1,7 +1,9 @@
 """report: what the pipeline found, against the paper, and against every other pipeline in the MLflow store.
 
-Reads metrics/{search,derive,evaluate}.json, metrics/{search,evaluate}_epochs.csv, data/search/policy_history.npz
-and the evaluated genotype (data/derive/genotype.json, or the named one in metrics/evaluate.json), and writes
+Reads metrics/{search,derive,evaluate}.json (headline numbers) with metrics/info/{search,derive,evaluate}.json (the
+rest: devices, MLflow run ids, the genotype source), metrics/{search,evaluate}_epochs.csv,
+data/search/policy_history.npz and the evaluated genotype (data/derive/genotype.json, or the named one in
+metrics/info/evaluate.json), and writes
 
 - metrics/report.md and metrics/report.html (the same content; the HTML is self-contained, figures inline as
   base64 PNG): configuration, measured search cost, derived genotype, evaluation, the paper's numbers for the task
@@ -32,14 +34,18 @@ from .common import (DERIVE_DIR, METRICS_DIR, SEARCH_DIR, StageError, flat_param
                      run_stage, stage_tags)
 
 FIGURES_DIR = METRICS_DIR / "figures"
+INFO_DIR = METRICS_DIR / "info"  # what each stage records beside its metrics: names, ids, secondary numbers
 HISTORY = SEARCH_DIR / "policy_history.npz"
 
 
 def _load(name: str) -> dict[str, Any]:
-    path = METRICS_DIR / name
-    if not path.is_file():
-        raise StageError(f"{path} is missing; run the stage that writes it first (dvc repro)")
-    return json.loads(path.read_text())
+    """A stage's headline metrics (metrics/<name>) and the rest of what it recorded (metrics/info/<name>), merged."""
+    merged: dict[str, Any] = {}
+    for path in (METRICS_DIR / name, INFO_DIR / name):
+        if not path.is_file():
+            raise StageError(f"{path} is missing; run the stage that writes it first (dvc repro)")
+        merged.update(json.loads(path.read_text()))
+    return merged
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:

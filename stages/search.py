@@ -88,20 +88,22 @@ def main() -> None:
                         "argmax_genotype": argmax.to_dict()}
         write_json(SEARCH_DIR / "final_policy.json", final_policy)
         hours_key = "search_gpu_hours" if runtime.device.type == "cuda" else "search_cpu_hours"
-        summary = {
-            "epochs": len(result.history),
-            "child_loss": final["child_loss"], "child_acc": final["child_acc"],
-            "first_epoch_child_acc": result.history[0].metrics["child_acc"],
-            "reward": final["reward"], "baseline": final["baseline"], "entropy": final["entropy"],
-            **({"child_ppl": final["child_ppl"]} if "child_ppl" in final else {}),
-            hours_key: search_seconds / 3600.0,
-            "device": runtime.name, "mlflow_run_id": run.run_id,
+        # metrics/search.json: the headline numbers DVC compares (dvc exp show, dvc metrics diff); the rest, with
+        # names and ids, in metrics/info/search.json (a plain output, read by the report)
+        summary = {"child_acc": final["child_acc"],
+                   **({"child_ppl": final["child_ppl"]} if "child_ppl" in final else {}), "entropy": final["entropy"]}
+        info = {
+            "epochs": len(result.history), "first_epoch_child_acc": result.history[0].metrics["child_acc"],
+            "child_loss": final["child_loss"], "reward": final["reward"], "baseline": final["baseline"],
+            hours_key: search_seconds / 3600.0, "device": runtime.name, "mlflow_run_id": run.run_id,
         }
         # a value the strategy did not measure (NaN: EvNAS has no baseline) is left out: JSON has no NaN
-        summary = {k: v for k, v in summary.items() if not (isinstance(v, float) and math.isnan(v))}
+        summary, info = ({k: v for k, v in d.items() if not (isinstance(v, float) and math.isnan(v))}
+                         for d in (summary, info))
         write_json(METRICS_DIR / "search.json", summary)
+        write_json(METRICS_DIR / "info" / "search.json", info)
         write_csv(METRICS_DIR / "search_epochs.csv", epoch_rows(result.history))
-        run.log_metrics({hours_key: summary[hours_key]})
+        run.log_metrics({hours_key: info[hours_key]})
         run.log_dict(final_policy, "final_policy.json")
         run.log_artifact(SEARCH_DIR / "policy_history.npz")
         CHECKPOINT.unlink(missing_ok=True)

@@ -45,7 +45,8 @@ def test_killed_search_stage_resumes_to_the_uninterrupted_result(tmp_path, works
     assert not checkpoint.exists()
     resumed_files = {rel: (ws / rel).read_bytes() for rel in BYTE_STABLE}
     resumed_history = dict(np.load(ws / "data/search/policy_history.npz"))
-    resumed_metrics = json.loads((ws / "metrics/search.json").read_text())
+    resumed_metrics = {**json.loads((ws / "metrics/search.json").read_text()),
+                       **json.loads((ws / "metrics/info/search.json").read_text())}
 
     (ws / "data/search/supernet.safetensors").unlink()
     checkpoint.write_bytes(b"")  # what a killed copy could leave: set aside, and the search starts over
@@ -62,7 +63,8 @@ def test_killed_search_stage_resumes_to_the_uninterrupted_result(tmp_path, works
     for key, array in fresh_history.items():  # all but wall-clock timings (which no rerun repeats)
         if not key.endswith("_s"):
             assert np.array_equal(array, resumed_history[key], equal_nan=True), key
-    fresh_metrics = json.loads((ws / "metrics/search.json").read_text())
+    fresh_metrics = {**json.loads((ws / "metrics/search.json").read_text()),
+                     **json.loads((ws / "metrics/info/search.json").read_text())}
     for key in ("child_loss", "child_acc", "reward", "baseline", "entropy"):
         assert fresh_metrics[key] == resumed_metrics[key], key
 

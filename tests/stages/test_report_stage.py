@@ -26,13 +26,19 @@ from stages.common import flat_params
 from tools.workspace import PROJECT, set_params
 
 EPOCHS = 4
-SEARCH = {"epochs": EPOCHS, "child_loss": 0.91, "child_acc": 0.5432, "first_epoch_child_acc": 0.2109,
-          "reward": 0.4321, "baseline": 0.4012, "entropy": 60.5, "search_cpu_hours": 0.0123, "device": "cpu",
-          "mlflow_run_id": "searchrun00001"}
-DERIVE = {"mode": "best", "samples": 10, "distinct_samples": 9, "best_reward": 0.6543, "argmax_reward": 0.5,
-          "chosen_reward": 0.6543, "mean_reward": 0.41, "scored_on_images": 64, "mlflow_run_id": "deriverun00002"}
-EVALUATE = {"genotype": "derived", "epochs": 3, "test_error": 1.23, "test_acc": 0.9877, "params": 12345,
-            "params_m": 0.012345, "train_cpu_hours": 0.02, "device": "cpu", "mlflow_run_id": "evalrun00003"}
+# as the stages write them: headline numbers in metrics/<stage>.json, the rest in metrics/info/<stage>.json
+SEARCH = {"child_acc": 0.5432, "entropy": 60.5}
+SEARCH_INFO = {"epochs": EPOCHS, "first_epoch_child_acc": 0.2109, "child_loss": 0.91, "reward": 0.4321,
+               "baseline": 0.4012, "search_cpu_hours": 0.0123, "device": "cpu", "mlflow_run_id": "searchrun00001"}
+DERIVE = {"best_reward": 0.6543}
+DERIVE_INFO = {"mode": "best", "samples": 10, "distinct_samples": 9, "argmax_reward": 0.5, "chosen_reward": 0.6543,
+               "mean_reward": 0.41, "scored_on_images": 64, "mlflow_run_id": "deriverun00002"}
+EVALUATE = {"test_error": 1.23, "params": 12345}
+EVALUATE_INFO = {"genotype": "derived", "epochs": 3, "test_acc": 0.9877, "params_m": 0.012345,
+                 "train_cpu_hours": 0.02, "device": "cpu", "mlflow_run_id": "evalrun00003"}
+# what the report reads: both merged
+SEARCH_ALL, DERIVE_ALL, EVALUATE_ALL = ({**m, **i} for m, i in ((SEARCH, SEARCH_INFO), (DERIVE, DERIVE_INFO),
+                                                               (EVALUATE, EVALUATE_INFO)))
 
 # (experiment name, digits.search.lr, test error or None when evaluate never ran, stages that ran)
 PIPELINES = [("lr-0.05", "0.05", 2.0, ("search", "derive", "evaluate")),
@@ -46,9 +52,11 @@ def write_inputs(root: Path) -> None:
     shutil.copy(PROJECT / "params.yaml", root / "params.yaml")
     set_params(root / "params.yaml", {"task": "digits"})
     metrics = root / "metrics"
-    metrics.mkdir()
-    for name, data in (("search", SEARCH), ("derive", DERIVE), ("evaluate", EVALUATE)):
+    (metrics / "info").mkdir(parents=True)
+    for name, data, info in (("search", SEARCH, SEARCH_INFO), ("derive", DERIVE, DERIVE_INFO),
+                             ("evaluate", EVALUATE, EVALUATE_INFO)):
         (metrics / f"{name}.json").write_text(json.dumps(data))
+        (metrics / "info" / f"{name}.json").write_text(json.dumps(info))
     with open(metrics / "search_epochs.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["epoch", "child_loss", "child_acc", "reward", "baseline", "entropy"])
@@ -191,8 +199,8 @@ def test_comparison_ranks_pipelines_by_test_error(done):
 def test_a_changed_metric_changes_the_report(done, tmp_path, monkeypatch):
     root = tmp_path / "copy"
     shutil.copytree(done, root)
-    evaluate = dict(EVALUATE, test_error=4.56, test_acc=0.9544)
-    (root / "metrics/evaluate.json").write_text(json.dumps(evaluate))
+    (root / "metrics/evaluate.json").write_text(json.dumps(dict(EVALUATE, test_error=4.56)))
+    (root / "metrics/info/evaluate.json").write_text(json.dumps(dict(EVALUATE_INFO, test_acc=0.9544)))
     search = dict(SEARCH, child_acc=0.7777)
     (root / "metrics/search.json").write_text(json.dumps(search))
     # figures are covered above; skip drawing them here
@@ -210,7 +218,7 @@ def test_a_changed_metric_changes_the_report(done, tmp_path, monkeypatch):
 def test_named_genotype_from_evaluate_json_is_drawn(done, tmp_path, monkeypatch):
     root = tmp_path / "named"
     shutil.copytree(done, root)
-    (root / "metrics/evaluate.json").write_text(json.dumps(dict(EVALUATE, genotype="paper-cifar10")))
+    (root / "metrics/info/evaluate.json").write_text(json.dumps(dict(EVALUATE_INFO, genotype="paper-cifar10")))
     drawn = {}
 
     def fake_figures(out_dir, history, genotype, name, search_rows, evaluate_rows, strategy):
@@ -223,6 +231,14 @@ def test_named_genotype_from_evaluate_json_is_drawn(done, tmp_path, monkeypatch)
     assert drawn == {"genotype": PAPER_GENOTYPES["paper-cifar10"], "name": "paper-cifar10",
                      "epochs": list(range(1, EPOCHS + 1)), "rows": EPOCHS, "strategy": "ednas"}
     assert json.dumps(PAPER_GENOTYPES["paper-cifar10"].to_dict()) in (root / "metrics/report.md").read_text()
+
+
+def test_a_missing_info_file_is_named(done, tmp_path, monkeypatch):
+    root = tmp_path / "no-info"
+    shutil.copytree(done, root)
+    (root / "metrics/info/derive.json").unlink()
+    with pytest.raises(report_stage.StageError, match=r"metrics/info/derive.json is missing; run the stage"):
+        run_report(root, monkeypatch)
 
 
 def test_comparison_table_without_a_store():
@@ -243,11 +259,11 @@ def test_comparison_table_without_a_store():
 
 
 def test_text_task_is_ranked_by_perplexity_and_compared_to_the_ptb_row():
-    evaluate = {k: v for k, v in EVALUATE.items() if k not in ("test_error", "test_acc")}
+    evaluate = {k: v for k, v in EVALUATE_ALL.items() if k not in ("test_error", "test_acc")}
     evaluate.update(test_ppl=61.5, valid_ppl=63.0, params=23_000_000, params_m=23.0)
-    search = dict(SEARCH, search_gpu_hours=2.4)
+    search = dict(SEARCH_ALL, search_gpu_hours=2.4)
     del search["search_cpu_hours"]
-    text = build_report("ptb", {"task": "ptb"}, search, DERIVE, evaluate,
+    text = build_report("ptb", {"task": "ptb"}, search, DERIVE_ALL, evaluate,
                         PAPER_GENOTYPES["paper-ptb"].to_dict())
     assert "| test perplexity | 61.5 | 59.45 | +2.05 |" in text
     assert "| search cost (GPU-days) | 0.1 | 0.11 | -0.01 |" in text
@@ -256,8 +272,8 @@ def test_text_task_is_ranked_by_perplexity_and_compared_to_the_ptb_row():
 
 
 def test_random_search_is_compared_to_the_papers_random_row():
-    text = build_report("cifar10", {"task": "cifar10", "search.strategy": "random"}, SEARCH, DERIVE,
-                        dict(EVALUATE, test_error=4.0, params_m=3.4), {})
+    text = build_report("cifar10", {"task": "cifar10", "search.strategy": "random"}, SEARCH_ALL, DERIVE_ALL,
+                        dict(EVALUATE_ALL, test_error=4.0, params_m=3.4), {})
     assert "paper (random search row)" in text
     assert "| test error (%) | 4 | 3.91 | +0.09 |" in text
 
@@ -265,14 +281,14 @@ def test_random_search_is_compared_to_the_papers_random_row():
 def test_other_strategies_are_compared_to_their_own_papers_next_to_ednas():
     for strategy, method, error, params_m in (("enas", "ENAS", 2.89, 4.6), ("nao", "NAONet-WS", 3.53, 2.5),
                                               ("evnas", "EvNAS-A", 2.4, 3.6)):
-        text = build_report("cifar10", {"task": "cifar10", "search.strategy": strategy}, SEARCH, DERIVE,
-                            dict(EVALUATE, test_error=3.0, params_m=3.0), {})
+        text = build_report("cifar10", {"task": "cifar10", "search.strategy": strategy}, SEARCH_ALL, DERIVE_ALL,
+                            dict(EVALUATE_ALL, test_error=3.0, params_m=3.0), {})
         assert f"paper ({method} row)" in text
         assert f"| test error (%) | 3 | {error:g} | {3.0 - error:+.4g} |" in text
         assert f"| parameters (M) | 3 | {params_m:g} |" in text
         rows = [line for line in text.splitlines() if line.startswith("| CIFAR-10 |")]
         assert any("| EDNAS | 0.28 | 3.7M | 2.84% test error |" in r for r in rows)
         assert any(f"| {method} |" in r for r in rows)
-    text = build_report("ptb", {"task": "ptb", "ptb.search.strategy": "enas"}, SEARCH, DERIVE,
-                        dict(EVALUATE, test_ppl=60.0, params_m=24.0), {})
+    text = build_report("ptb", {"task": "ptb", "ptb.search.strategy": "enas"}, SEARCH_ALL, DERIVE_ALL,
+                        dict(EVALUATE_ALL, test_ppl=60.0, params_m=24.0), {})
     assert "| test perplexity | 60 | 55.8 | +4.2 |" in text
