@@ -16,27 +16,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ednas_core.config import TASKS, Params, TaskConfig, flatten
+from ednas_core.config import TASKS, Params, flatten
 
-from .common import PARAMS_FILE, StageError, read_params, run_stage
+from .common import PARAMS_FILE, StageError, key_task, read_params, run_stage
 
-TASK_SECTIONS = tuple(f.name for f in fields(TaskConfig))  # search, derive, evaluate: CIFAR-10's at the top level
 DVC_YAML = Path("dvc.yaml")
 DVC_LOCK = Path("dvc.lock")
 MISSING = object()
-
-
-def key_task(key: str) -> str | None:
-    """The task whose sections hold a dotted key of params.yaml (search.lr: cifar10, digits.search.lr: digits);
-    None for what every task shares (task, runtime, data, tracking)."""
-    head = key.split(".", 1)[0]
-    if head in TASKS and head != "cifar10":
-        return head
-    return "cifar10" if head in TASK_SECTIONS else None
 
 
 def _load(text: str) -> dict[str, Any] | None:

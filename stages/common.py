@@ -23,7 +23,7 @@ from ruamel.yaml import YAML, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ednas_core.checkpoint import atomic_write_text
-from ednas_core.config import TASKS, ConfigError, Params, flatten, load_params
+from ednas_core.config import TASKS, ConfigError, Params, TaskConfig, flatten, load_params
 from ednas_core.data import DataError
 from ednas_core.epochs import CheckpointMismatch
 from ednas_core.strategies import STRATEGY_NAMES
@@ -84,7 +84,16 @@ def _duplicate_key(node: Node | None, prefix: str = "") -> tuple[str, int, int] 
     return None
 
 
-TASK_SECTIONS = ("search", "derive", "evaluate")  # each task's own (CIFAR-10's at the top level, digits.search, ...)
+TASK_SECTIONS = tuple(f.name for f in fields(TaskConfig))  # search, derive, evaluate: CIFAR-10's at the top level
+
+
+def key_task(key: str) -> str | None:
+    """The task whose sections hold a dotted key of params.yaml (search.lr: cifar10, digits.search.lr: digits);
+    None for what every task shares (task, runtime, data, tracking)."""
+    head = key.split(".", 1)[0]
+    if head in TASKS and head != "cifar10":
+        return head
+    return "cifar10" if head in TASK_SECTIONS else None
 
 
 def flat_params(params: Params) -> dict[str, Any]:
@@ -94,12 +103,9 @@ def flat_params(params: Params) -> dict[str, Any]:
     only the chosen one (`search.enas.*` is left out when search.strategy is ednas)."""
     flat = flatten(asdict(params))
     prefix = params.task_prefix()
-    shared = {f.name for f in fields(params)} - set(TASK_SECTIONS) - set(TASKS)
-    own = tuple(f"{prefix}{section}." for section in TASK_SECTIONS)
     chosen = flat.get(f"{prefix}search.strategy")
     unused = tuple(f"{prefix}search.{name}." for name in STRATEGY_NAMES if name != chosen)
-    return {k: v for k, v in flat.items()
-            if (k.split(".")[0] in shared or k.startswith(own)) and not k.startswith(unused)}
+    return {k: v for k, v in flat.items() if key_task(k) in (None, params.task) and not k.startswith(unused)}
 
 
 def stage_tags(params: Params) -> dict[str, str]:

@@ -57,7 +57,7 @@ def narrow_to_task(path: Path, task: str) -> list[str]:
     (digits: digits.search, not search or ptb.search); returns the keys it took out. Comments are kept."""
     from ruamel.yaml import YAML
 
-    from stages.check_params import key_task
+    from stages.common import key_task
 
     yaml = YAML()
     yaml.preserve_quotes = True

@@ -13,9 +13,9 @@ from ruamel.yaml import YAML
 
 from ednas_core.config import TASKS
 from stages import check_params
-from stages.check_params import (changed_keys, check_dvc_yaml, flat_params_text, key_task, locked_params,
+from stages.check_params import (changed_keys, check_dvc_yaml, flat_params_text, locked_params,
                                  other_task_line)
-from stages.common import StageError, read_params, run_stage
+from stages.common import StageError, key_task, read_params, run_stage
 from tools.workspace import GIT_IDENTITY, PROJECT, narrow_to_task, set_params
 
 
