@@ -20,6 +20,8 @@ number measures what a run does:
   strategies    host-side seconds per search epoch of every strategy (sampling, learning, decoding) at the
                 paper's CIFAR-10 and PTB sizes with its published settings, and its share of a search epoch
                 next to the child's measured epoch (benchmarks/strategies.py)
+  nb201_epoch   one NAS-Bench-201 supernet search epoch (EDNAS policy) at the benchmark's C=16, N=5 on the
+                synthetic 32x32 images: child and policy steps/s and images/s (quick: C=4, N=1 on 8x8)
 Writes JSON (device name, torch version, dtype, sizes, results) and prints a table; --compare prints each
 number's ratio to an earlier JSON (before/after a change). Synthetic uint8 images of CIFAR-10's shape are
 used: throughput does not depend on pixel values.
@@ -46,6 +48,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ednas_core.child_cnn import ImageChild, cnn_search
+from ednas_core.child_nb201 import nb201_search
 from ednas_core.child_rnn import TextChild
 from ednas_core.config import (DataConfig, EvaluateConfig, RNNEvaluateConfig, RNNSearchConfig, RuntimeConfig,
                                SearchConfig)
@@ -278,6 +281,21 @@ def random_corpus(sizes: Sizes) -> Corpus:
                   test=torch.randint(0, sizes.vocab, (n,), generator=g))
 
 
+def bench_nb201_epoch(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str, float]:
+    """One search epoch of the NB201 weight-sharing network (child_nb201.nb201_search, EDNAS policy) at the
+    benchmark's skeleton sizes: C=16 channels, N=5 cells per stage (quick: 4 and 1)."""
+    channels, cells = (4, 1) if sizes.name == "quick" else (16, 5)
+    config = SearchConfig(epochs=1, batch_size=sizes.batch, policy_batch_size=sizes.batch, layers=cells,
+                          init_channels=channels)
+    search = nb201_search(data, config, DataConfig(), rt, checkpoint_path=None)
+    m = search.run().history[0].metrics
+    child_steps, _ = search.child.steps_per_epoch
+    return {"channels": channels, "cells_per_stage": cells, "epoch_s": m["epoch_time_s"],
+            "child_steps_per_s": child_steps / m["child_time_s"],
+            "policy_steps_per_s": m["reward_count"] / m["policy_time_s"],
+            "child_images_per_s": m["child_images_per_s"], "policy_images_per_s": m["policy_images_per_s"]}
+
+
 def bench_rnn(rt: Runtime, sizes: Sizes, data: ImageDataset) -> dict[str, float]:
     """Tokens/s of TextChild.train_step (the PTB search child), of its policy reward (one no-grad window) and
     of RNNTrainer.train_step (the evaluation network), at the paper's sizes, on random tokens."""
@@ -340,7 +358,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CPU smoke test)")
     parser.add_argument("--out", default="benchmarks/results", help="folder for the JSON result")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="subset of: search_step search_epoch eval_train data rnn memory strategies")
+                        help="subset of: search_step search_epoch eval_train data rnn memory strategies nb201_epoch")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default: 50; 2 with --quick)")
     parser.add_argument("--compare", default=None, metavar="BEFORE.json",
                         help="an earlier result (same device): print each number's ratio now/before")
@@ -355,7 +373,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data = synthetic_cifar(sizes)
     benches = {"search_step": bench_search_step, "search_epoch": bench_search_epoch,
                "eval_train": bench_eval_train, "data": bench_data, "rnn": bench_rnn, "memory": bench_memory,
-               "strategies": lambda rt, sizes, data: bench_strategies(sizes, results.get("search_epoch"))}
+               "strategies": lambda rt, sizes, data: bench_strategies(sizes, results.get("search_epoch")),
+               "nb201_epoch": bench_nb201_epoch}
     results: dict[str, Any] = {
         "device": rt.name, "torch": torch.__version__, "python": platform.python_version(),
         "dtype": "bf16 autocast" if rt.amp else "float32", "channels_last": rt.channels_last,

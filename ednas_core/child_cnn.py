@@ -26,7 +26,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class ImageChild(SharedWeightsChild):
-    def __init__(self, net: SearchNetwork, train_loader: DeviceLoader, valid_loader: DeviceLoader,
+    def __init__(self, net: nn.Module, train_loader: DeviceLoader, valid_loader: DeviceLoader,
                  config: SearchConfig, runtime: Runtime):
         self.net = net
         self.train_loader = train_loader
@@ -52,10 +52,15 @@ class ImageChild(SharedWeightsChild):
                                     search.policy_batch_size, seed=runtime.seed + 1, shuffle=True, augment=False,
                                     **common)
         torch.manual_seed(seed_for(runtime.seed, "search-init"))
-        net = SearchNetwork(search.init_channels, search.layers, dataset.num_classes, dataset.in_channels).to(device)
+        net = cls.make_network(search, dataset).to(device)
         if runtime.channels_last:
             net = net.to(memory_format=torch.channels_last)
         return cls(net, train_loader, valid_loader, search, runtime)
+
+    @classmethod
+    def make_network(cls, search: SearchConfig, dataset: ImageDataset) -> nn.Module:
+        """The weight-sharing network the child trains (a subclass builds another space's supernet)."""
+        return SearchNetwork(search.init_channels, search.layers, dataset.num_classes, dataset.in_channels)
 
     # --- phases -----------------------------------------------------------------------------------------
 

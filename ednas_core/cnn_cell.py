@@ -56,11 +56,7 @@ class CNNCell(nn.Module):
 
 def chosen_ops(cell: CellArch) -> dict[int, list[str]]:
     """edge id -> names of the ops a CellArch uses on it (for building only those)."""
-    ops: dict[int, list[str]] = {}
-    for node, pairs in zip(CELL.node_ids, cell):
-        for pred, op in pairs:
-            ops.setdefault(CELL.edge_id(node, pred), []).append(CELL.ops[op])
-    return ops
+    return CELL.ops_by_edge(cell)
 
 
 def reduction_layers(layers: int) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from .strategies import nao as _nao
 from .strategies.enas import ENASConfig
 from .strategies.evnas import EvNASConfig
 from .strategies.nao import NAOConfig
+from .strategies.rea import REAConfig
 
 
 @dataclass
@@ -71,13 +72,16 @@ class SearchConfig:
     enas: ENASConfig = field(default_factory=ENASConfig)
     evnas: EvNASConfig = field(default_factory=EvNASConfig)
     nao: NAOConfig = field(default_factory=NAOConfig)
+    rea: REAConfig = field(default_factory=REAConfig)
 
 
 @dataclass
 class DeriveConfig:
     samples: int = knob(100, ge=1)              # architectures sampled from the final policy
     batch_size: int = knob(128, ge=1)           # validation batch each candidate is scored on
-    mode: str = knob("best", choices=("best", "argmax"))
+    # best: highest reward of the candidates | argmax: the strategy's final architecture | queried (nb201 tabular
+    # only): the best-validation cell among the search's own look-ups, NB201's protocol (no look-up beyond the budget)
+    mode: str = knob("best", choices=("best", "argmax", "queried"))
 
 
 @dataclass
@@ -134,6 +138,7 @@ class RNNSearchConfig:
     enas: ENASConfig = field(default_factory=_enas.rnn_defaults)   # ENAS's PTB search script
     evnas: EvNASConfig = field(default_factory=EvNASConfig)        # EvNAS searched CNN cells only
     nao: NAOConfig = field(default_factory=_nao.rnn_defaults)      # NAO-WS's PTB search script
+    rea: REAConfig = field(default_factory=REAConfig)              # NAS-Bench-201's REA settings
 
 
 @dataclass
@@ -162,7 +167,31 @@ class RNNEvaluateConfig:
     nonmono: int = knob(5, ge=1)                # switch to ASGD when valid loss > best of all but the last N epochs
 
 
-TASKS: tuple[str, ...] = ("cifar10", "digits", "ptb", "markov")
+@dataclass
+class NB201SearchConfig(SearchConfig):
+    """The NAS-Bench-201 search: `tabular` looks every reward up in the benchmark's table (no network; a budget
+    of queries), `weight_sharing` trains the NB201 supernet on CIFAR-10 with the search loop (init_channels =
+    the benchmark's C, layers = its N cells per stage) and measures how well the shared weights rank cells."""
+
+    mode: str = knob("tabular", choices=("tabular", "weight_sharing"))
+    budget: int = knob(150, ge=1)               # tabular: rewards (table look-ups) of the whole search
+    queries_per_epoch: int = knob(10, ge=1)     # tabular: rewards per epoch (one MLflow step); epochs = budget / this
+    rank_every: int = knob(5, ge=1)             # weight_sharing: rank the probe cells every N epochs (and at the last)
+    rank_samples: int = knob(200, ge=2)         # weight_sharing: fixed uniform sample of cells whose ranking is measured
+    rank_batches: int = knob(2, ge=1)           # weight_sharing: validation batches each probe cell is scored on
+
+    def tabular_epochs(self) -> int:
+        return -(-self.budget // self.queries_per_epoch)
+
+
+@dataclass
+class NB201EvaluateConfig:
+    """NAS-Bench-201 evaluation is a table look-up of the cell's trained accuracies (no training)."""
+
+    genotype: str = "derived"   # derived | an NB201 architecture string |op~0|+|...| | path to a genotype JSON
+
+
+TASKS: tuple[str, ...] = ("cifar10", "digits", "ptb", "markov", "nb201")
 
 
 @dataclass
@@ -218,6 +247,28 @@ def markov_defaults() -> TextTaskConfig:
 
 
 @dataclass
+class NB201TaskConfig:
+    """The per-task sections of the NAS-Bench-201 task."""
+
+    search: NB201SearchConfig = field(default_factory=lambda: nb201_search_defaults())
+    derive: DeriveConfig = field(default_factory=lambda: DeriveConfig(samples=100, batch_size=128, mode="queried"))
+    evaluate: NB201EvaluateConfig = field(default_factory=NB201EvaluateConfig)
+
+
+def nb201_search_defaults() -> NB201SearchConfig:
+    """NAS-Bench-201's settings: the search skeleton C=16, N=5 (the benchmark's), the child SGD of its
+    weight-sharing baselines, and the REINFORCE learning rate and EMA of NATS-Bench's reinforce.py for EDNAS."""
+    return NB201SearchConfig(
+        epochs=100, batch_size=64, policy_batch_size=64, layers=5, init_channels=16, augment=True,
+        lr=0.025, lr_min=0.001, nesterov=True, weight_decay=5e-4, grad_clip=5.0,
+        policy_lr=0.01, baseline_decay=0.9,
+        enas=dataclasses.replace(_enas.nb201_defaults(), train_steps=1),
+        evnas=EvNASConfig(population_size=10, tournament_size=3),
+        nao=dataclasses.replace(NAOConfig(), update_every=1, seed_architectures=50, new_architectures=25,
+                                random_architectures=5, top_k=20, epochs=100))
+
+
+@dataclass
 class TrackingConfig:
     policy_every: int = knob(1, ge=1)     # log the policy vectors (softmax JSON) to MLflow every N epochs
     heatmap_every: int = knob(10, ge=1)   # log the policy heatmap PNG to MLflow every N epochs (and at the last)
@@ -238,9 +289,20 @@ class Params:
     digits: TaskConfig = field(default_factory=digits_defaults)
     ptb: TextTaskConfig = field(default_factory=TextTaskConfig)
     markov: TextTaskConfig = field(default_factory=markov_defaults)
+    nb201: NB201TaskConfig = field(default_factory=NB201TaskConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
-    def task_config(self) -> TaskConfig | TextTaskConfig:
+    def check_consistency(self, prefix: str) -> None:
+        """derive.mode queried picks among a tabular search's own look-ups: nb201 in tabular mode only."""
+        for task in TASKS:
+            where = "" if task == "cifar10" else f"{task}."
+            config = TaskConfig(self.search, self.derive, self.evaluate) if task == "cifar10" else getattr(self, task)
+            tabular = task == "nb201" and config.search.mode == "tabular"
+            if config.derive.mode == "queried" and not tabular:
+                raise ConfigError(f"{prefix}{where}derive.mode: queried picks among the table look-ups of a tabular "
+                                  f"search (nb201.search.mode: tabular); use best or argmax here")
+
+    def task_config(self) -> TaskConfig | TextTaskConfig | NB201TaskConfig:
         if self.task == "cifar10":
             return TaskConfig(self.search, self.derive, self.evaluate)
         return getattr(self, self.task)

@@ -4,6 +4,11 @@ JSON form (readable by any tool, DARTS notation of (op, input node) pairs, two p
     {"space": "cnn", "normal": [["sep_conv_3x3", 0], ...], "normal_concat": [2, 3, 4, 5],
      "reduce": [...], "reduce_concat": [2, 3, 4, 5]}
     {"space": "rnn", "recurrent": [["identity", 0], ...], "recurrent_concat": [1, ..., 8]}
+    {"space": "nb201", "cell": [["nor_conv_3x3", 0], ["none", 0], ["skip_connect", 1], ...], "cell_concat": [3],
+     "arch_string": "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|"}
+A cell whose nodes take any subset of their inputs (nb201) lists one [op, input] per edge of the full DAG, node
+by node, `none` for an edge left out; arch_string is NAS-Bench-201's spelling of the same cell (written for
+reading and looking up; the cell list is what is loaded).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .spaces import SPACES, Architecture, SearchSpace
+from .spaces import NB201_SPACE, SPACES, Architecture, SearchSpace, to_nb201_string
+from .spaces.nb201 import NONE
 
 OpInput = tuple[str, int]
 SHAPE = ('{"normal": [[op, input], ...], "reduce": [[op, input], ...]} (a recurrent cell: '
@@ -46,6 +52,8 @@ class Genotype:
         for cell_type, pairs in self.cells.items():
             out[cell_type] = [[op, inp] for op, inp in pairs]
             out[f"{cell_type}_concat"] = list(self.concat[cell_type])
+        if self.space == NB201_SPACE.name:
+            out["arch_string"] = to_nb201_string(to_architecture(self))
         return out
 
     def to_json(self) -> str:
@@ -73,8 +81,9 @@ class Genotype:
                     raise ValueError(f"genotype {cell_type}: entries must be [op, input] (a name and an integer), "
                                      f"got {entry!r}")
                 op, inp = entry
-                if op not in space.cell.ops:
-                    raise ValueError(f"genotype {cell_type}: unknown op {op!r}; known: {', '.join(space.cell.ops)}")
+                known = (NONE, *space.cell.ops) if space.cell.any_subset else space.cell.ops
+                if op not in known:
+                    raise ValueError(f"genotype {cell_type}: unknown op {op!r}; known: {', '.join(known)}")
                 pairs.append((op, inp))
             cells[cell_type] = tuple(pairs)
             given = data.get(f"{cell_type}_concat", list(space.concat))
@@ -91,6 +100,8 @@ class Genotype:
 def to_architecture(genotype: Genotype) -> Architecture:
     """Genotype -> host ints (op indices), validated and canonical."""
     space = genotype.search_space
+    if space.cell.any_subset:
+        return _edge_list_architecture(genotype, space)
     per_node = space.cell.inputs_per_node
     arch = {}
     for cell_type in space.cell_types:
@@ -106,9 +117,28 @@ def to_architecture(genotype: Genotype) -> Architecture:
     return space.validate(arch)
 
 
+def _edge_list_architecture(genotype: Genotype, space: SearchSpace) -> Architecture:
+    """An any-subset cell's genotype: one [op, input] per edge of the full DAG, node by node ('none': absent)."""
+    cell, arch = space.cell, {}
+    for cell_type in space.cell_types:
+        pairs = genotype.cells[cell_type]
+        if [inp for _, inp in pairs] != [pred for pred, _ in cell.edges]:
+            raise ValueError(f"genotype {cell_type}: expected one [op, input] per edge, inputs "
+                             f"{[pred for pred, _ in cell.edges]} in this order ('none' for an absent edge), "
+                             f"got inputs {[inp for _, inp in pairs]}")
+        codes = [0 if op == NONE else 1 + cell.ops.index(op) for op, _ in pairs]
+        arch[cell_type] = cell.cell_from_edge_codes(codes, label=f"{space.name}.{cell_type}")
+    return arch
+
+
 def from_architecture(space: SearchSpace, arch: Architecture) -> Genotype:
     """Host ints -> genotype with op names, in canonical order (inputs ascending within each node)."""
     arch = space.validate(arch)
+    if space.cell.any_subset:
+        cells = {t: tuple((NONE if code == 0 else space.cell.ops[code - 1], pred)
+                          for code, (pred, _) in zip(space.cell.edge_codes(arch[t]), space.cell.edges))
+                 for t in space.cell_types}
+        return Genotype(space=space.name, cells=cells, concat={t: space.concat for t in space.cell_types})
     cells = {
         t: tuple((space.cell.ops[op], pred) for node in arch[t] for pred, op in node) for t in space.cell_types
     }

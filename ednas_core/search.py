@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -48,6 +48,8 @@ class Child(Protocol):
     def images_per_epoch(self) -> tuple[int, int]: ...  # (child split, policy split)
     @property
     def steps_per_epoch(self) -> tuple[int, int]: ...   # (child batches, policy batches)
+    # optional: `reward_budget: int` caps the rewards of the whole run (a tabular benchmark's query budget);
+    # once spent, later epochs score nothing. A child without child steps (0 batches) trains no weights.
 
 
 @dataclass
@@ -65,6 +67,29 @@ class EpochReport:
 
 
 SearchCallback = EpochCallback  # on_resume(history), on_progress(phase, step, total), on_epoch_end(EpochReport)
+
+# Called with the 0-based epoch at the end of every epoch (after the child and reward phases); its metrics join
+# the epoch's. It must return the same keys every epoch (NaN where it measured nothing: periodic_probe).
+EpochProbe = Callable[[int], dict[str, float]]
+
+
+def periodic_probe(measure: Callable[[], dict[str, float]], keys: Sequence[str], every: int,
+                   epochs: int) -> EpochProbe:
+    """An EpochProbe that runs `measure` every `every` epochs and at the last epoch, and gives NaN for `keys`
+    in the other epochs (so that every epoch has the same keys)."""
+    if every < 1:
+        raise ValueError(f"a probe runs every N >= 1 epochs, got every={every}")
+    keys = tuple(keys)
+
+    def probe(epoch: int) -> dict[str, float]:
+        if (epoch + 1) % every and epoch + 1 != epochs:
+            return {k: math.nan for k in keys}
+        measured = measure()
+        if set(measured) != set(keys):
+            raise ValueError(f"probe returned {sorted(measured)}; expected {sorted(keys)}")
+        return {k: float(measured[k]) for k in keys}
+
+    return probe
 
 
 @dataclass
@@ -90,12 +115,15 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
 
     def __init__(self, space: SearchSpace, child: Child, strategy: Strategy, config: SearchConfig,
                  runtime: Runtime, checkpoint_path: Path | None, callbacks: Iterable[SearchCallback] = (),
-                 settings: dict[str, Any] | None = None):
+                 settings: dict[str, Any] | None = None, epoch_probe: EpochProbe | None = None):
+        """`epoch_probe` (optional) measures something at the end of each epoch (e.g. ranking.RankingProbe);
+        its metrics join the epoch's, its time is `probe_time_s`, outside child_time_s / policy_time_s."""
         self.space = space
         self.child = child
         self.strategy = strategy
         self.config = config
         self.runtime = runtime
+        self.epoch_probe = epoch_probe
         super().__init__(config.epochs, checkpoint_path, callbacks,
                          fingerprint(search=strategy_settings(config), seed=runtime.seed, space=space.name,
                                      **(settings or {})))
@@ -126,6 +154,10 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
         n_child, n_policy_images = self.child.images_per_epoch
         step_mode = self.config.alternate == "step"
         wanted = strategy.rewards_wanted(epoch, child_steps if step_mode else policy_batches)
+        budget = getattr(self.child, "reward_budget", None)
+        if budget is not None:  # rewards already spent: those of the epochs before (restored with the history)
+            spent = sum(int(r.metrics["reward_count"]) for r in self.history)
+            wanted = max(0, min(wanted, budget - spent))
         policy_iter = _cycle(lambda: self.child.policy_batches(epoch))
 
         def child_step(batch: Batch) -> None:
@@ -155,7 +187,7 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
 
         self.progress("child", 0, child_steps)
         t0 = time.perf_counter()
-        if not step_mode:
+        if not step_mode or child_steps == 0:
             for i, batch in enumerate(self.child.train_batches(epoch), 1):
                 child_step(batch)
                 self.progress("child", i, child_steps)
@@ -179,7 +211,7 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
         n_policy = len(rewards) * n_policy_images / max(policy_batches, 1)
 
         metrics = self.child.epoch_metrics()
-        if not math.isfinite(metrics["child_loss"]):
+        if child_steps and not math.isfinite(metrics["child_loss"]):
             raise NonFiniteError(f"search epoch {epoch + 1}: child loss is {metrics['child_loss']}; "
                                  "the shared weights diverged (lower search.lr or search.grad_clip)")
         probabilities = strategy.probabilities()
@@ -198,6 +230,11 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
             "child_images_per_s": n_child / child_time if child_time > 0 else math.nan,
             "policy_images_per_s": n_policy / policy_time if policy_time > 0 else math.nan,
         })
+        if self.epoch_probe is not None:  # after the phases and their timing: it judges the epoch's weights
+            t3 = time.perf_counter()
+            metrics.update(self.epoch_probe(epoch))
+            rt.synchronize()
+            metrics["probe_time_s"] = time.perf_counter() - t3
         return EpochReport(epoch=epoch, epochs=self.config.epochs, metrics=metrics,
                            probabilities=probabilities, counts=counts)
 

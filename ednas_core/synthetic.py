@@ -22,8 +22,19 @@ def planted_architecture(space: SearchSpace, seed: int = 123) -> Architecture:
 
 def planted_reward(space: SearchSpace, planted: Architecture) -> Reward:
     """Share of the planted decisions an architecture makes: per cell type and node, 1 for the planted input
-    combination and 1 for each planted (input, op) edge it has. 1.0 only for the planted architecture."""
+    combination and 1 for each planted (input, op) edge it has. Any-subset cells (NB201), whose nodes have no
+    fixed number of edges: the share of the edges of the full DAG whose code (CellSpace.edge_codes: absent, or
+    which op) is the planted one. 1.0 only for the planted architecture."""
     cell = space.cell
+
+    if cell.any_subset:
+        target = {t: cell.edge_codes(planted[t]) for t in space.cell_types}
+
+        def edge_reward(arch: Architecture) -> float:
+            hits = sum(a == b for t in space.cell_types for a, b in zip(cell.edge_codes(arch[t]), target[t]))
+            return hits / (cell.n_edges * len(space.cell_types))
+
+        return edge_reward
 
     def reward(arch: Architecture) -> float:
         hits = total = 0

@@ -438,7 +438,7 @@ def _rounded(value: Any) -> float:
 
 
 def _combo_label(combo: tuple[int, ...]) -> str:
-    return "(" + ",".join(map(str, combo)) + ")" if len(combo) > 1 else str(combo[0])  # as ednas_core.viz
+    return "(" + ",".join(map(str, combo)) + ")" if len(combo) != 1 else str(combo[0])  # as ednas_core.viz
 
 
 def _edge_table(values: np.ndarray, cell: CellSpace, cast: Callable[[Any], Any]) -> dict[str, dict[str, Any]]:
@@ -448,8 +448,9 @@ def _edge_table(values: np.ndarray, cell: CellSpace, cast: Callable[[Any], Any])
 
 
 def _node_table(values: np.ndarray, cell: CellSpace) -> dict[str, dict[str, float]]:
-    """Per searched node ('node 3'): its own input combinations ('(0,1)'; one input: '0') -> probability; the
-    padding of a node with fewer combinations than the last one is left out."""
+    """Per searched node ('node 3'): its own input combinations ('(0,1)'; one input: '0'; an any-subset cell's
+    empty one, every incoming edge `none`: '()') -> probability; the padding of a node with fewer combinations
+    than the last one is left out."""
     return {f"node {node}": {_combo_label(c): _rounded(v) for c, v in zip(combos, row)}
             for node, combos, row in zip(cell.node_ids, cell.combos, np.asarray(values))}
 

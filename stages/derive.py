@@ -2,19 +2,25 @@
 of a pool), scores each on one validation minibatch (images, or a bptt window of tokens for text tasks) with the
 search's shared weights, and writes the best (or the strategy's final architecture, derive.mode: argmax) as
 data/derive/genotype.json, with every candidate in data/derive/candidates.csv and headline numbers in
-metrics/derive.json."""
+metrics/derive.json. derive.mode queried (nb201 tabular) writes the best-validation cell among the search's
+own look-ups instead (NB201's protocol: nothing looked up beyond search.budget). For nb201 the chosen cell is
+also looked up in the benchmark table: its true 200-epoch CIFAR-10 test accuracy and rank among the 15,625
+cells go to metrics/derive.json."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 
 from ednas_core.checkpoint import load_checkpoint, require_keys
 from ednas_core.data.prepared import load_prepared
-from ednas_core.derive import derive
-from ednas_core.genotypes import save_genotype
+from ednas_core.derive import Candidate, derive
+from ednas_core.genotypes import from_architecture, save_genotype, to_architecture
 from ednas_core.runtime import Runtime
+from ednas_core.spaces import NB201_SPACE
 from ednas_core.tasks import derive_scorer, restore_search
+from ednas_core.tasks.nb201 import best_queried, is_tabular, load_prepared_table, lookup
 from ednas_core.tracking import StageRun
 
 from .common import (DERIVE_DIR, METRICS_DIR, PREPARED, StageError, flat_params, read_params, run_stage,
@@ -31,12 +37,19 @@ def main() -> None:
     if not SUPERNET.is_file():
         raise StageError(f"{SUPERNET} is missing; run the search stage first (dvc repro search)")
     state = require_keys(load_checkpoint(SUPERNET, RERUN_SEARCH), ("child", "policy"), SUPERNET, RERUN_SEARCH)
-    dataset = load_prepared(PREPARED, params.task)
+    table = load_prepared_table(PREPARED) if params.task == "nb201" else None
+    dataset = None if is_tabular(task.search) else load_prepared(PREPARED, params.task)
     with StageRun("derive", params.task, flat_params(params), text, extra_tags=stage_tags(params)) as run:
         child, strategy = restore_search(params.task, dataset, task.search, params.data, runtime, state, SUPERNET,
-                                         RERUN_SEARCH)
+                                         RERUN_SEARCH, table=table)
         score, scored_on = derive_scorer(params.task, child, task.derive.batch_size, runtime)
-        result = derive(strategy, score, task.derive.samples, runtime.generator("derive"), task.derive.mode)
+        queried = task.derive.mode == "queried"
+        searched = best_queried(child) if queried else None  # before derive's own look-ups join the child's record
+        result = derive(strategy, score, task.derive.samples, runtime.generator("derive"),
+                        "best" if queried else task.derive.mode)
+        if queried:  # NB201's protocol: the search's own best look-up, no look-up beyond its budget
+            result = dataclasses.replace(result, mode="queried", chosen=Candidate(
+                searched, from_architecture(NB201_SPACE, searched), score(searched), strategy.log_prob(searched)))
 
         save_genotype(result.chosen.genotype, DERIVE_DIR / "genotype.json")
         save_genotype(result.best.genotype, DERIVE_DIR / "best_genotype.json")
@@ -54,6 +67,10 @@ def main() -> None:
                 "argmax_reward": result.argmax.reward, "chosen_reward": result.chosen.reward,
                 "mean_reward": sum(c.reward for c in result.candidates) / len(result.candidates),
                 "scored_on_images": scored_on, "mlflow_run_id": run.run_id}
+        if table is not None:  # the benchmark's truth about the chosen cell (the search never saw it)
+            truth = lookup(table, to_architecture(result.chosen.genotype))
+            summary.update({"cifar10_test_acc": truth["cifar10_test_acc"], "rank": truth["rank"]})
+            info.update({"arch_string": truth["arch_string"], "nb201_index": truth["nb201_index"]})
         write_json(METRICS_DIR / "derive.json", summary)
         write_json(METRICS_DIR / "info" / "derive.json", info)
         run.log_metrics({k: v for k, v in {**summary, **info}.items() if isinstance(v, (int, float))})

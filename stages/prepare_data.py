@@ -1,7 +1,9 @@
 """prepare-data: turns the task's raw data into data/prepared/{dataset.pt, manifest.json} (+ metrics/prepare.json).
 
 PTB is read from data.root (or data.root/ptb), downloaded from the standard URL when missing; the markov task
-generates its corpus.
+generates its corpus. nb201 reads the NAS-Bench-201 table from data.root/nb201 (checked, written as
+data/prepared/nb201.csv) and, in weight_sharing mode, CIFAR-10 as the cifar10 task does; the table cannot be
+downloaded here (the stage says which files to place where).
 
 CIFAR-10 is read from data.root (binary or python version); when missing it is downloaded with torchvision
 (python version, md5-checked); offline, the stage stops with one line saying which files to place where.
@@ -15,7 +17,9 @@ from pathlib import Path
 from ednas_core.data import DataError, ImageDataset, load_cifar10
 from ednas_core.data.cifar10 import BIN_DIR, PY_DIR
 from ednas_core.data.digits import load_digits_dataset
-from ednas_core.data.prepared import md5sum, save_prepared
+from ednas_core.config import Params
+from ednas_core.data.nb201_table import NB201Table
+from ednas_core.data.prepared import TABLE_FILE, Manifest, md5sum, save_prepared, save_table_manifest
 from ednas_core.data.ptb import PTB_FILES, PTB_URL, Corpus, load_ptb, make_synthetic_corpus
 from ednas_core.tracking import StageRun
 
@@ -30,6 +34,7 @@ OFFICIAL_PY_MD5 = {
     "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
     "test_batch": "40351d587109b95175f43aff81a1287e",
 }
+NB201_DIR = "nb201"  # data.root/nb201: the NAS-Bench-201 table (ednas_core/data/nb201_table.py says which files)
 CIFAR_FILES = {
     BIN_DIR: [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"],
     PY_DIR: [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"],
@@ -107,18 +112,49 @@ def load_task_data(task: str, root: Path) -> tuple[ImageDataset | Corpus, dict[s
     return load_cifar10(root), _cifar_sources(root)
 
 
+def _nb201_table(root: Path) -> tuple[NB201Table, str, dict[str, str]]:
+    """The checked NAS-Bench-201 table from data.root/nb201, written to data/prepared; its md5 and the raw files'."""
+    folder = root / NB201_DIR
+    table = NB201Table.load(folder)
+    PREPARED.mkdir(parents=True, exist_ok=True)
+    table.save(PREPARED / TABLE_FILE)
+    sources = {f"{NB201_DIR}/{f.name}": md5sum(f) for f in sorted(folder.glob("*.csv"))}
+    return table, md5sum(PREPARED / TABLE_FILE), sources
+
+
+def _prepare(params: Params, root: Path) -> tuple[Manifest, NB201Table | None]:
+    """Prepares the task's data into data/prepared; nb201 also (in tabular mode: only) its benchmark table."""
+    if params.task != "nb201":
+        dataset, sources = load_task_data(params.task, root)
+        return save_prepared(dataset, PREPARED, params.task, sources), None
+    table, table_md5, sources = _nb201_table(root)
+    if params.nb201.search.mode == "tabular":
+        return save_table_manifest(PREPARED, params.task, table_md5, sources), table
+    dataset, cifar_sources = load_task_data("cifar10", root)
+    return save_prepared(dataset, PREPARED, params.task, {**sources, **cifar_sources}, table_md5), table
+
+
 def main() -> None:
     params, text = read_params()
     root = Path(params.data.root)
     with StageRun("prepare-data", params.task, flat_params(params), text, extra_tags=stage_tags(params)) as run:
-        dataset, sources = load_task_data(params.task, root)
-        manifest = save_prepared(dataset, PREPARED, params.task, sources)
+        manifest, table = _prepare(params, root)
+        if manifest.kind == "table":
+            summary = {"architectures": len(table), "optimum_test_acc": table.optimum(), "mean_test_acc": table.mean()}
+            write_json(METRICS_DIR / "prepare.json", summary)
+            write_json(METRICS_DIR / "info" / "prepare.json", {"task": params.task, "table_md5": manifest.table_md5,
+                                                                "mlflow_run_id": run.run_id})
+            run.log_metrics(summary)
+            run.log_artifact(PREPARED / "manifest.json")
+            print(f"prepare-data: {params.task}: table of {len(table)} architectures (tabular mode) -> {PREPARED}")
+            return
         unit = "tokens" if manifest.kind == "text" else "images"
         # metrics: numbers only (DVC compares them); names and ids beside them in metrics/info/ (a plain output)
         summary = {f"train_{unit}": manifest.train, f"test_{unit}": manifest.test,
                    **({"vocab_size": manifest.vocab_size} if manifest.kind == "text" else {})}
         shape = {} if manifest.kind == "text" else {"image_shape": manifest.shape, "classes": len(manifest.classes)}
-        info = {"task": params.task, **shape, "dataset_md5": manifest.dataset_md5, "mlflow_run_id": run.run_id}
+        info = {"task": params.task, **shape, "dataset_md5": manifest.dataset_md5,
+                **({"table_md5": manifest.table_md5} if manifest.table_md5 else {}), "mlflow_run_id": run.run_id}
         write_json(METRICS_DIR / "prepare.json", summary)
         write_json(METRICS_DIR / "info" / "prepare.json", info)
         run.log_metrics({f"train_{unit}": manifest.train, f"test_{unit}": manifest.test})

@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 
 from ednas_core.checkpoint import atomic_write_text
-from ednas_core.genotypes import load_genotype
+from ednas_core.genotypes import from_architecture, load_genotype
+from ednas_core.spaces import NB201_SPACE
+from ednas_core.tasks.nb201 import nb201_genotype
 from ednas_core.report import build_report, collect_comparison, markdown_to_html, write_comparison, write_figures
 
 from .common import (DERIVE_DIR, METRICS_DIR, SEARCH_DIR, StageError, flat_params, read_params, replace_folder,
@@ -68,7 +70,10 @@ def main() -> None:
     params, text = read_params()
     search, derive, evaluate = _load("search.json"), _load("derive.json"), _load("evaluate.json")
     source = evaluate["genotype"]
-    genotype = load_genotype(DERIVE_DIR / "genotype.json" if source == "derived" else source)
+    if params.task == "nb201":  # an NB201 architecture string is a genotype there too
+        genotype = from_architecture(NB201_SPACE, nb201_genotype(source, DERIVE_DIR / "genotype.json"))
+    else:
+        genotype = load_genotype(DERIVE_DIR / "genotype.json" if source == "derived" else source)
     flat = flat_params(params)
     with StageRun("report", params.task, flat, text, extra_tags=stage_tags(params)) as run:
         staging = METRICS_DIR / ".report-staging" / FIGURES_DIR.name  # same folder name: the figures' links hold
@@ -76,7 +81,8 @@ def main() -> None:
         staging.mkdir(parents=True)
         figures = write_figures(staging, _history(), genotype, "derived" if source == "derived" else source,
                                 _read_rows(METRICS_DIR / "search_epochs.csv"),
-                                _read_rows(METRICS_DIR / "evaluate_epochs.csv"), params.task_config().search.strategy)
+                                _read_rows(METRICS_DIR / "evaluate_epochs.csv"), params.task_config().search.strategy,
+                                task=params.task)
         comparison = collect_comparison(run.tags["ednas.pipeline_id"], params.task)
         write_comparison(*comparison, METRICS_DIR / "comparison.md", METRICS_DIR / "comparison.csv")
         replace_folder(staging, FIGURES_DIR)  # no figure of an earlier run (another task) stays behind

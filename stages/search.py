@@ -18,6 +18,7 @@ from ednas_core.data.dataset import ImageDataset, check_search_split
 from ednas_core.data.prepared import load_prepared, read_manifest
 from ednas_core.genotypes import from_architecture
 from ednas_core.tasks import make_search
+from ednas_core.tasks.nb201 import is_tabular, load_prepared_table
 from ednas_core.runtime import Runtime
 from ednas_core.epochs import CheckpointMismatch, discard_unreadable
 from ednas_core.search import SearchResult
@@ -29,6 +30,9 @@ from .common import (METRICS_DIR, PREPARED, Progress, SEARCH_DIR, code_version, 
 
 CHECKPOINT = SEARCH_DIR / "checkpoint.safetensors"
 SUPERNET = SEARCH_DIR / "supernet.safetensors"
+# nb201: the best cell found so far (tabular) and the ranking quality of the shared weights (weight sharing)
+NB201_HEADLINE = ("queries", "best_valid_acc", "best_test_acc", "rank_kendall_tau", "rank_spearman_rho",
+                  "rank_top5_precision")
 
 
 def history_arrays(result: SearchResult) -> dict[str, np.ndarray]:
@@ -47,7 +51,8 @@ def main() -> None:
     params, text = read_params()
     task = params.task_config()
     runtime = Runtime.from_config(params.runtime)
-    dataset = load_prepared(PREPARED, params.task)
+    table = load_prepared_table(PREPARED) if params.task == "nb201" else None
+    dataset = None if is_tabular(task.search) else load_prepared(PREPARED, params.task)
     if isinstance(dataset, ImageDataset):  # each part of the split fills a batch, or nothing is written
         check_search_split(len(dataset.train_labels), params.data.train_portion, task.search.batch_size,
                            task.search.policy_batch_size, params.task_prefix())
@@ -59,11 +64,13 @@ def main() -> None:
         callbacks = [MLflowSearchLogger(run, params.tracking.policy_every),
                      MLflowPolicyFigures(run, params.tracking.heatmap_every,
                                          title=STRATEGIES[task.search.strategy].distribution_title), progress]
-        settings = {"code": code_version(), "data_md5": read_manifest(PREPARED).dataset_md5}
+        manifest = read_manifest(PREPARED)
+        settings = {"code": code_version(), "data_md5": manifest.dataset_md5,
+                    **({"table_md5": manifest.table_md5} if manifest.table_md5 else {})}
 
         def build():
             return make_search(params.task, dataset, task.search, params.data, runtime, CHECKPOINT, callbacks,
-                               settings)
+                               settings, table=table)
 
         search = build()
         try:
@@ -91,7 +98,8 @@ def main() -> None:
         # metrics/search.json: the headline numbers DVC compares (dvc exp show, dvc metrics diff); the rest, with
         # names and ids, in metrics/info/search.json (a plain output, read by the report)
         summary = {"child_acc": final["child_acc"],
-                   **({"child_ppl": final["child_ppl"]} if "child_ppl" in final else {}), "entropy": final["entropy"]}
+                   **({"child_ppl": final["child_ppl"]} if "child_ppl" in final else {}), "entropy": final["entropy"],
+                   **{k: final[k] for k in NB201_HEADLINE if k in final}}
         info = {
             "epochs": len(result.history), "first_epoch_child_acc": result.history[0].metrics["child_acc"],
             "child_loss": final["child_loss"], "reward": final["reward"], "baseline": final["baseline"],
@@ -107,8 +115,10 @@ def main() -> None:
         run.log_dict(final_policy, "final_policy.json")
         run.log_artifact(SEARCH_DIR / "policy_history.npz")
         CHECKPOINT.unlink(missing_ok=True)
-        print(f"search: {len(result.history)} epochs, child_acc {final['child_acc']:.4f}, reward "
-              f"{final['reward']:.4f} -> {SEARCH_DIR}, {METRICS_DIR / 'search.json'}")
+        found = (f"{final['queries']:.0f} look-ups, best validation accuracy {final['best_valid_acc']:.2f}"
+                 if is_tabular(task.search) else f"child_acc {final['child_acc']:.4f}")
+        print(f"search: {len(result.history)} epochs, {found}, reward {final['reward']:.4f} -> {SEARCH_DIR}, "
+              f"{METRICS_DIR / 'search.json'}")
 
 
 if __name__ == "__main__":

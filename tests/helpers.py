@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import warnings
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -130,3 +132,17 @@ class Recorder(EpochCallback):
 
     def on_epoch_end(self, report):
         self.reports.append(report)
+
+
+# --- NAS-Bench-201 ----------------------------------------------------------------------------------------------
+
+NB201_TABLES = Path(os.environ["EDNAS_DATA_ROOT"]) / "nb201" if os.environ.get("EDNAS_DATA_ROOT") else None
+needs_nb201_table = pytest.mark.skipif(NB201_TABLES is None,
+                                       reason="EDNAS_DATA_ROOT is unset (NB201 tables at $EDNAS_DATA_ROOT/nb201)")
+
+
+def nb201_search_config(**overrides):
+    """The nb201 task's search settings (params.yaml's defaults) with `overrides`."""
+    from ednas_core.config import nb201_search_defaults
+
+    return dataclasses.replace(nb201_search_defaults(), **overrides)

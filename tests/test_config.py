@@ -140,9 +140,9 @@ def test_committed_params_comment_every_non_obvious_key():
     pytest.param(("data", "train_portion"), 1.0, "data.train_portion: got 1.0; expected a number > 0 and < 1",
                  id="bound_upper_exclusive"),
     pytest.param(("search", "strategy"), "darts",
-                 "search.strategy: got 'darts'; expected one of ednas, random, enas, evnas, nao",
+                 "search.strategy: got 'darts'; expected one of ednas, random, enas, evnas, nao, rea",
                  id="unknown_choice"),
-    pytest.param(("task",), "imagenet", "task: got 'imagenet'; expected one of cifar10, digits, ptb, markov",
+    pytest.param(("task",), "imagenet", "task: got 'imagenet'; expected one of cifar10, digits, ptb, markov, nb201",
                  id="unknown_top_level_choice"),
     pytest.param(("digits", "search", "lr"), 0, "digits.search.lr: got 0; expected a number > 0",
                  id="nested_error_names_full_key"),
@@ -183,7 +183,7 @@ def test_unknown_top_level_key(raw):
     d = data(raw)
     d["serach"] = {"lr": 0.01}
     assert error_of(d) == ("serach: unknown key; did you mean search? known keys of params: task, runtime, data, "
-                           "search, derive, evaluate, digits, ptb, markov, tracking")
+                           "search, derive, evaluate, digits, ptb, markov, nb201, tracking")
 
 
 def test_unknown_key_without_a_close_match_lists_the_known_keys(raw):
@@ -306,7 +306,7 @@ def test_non_strict_fills_defaults():
 def test_non_strict_still_rejects_unknown_and_bad_values():
     with pytest.raises(ConfigError, match=r"^search\.lrr: unknown key"):
         from_mapping(Params, {"search": {"lrr": 1}}, strict=False)
-    with pytest.raises(ConfigError, match=r"^derive\.mode: got 'max'; expected one of best, argmax$"):
+    with pytest.raises(ConfigError, match=r"^derive\.mode: got 'max'; expected one of best, argmax, queried$"):
         from_mapping(Params, {"derive": {"mode": "max"}}, strict=False)
 
 
@@ -354,3 +354,16 @@ def test_flatten_params():
     assert flat["digits.search.lr"] == 0.1
     assert flat["tracking.progress"] == "auto"
     assert not any(isinstance(v, dict) for v in flat.values())
+
+
+def test_derive_mode_queried_only_for_a_tabular_nb201_search(raw):
+    """queried picks among a tabular search's own look-ups: refused for any other task or mode, with the key."""
+    raw["derive"]["mode"] = "queried"
+    with pytest.raises(ConfigError, match=r"^derive\.mode: queried picks among the table look-ups"):
+        load_params(raw)
+    raw["derive"]["mode"] = "best"
+    raw["nb201"]["search"]["mode"] = "weight_sharing"
+    with pytest.raises(ConfigError, match=r"^nb201\.derive\.mode: queried"):
+        load_params(raw)
+    raw["nb201"]["search"]["mode"] = "tabular"
+    assert load_params(raw).nb201.derive.mode == "queried"

@@ -178,7 +178,7 @@ def test_genotype_file_that_is_not_an_object_is_one_line_naming_file_and_shape(t
     (lambda d: d.update(normal_concat="2345"), "genotype normal_concat must be [2, 3, 4, 5] in this search space"),
     (lambda d: d.update(normal_concat=[2, 3, 4, 5.5]), "genotype normal_concat must be [2, 3, 4, 5] in this "
                                                        "search space"),
-    (lambda d: d.update(space=["cnn"]), "genotype space ['cnn'] is unknown; known: cnn, rnn"),
+    (lambda d: d.update(space=["cnn"]), "genotype space ['cnn'] is unknown; known: cnn, rnn, nb201"),
 ], ids=["cell_number", "cell_object", "input_string", "input_float", "input_bool", "op_list", "concat_string",
         "concat_float", "space_list"])
 def test_genotype_file_of_wrong_types_is_one_line_naming_the_file(tmp_path, change, message):

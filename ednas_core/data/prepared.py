@@ -19,6 +19,7 @@ from .ptb import Corpus
 
 DATASET_FILE = "dataset.pt"
 MANIFEST_FILE = "manifest.json"
+TABLE_FILE = "nb201.csv"  # task nb201: the checked NAS-Bench-201 table (ednas_core/data/nb201_table.py)
 
 
 def md5sum(path: Path, chunk: int = 1 << 20) -> str:
@@ -38,11 +39,26 @@ class Manifest:
     shape: list[int]             # [C, H, W] of images; [] for a corpus
     classes: list[str]           # class names; [] for a corpus
     sources: dict[str, str]      # raw file -> md5
-    kind: str = "images"         # images | text
+    kind: str = "images"         # images | text | table (nb201 tabular: the benchmark table alone, no dataset file)
     vocab_size: int = 0
+    table_md5: str = ""          # nb201: md5 of the prepared benchmark table (TABLE_FILE)
 
 
-def save_prepared(data: ImageDataset | Corpus, folder: Path, task: str, sources: dict[str, str]) -> Manifest:
+def _write_manifest(folder: Path, manifest: Manifest) -> Manifest:
+    atomic_write_text(folder / MANIFEST_FILE, json.dumps(asdict(manifest), indent=2) + "\n")
+    return manifest
+
+
+def save_table_manifest(folder: Path, task: str, table_md5: str, sources: dict[str, str]) -> Manifest:
+    """The manifest of a task whose prepared data is its benchmark table alone (nb201, tabular mode); a dataset
+    file of an earlier preparation is removed, so that nothing stale travels with the outputs."""
+    (folder / DATASET_FILE).unlink(missing_ok=True)
+    return _write_manifest(folder, Manifest(task=task, dataset_md5=table_md5, train=0, test=0, shape=[], classes=[],
+                                            sources=sources, kind="table", table_md5=table_md5))
+
+
+def save_prepared(data: ImageDataset | Corpus, folder: Path, task: str, sources: dict[str, str],
+                  table_md5: str = "") -> Manifest:
     buffer = io.BytesIO()
     if isinstance(data, Corpus):
         torch.save({"vocab": data.vocab, "train": data.train, "valid": data.valid, "test": data.test}, buffer)
@@ -56,9 +72,9 @@ def save_prepared(data: ImageDataset | Corpus, folder: Path, task: str, sources:
                      classes=list(data.classes))
     payload = buffer.getvalue()
     atomic_write_bytes(folder / DATASET_FILE, payload)
-    manifest = Manifest(task=task, dataset_md5=hashlib.md5(payload).hexdigest(), sources=sources, **sizes)
-    atomic_write_text(folder / MANIFEST_FILE, json.dumps(asdict(manifest), indent=2) + "\n")
-    return manifest
+    manifest = Manifest(task=task, dataset_md5=hashlib.md5(payload).hexdigest(), sources=sources,
+                        table_md5=table_md5, **sizes)
+    return _write_manifest(folder, manifest)
 
 
 _RERUN = "rerun `dvc repro prepare-data`"
@@ -71,7 +87,7 @@ def _fits(key: str, value: object) -> bool:
     """Whether a manifest value has its field's JSON type (true/false is no number) and, for kind, a known kind."""
     if isinstance(value, bool) or not isinstance(value, _JSON_TYPES[_FIELD_TYPES[key]]):
         return False
-    return key != "kind" or value in ("images", "text")
+    return key != "kind" or value in ("images", "text", "table")
 
 
 def read_manifest(folder: Path) -> Manifest:
@@ -100,6 +116,9 @@ def load_prepared(folder: Path, task: str) -> ImageDataset | Corpus:
     """Loads and checks a prepared dataset; a missing, foreign or corrupt one gets a one-line DataError."""
     folder = Path(folder)
     manifest_path, data_path = folder / MANIFEST_FILE, folder / DATASET_FILE
+    if manifest_path.is_file() and read_manifest(folder).kind == "table":
+        raise DataError(f"{folder} holds only the {read_manifest(folder).task} benchmark table (tabular mode), "
+                        "no images; run the prepare-data stage again (dvc repro)")
     if not manifest_path.is_file() or not data_path.is_file():
         raise DataError(f"no prepared dataset in {folder}; run the prepare-data stage (dvc repro prepare-data)")
     manifest = read_manifest(folder)

@@ -46,7 +46,7 @@ def _save(fig: Any, out_dir: Path, name: str, title: str, svg: bool = False) -> 
 
 def write_figures(out_dir: Path, history: Mapping[str, np.ndarray] | None, genotype: Genotype,
                   genotype_name: str, search_rows: list[dict], evaluate_rows: list[dict],
-                  strategy: str = "ednas") -> Figures:
+                  strategy: str = "ednas", task: str = "") -> Figures:
     """Every figure of the report, written under out_dir (metrics/figures); `strategy` names what the
     policy heatmaps show (a policy's softmax or a population's choice frequencies)."""
     from ednas_core import viz
@@ -57,6 +57,12 @@ def write_figures(out_dir: Path, history: Mapping[str, np.ndarray] | None, genot
         figs.search.append(_save(viz.search_curves(search_rows), out_dir, "search_curves", "Search learning curves"))
     else:
         figs.missing.append("metrics/search_epochs.csv (search learning curves)")
+    if task == "nb201":
+        from .nb201 import nb201_curves
+
+        fig = nb201_curves(search_rows)
+        if fig is not None:
+            figs.search.append(_save(fig, out_dir, "nb201_curves", "Search against the NAS-Bench-201 table"))
     if history is not None and "epoch" in history:
         epochs = [int(e) for e in history["epoch"]]
         last = {k.removeprefix("prob_"): v[-1] for k, v in history.items() if k.startswith("prob_")}
@@ -78,7 +84,7 @@ def write_figures(out_dir: Path, history: Mapping[str, np.ndarray] | None, genot
                                    "Evaluation learning curves"))
     else:
         figs.missing.append("metrics/evaluate_epochs.csv (evaluation learning curves)")
-    for name, paper_genotype in PAPER_GENOTYPES.items():
+    for name, paper_genotype in PAPER_GENOTYPES.items() if task != "nb201" else ():  # the paper's are CNN/RNN cells
         for cell_type, fig in viz.genotype_diagrams(paper_genotype, name).items():
             figs.paper.append(_save(fig, out_dir, f"{name}_{cell_type}", f"{name}: {cell_type} cell", svg=True))
     return figs

@@ -8,6 +8,7 @@ import math
 from typing import Any, Iterable, Sequence
 
 from .figures import FigureRef, Figures
+from .nb201 import nb201_result_lines
 from .paper import METHOD_NAMES, main_metric, paper_table, published
 
 
@@ -50,6 +51,11 @@ def _paper_rows(task: str, strategy: str, evaluate: dict, search_days: float, ki
     return out
 
 
+def _scored_on(derive: dict) -> str:
+    images = derive.get("scored_on_images")
+    return "table look-ups (the tabular reward)" if images == 0 else f"{images} validation images"
+
+
 def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, evaluate: dict,
                  genotype_json: dict, *, figures: Figures | None = None,
                  comparison: tuple[list[str], list[list[Any]]] | None = None, report_run_id: str = "") -> str:
@@ -65,10 +71,13 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
     lines = [f"# EDNAS report: {task}", "",
              f"Search strategy `{strategy}`; search on {search.get('device', '?')}, evaluation on "
              f"{evaluate.get('device', '?')}.", ""]
-    lines += ["## Result against the paper", ""]
-    lines += md_table(["", "this run", f"paper ({which})" if paper else "paper", "difference"],
-                      _paper_rows(task, strategy, evaluate, hours / 24.0, kind))
-    if not paper:
+    if task == "nb201":
+        lines += nb201_result_lines(str(params.get("nb201.search.mode", "?")), strategy, search, derive, evaluate)
+    else:
+        lines += ["## Result against the paper", ""]
+        lines += md_table(["", "this run", f"paper ({which})" if paper else "paper", "difference"],
+                          _paper_rows(task, strategy, evaluate, hours / 24.0, kind))
+    if not paper and task != "nb201":
         lines += ["", f"No published {task} result of strategy `{strategy}`; the numbers above stand alone."]
     if kind == "CPU":
         lines += ["", "The search cost here is measured in CPU time; the paper's is GPU time."]
@@ -77,7 +86,7 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
         lines += ["", f"Published rows for {task} (EDNAS_SPEC.md sections 7 and 9):", ""]
         lines += md_table(["task", "method", "search cost (GPU days)", "params", "result", "source"], rows)
     lines += ["", "## Search", "",
-              f"- epochs: {search['epochs']}, final child accuracy {_fmt(search['child_acc'])} "
+              f"- epochs: {search['epochs']}, final child accuracy {_fmt(search.get('child_acc', math.nan))} "
               f"(first epoch {_fmt(search.get('first_epoch_child_acc', math.nan))}), final reward "
               f"{_fmt(search.get('reward', math.nan))}, policy entropy {_fmt(search['entropy'])}",
               f"- final reward baseline (moving average) {_fmt(search.get('baseline', math.nan))}",
@@ -86,18 +95,23 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
         lines += _images(figures.search)
     lines += ["## Derive", "",
               f"- {derive.get('samples')} candidates ({derive.get('distinct_samples')} distinct) scored on "
-              f"{derive.get('scored_on_images')} validation images: best reward "
+              f"{_scored_on(derive)}: best reward "
               f"{_fmt(derive.get('best_reward'))}, the strategy's own answer (argmax) {_fmt(derive.get('argmax_reward'))}, "
               f"mean {_fmt(derive.get('mean_reward'))}; written: {derive.get('mode')}",
               "", "Evaluated genotype:", "", "```json", json.dumps(genotype_json), "```", ""]
     if figures:
         lines += _images(figures.genotype)
-    lines += ["## Evaluation", "",
-              f"- genotype: {evaluate['genotype']}, {evaluate['epochs']} epochs, "
-              f"{train_hours:.4g} {train_kind}-hours on {evaluate.get('device', '?')}",
-              (f"- test perplexity {evaluate['test_ppl']:.2f}" if "test_ppl" in evaluate else
-               f"- top-1 test error {evaluate['test_error']:.2f}% (accuracy {evaluate['test_acc']:.4f})")
-              + f", {evaluate['params']:,} parameters (auxiliary head excluded)", ""]
+    if task == "nb201":
+        lines += ["## Evaluation", "", f"- genotype: {evaluate['genotype']}, looked up in the NAS-Bench-201 table "
+                  f"(no training here): CIFAR-10 test error {evaluate['test_error']:.2f}% after the benchmark's "
+                  "200 epochs", ""]
+    else:
+        lines += ["## Evaluation", "",
+                  f"- genotype: {evaluate['genotype']}, {evaluate['epochs']} epochs, "
+                  f"{train_hours:.4g} {train_kind}-hours on {evaluate.get('device', '?')}",
+                  (f"- test perplexity {evaluate['test_ppl']:.2f}" if "test_ppl" in evaluate else
+                   f"- top-1 test error {evaluate['test_error']:.2f}% (accuracy {evaluate['test_acc']:.4f})")
+                  + f", {evaluate['params']:,} parameters (auxiliary head excluded)", ""]
     if figures:
         lines += _images(figures.evaluate)
     if comparison is not None:

@@ -1,9 +1,11 @@
-"""The decoupled cell search space shared by the CNN and RNN spaces of EDNAS.
+"""The decoupled cell search space shared by the CNN, RNN and NAS-Bench-201 spaces of EDNAS.
 
 A cell is a DAG with `n_inputs` input nodes followed by `n_nodes` searched nodes. Searched node i picks
 `inputs_per_node` distinct predecessors among the i nodes before it (the structure decision: one index into
 the list of combinations) and one operation for each picked edge (the operation decisions: one index into
-`ops` per edge of the full DAG). A sampled cell is kept on the host as plain ints:
+`ops` per edge of the full DAG). With `inputs_per_node=None` a node picks any subset of its predecessors,
+the empty one included (NAS-Bench-201: an edge left out is its `none` operation). A sampled cell is kept on
+the host as plain ints:
 
     CellArch = ((pred, op), (pred, op)),   # node n_inputs      (pairs sorted by pred)
                ((pred, op), (pred, op)),   # node n_inputs + 1
@@ -30,8 +32,13 @@ class CellSpace:
 
     n_inputs: int
     n_nodes: int
-    inputs_per_node: int
+    inputs_per_node: int | None  # None: any subset of the predecessors (0..i inputs)
     ops: tuple[str, ...]
+
+    @property
+    def any_subset(self) -> bool:
+        """True when a node takes any subset of its predecessors (edges may be absent: NB201's `none`)."""
+        return self.inputs_per_node is None
 
     @property
     def node_ids(self) -> range:
@@ -40,7 +47,11 @@ class CellSpace:
 
     @cached_property
     def combos(self) -> tuple[tuple[tuple[int, ...], ...], ...]:
-        """For each searched node, its predecessor combinations in lexicographic order."""
+        """For each searched node, its predecessor combinations in lexicographic order (any-subset cells: by
+        size, then lexicographic; the empty combination first)."""
+        if self.any_subset:
+            return tuple(tuple(c for k in range(i + 1) for c in itertools.combinations(range(i), k))
+                         for i in self.node_ids)
         return tuple(tuple(itertools.combinations(range(i), self.inputs_per_node)) for i in self.node_ids)
 
     @cached_property
@@ -69,11 +80,11 @@ class CellSpace:
 
     @property
     def size(self) -> int:
-        """Number of distinct cells: product of combination counts times ops^(selected edges)."""
+        """Number of distinct cells: per node, the sum over its combinations of ops^(edges selected)."""
         n = 1
         for node_combos in self.combos:
-            n *= len(node_combos)
-        return n * len(self.ops) ** (self.n_nodes * self.inputs_per_node)
+            n *= sum(len(self.ops) ** len(c) for c in node_combos)
+        return n
 
     # --- conversions between sampled indices and CellArch -------------------------------------------------
 
@@ -103,10 +114,9 @@ class CellSpace:
         for node, pairs in zip(self.node_ids, cell):
             pairs = tuple(sorted((int(p), int(o)) for p, o in pairs))
             preds = [p for p, _ in pairs]
-            if len(pairs) != self.inputs_per_node or len(set(preds)) != len(preds):
-                raise ValueError(
-                    f"{label}: node {node} needs {self.inputs_per_node} distinct inputs, got {preds}"
-                )
+            if len(set(preds)) != len(preds) or (not self.any_subset and len(pairs) != self.inputs_per_node):
+                needs = "distinct inputs" if self.any_subset else f"{self.inputs_per_node} distinct inputs"
+                raise ValueError(f"{label}: node {node} needs {needs}, got {preds}")
             for pred, op in pairs:
                 if not 0 <= pred < node:
                     raise ValueError(f"{label}: node {node} cannot take input from node {pred} (allowed 0..{node - 1})")
@@ -114,6 +124,32 @@ class CellSpace:
                     raise ValueError(f"{label}: op index {op} out of range 0..{len(self.ops) - 1}")
             canonical.append(pairs)
         return tuple(canonical)
+
+    def ops_by_edge(self, cell: CellArch) -> dict[int, list[str]]:
+        """edge id -> names of the ops `cell` uses on it (a fixed network builds only those)."""
+        ops: dict[int, list[str]] = {}
+        for node, pairs in zip(self.node_ids, cell):
+            for pred, op in pairs:
+                ops.setdefault(self.edge_id(node, pred), []).append(self.ops[op])
+        return ops
+
+    # --- one code per edge of the full DAG (NB201's encoding; ENAS / NAO / EvNAS on any-subset cells) ------
+
+    def edge_codes(self, cell: CellArch) -> tuple[int, ...]:
+        """Per edge of the full DAG (edge_id order): 0 when the edge is absent, else 1 + its op index."""
+        codes = [0] * self.n_edges
+        for node, pairs in zip(self.node_ids, cell):
+            for pred, op in pairs:
+                codes[self.edge_id(node, pred)] = 1 + op
+        return tuple(codes)
+
+    def cell_from_edge_codes(self, codes: list[int] | tuple[int, ...], label: str = "cell") -> CellArch:
+        """Inverse of edge_codes (validated: a fixed-input cell needs exactly inputs_per_node edges per node)."""
+        if len(codes) != self.n_edges or not all(0 <= int(c) <= len(self.ops) for c in codes):
+            raise ValueError(f"{label}: expected {self.n_edges} edge codes in 0..{len(self.ops)}, got {list(codes)}")
+        cell = tuple(tuple((pred, int(codes[self.edge_id(node, pred)]) - 1) for pred in range(node)
+                           if codes[self.edge_id(node, pred)]) for node in self.node_ids)
+        return self.validate(cell, label)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ chosen. One algorithm per file, registered here by the name `search.strategy` ta
 - enas.py   — ENAS micro search: an LSTM controller sampling cells autoregressively, REINFORCE
 - evnas.py  — EvNAS: a genetic algorithm over DARTS-style architecture parameters on the shared weights
 - nao.py    — NAO-WS: encoder-predictor-decoder, gradient ascent in the architecture embedding, a pool
+- rea.py    — regularized evolution (Real et al. 2019): NAS-Bench-201's tabular reference
 
 Adding a strategy: one file with a Strategy subclass (and its settings dataclass), a line below, a field in the
 search sections of ednas_core/config.py and its section in params.yaml.
@@ -25,9 +26,10 @@ from .enas import ENASStrategy
 from .evnas import EvNASStrategy
 from .nao import NAOStrategy
 from .random import RandomStrategy
+from .rea import REAStrategy
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    s.name: s for s in (EDNASStrategy, RandomStrategy, ENASStrategy, EvNASStrategy, NAOStrategy)
+    s.name: s for s in (EDNASStrategy, RandomStrategy, ENASStrategy, EvNASStrategy, NAOStrategy, REAStrategy)
 }
 STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
 

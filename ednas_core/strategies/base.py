@@ -164,10 +164,16 @@ def distribution_entropy(probabilities: dict[str, np.ndarray]) -> dict[str, floa
 
 
 def uniform_architecture(space: SearchSpace, generator: torch.Generator) -> Architecture:
-    """A uniformly random architecture: a combination per node and an op per edge, each uniform."""
+    """A uniformly random architecture: a combination per node and an op per edge, each uniform (every cell
+    equally likely); any-subset cells (NB201): each edge absent or one of the ops, uniformly (every cell equally
+    likely: a uniform combination would favour cells with fewer edges)."""
     cell = space.cell
     arch = {}
     for t in space.cell_types:
+        if cell.any_subset:
+            codes = torch.randint(len(cell.ops) + 1, (cell.n_edges,), generator=generator).tolist()
+            arch[t] = cell.cell_from_edge_codes(codes)
+            continue
         combos = [int(torch.randint(len(c), (1,), generator=generator)) for c in cell.combos]
         ops = torch.randint(len(cell.ops), (cell.n_edges,), generator=generator).tolist()
         arch[t] = cell.cell_from_choices(combos, ops)
@@ -175,20 +181,26 @@ def uniform_architecture(space: SearchSpace, generator: torch.Generator) -> Arch
 
 
 def to_tokens(space: SearchSpace, arch: Architecture) -> list[int]:
-    """An architecture as a flat token sequence (the encoding of ENAS's controller and NAO's encoder): for each
-    cell type, for each searched node, (pred, op) of each selected edge, preds ascending."""
+    """An architecture as a flat token sequence (the encoding of NAO's encoder): for each cell type, for each
+    searched node, (pred, op) of each selected edge, preds ascending; any-subset cells (NB201): for each cell type
+    its edge codes (CellSpace.edge_codes: 0 = no edge, 1 + op index), n_edges tokens per cell type."""
+    if space.cell.any_subset:
+        return [c for t in space.cell_types for c in space.cell.edge_codes(arch[t])]
     return [v for t in space.cell_types for pairs in arch[t] for pred, op in pairs for v in (pred, op)]
 
 
 def from_tokens(space: SearchSpace, tokens: list[int]) -> Architecture:
     """Inverse of to_tokens; raises ValueError when the tokens are not a valid architecture of `space`."""
     cell = space.cell
-    per_cell = 2 * cell.n_nodes * cell.inputs_per_node
+    per_cell = cell.n_edges if cell.any_subset else 2 * cell.n_nodes * cell.inputs_per_node
     if len(tokens) != per_cell * len(space.cell_types):
         raise ValueError(f"{space.name}: expected {per_cell * len(space.cell_types)} tokens, got {len(tokens)}")
     arch = {}
     for c, t in enumerate(space.cell_types):
         flat = tokens[c * per_cell : (c + 1) * per_cell]
+        if cell.any_subset:
+            arch[t] = cell.cell_from_edge_codes(flat, label=f"{space.name}.{t}")
+            continue
         pairs = [(flat[2 * k], flat[2 * k + 1]) for k in range(per_cell // 2)]
         nodes = [tuple(pairs[n * cell.inputs_per_node : (n + 1) * cell.inputs_per_node]) for n in range(cell.n_nodes)]
         arch[t] = tuple(nodes)

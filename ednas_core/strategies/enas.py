@@ -43,6 +43,16 @@ Where this differs from ENAS, and why:
 - On the RNN space the same micro controller runs (one input per node, ops = activations); ENAS's PTB controller
   also adds a distance prior (j - i)^2 / 12 to its input logits and scales the chosen input's embedding, not here.
 
+On an any-subset cell (NAS-Bench-201) the controller does what the benchmark's ENAS baseline does
+(D-X-Y/AutoDL-Projects, lib/models/cell_searchs/search_model_enas_utils.py Controller, run by exps/algos/ENAS.py):
+no input decisions, one decision per edge of the full DAG in edge_id order over len(ops) + 1 codes (code 0 =
+`none`, the edge left out; then the ops: NB201's five operations in the benchmark's order), each an LSTM step on
+the previous code's embedding (the first on g_emb), logits = h @ w_soft + b_soft shaped as above with
+c = tanh_constant / op_tanh_reduce. A sample is its edge codes (CellSpace.edge_codes), one sequence per cell, so
+log P(arch) is that sequence's. The baseline's controller settings are nb201_defaults(); its own differences from
+this one: a torch.nn.LSTM with biases and an nn.Linear output (bias initialised by PyTorch's default), where this
+controller has ENAS's bias-free LSTM and a zero b_soft, and a gradient-norm clip of 5 on the controller.
+
 Cost: the controller runs on the CPU, on one thread, and every pass is batched over many samples: the child phase
 draws TRAIN_BLOCK architectures per pass and hands them out one per child step, the reward phase draws the rest of
 the current aggregation window in one pass, and an update scores the window's `num_aggregate` samples in one pass
@@ -115,6 +125,28 @@ def rnn_defaults() -> ENASConfig:
     )
 
 
+def nb201_defaults() -> ENASConfig:
+    """The NAS-Bench-201 ENAS baseline (D-X-Y/AutoDL-Projects: exps/algos/ENAS.py, scripts-search/algos/ENAS.sh,
+    configs/nas-benchmark/algos/ENAS.config, search_model_enas.py create_controller with the Controller's
+    defaults), which samples each edge's operation with its own controller and flags."""
+    return ENASConfig(
+        lstm_size=32,           # Controller(lstm_size=32), create_controller passes no size
+        lstm_num_layers=2,      # Controller(lstm_num_layers=2)
+        init_range=0.1,         # nn.init.uniform_(-0.1, 0.1)
+        temperature=5.0,        # Controller(temperature=5.0)
+        tanh_constant=2.5,      # Controller(tanh_constant=2.5)
+        op_tanh_reduce=1.0,     # the op logits take tanh_constant unreduced (every decision is an op)
+        entropy_weight=1e-4,    # --controller_entropy_weight 0.0001
+        baseline_decay=0.99,    # --controller_bl_dec 0.99
+        lr=1e-3,                # ENAS.config controller_lr 0.001
+        adam_beta1=0.0,         # ENAS.config controller_betas [0, 0.999]
+        adam_beta2=0.999,
+        adam_eps=1e-3,          # ENAS.config controller_eps 0.001
+        train_steps=50,         # --controller_train_steps 50
+        num_aggregate=20,       # --controller_num_aggregate 20
+    )
+
+
 # --- the controller ------------------------------------------------------------------------------------------
 
 
@@ -122,16 +154,19 @@ class ENASController(nn.Module):
     """ENAS's micro controller over any SearchSpace; `run` samples, decodes greedily or scores given sequences.
 
     A sample is a sequence of ints, for each cell type, for each searched node: its inputs in the order they were
-    drawn, then the op of each of those inputs (same order). Parameters as ENAS's, except that each LSTM layer is
-    stored as PyTorch's (w_ih [4H, H], w_hh [4H, H], gates i, f, g, o) rather than ENAS's w [2H, 4H] on [x, h]
-    (gates i, f, o, g): the same function, re-indexed, with the same uniform initialisation; no biases, as ENAS."""
+    drawn, then the op of each of those inputs (same order); on an any-subset cell, for each cell type, the code
+    of every edge of the full DAG (CellSpace.edge_codes: 0 = none, 1 + op), with no attention parameters.
+    Parameters as ENAS's, except that each LSTM layer is stored as PyTorch's (w_ih [4H, H], w_hh [4H, H], gates
+    i, f, g, o) rather than ENAS's w [2H, 4H] on [x, h] (gates i, f, o, g): the same function, re-indexed, with
+    the same uniform initialisation; no biases, as ENAS."""
 
     def __init__(self, space: SearchSpace, settings: ENASConfig, generator: torch.Generator):
         super().__init__()
         self.space = space
         self.settings = settings
         cell = space.cell
-        hidden, n_ops = settings.lstm_size, len(cell.ops)
+        # any-subset cells decide one code per edge: `none` and the ops (AutoDL-Projects' NB201 Controller)
+        hidden, n_ops = settings.lstm_size, len(cell.ops) + (1 if cell.any_subset else 0)
         self.w_ih = nn.ParameterList(nn.Parameter(torch.empty(4 * hidden, hidden))
                                      for _ in range(settings.lstm_num_layers))
         self.w_hh = nn.ParameterList(nn.Parameter(torch.empty(4 * hidden, hidden))
@@ -142,9 +177,10 @@ class ENASController(nn.Module):
         # ENAS initialises b_soft to [10, 10, 0, ...] and adds a fixed [0.25, 0.25, -0.25, ...] in the normal cell:
         # a prior for its ops 0 and 1 (sep_conv 3x3 / 5x5 in its op list); here the ops start equally likely
         self.b_soft = nn.Parameter(torch.zeros(n_ops))
-        self.w_attn_1 = nn.Parameter(torch.empty(hidden, hidden))
-        self.w_attn_2 = nn.Parameter(torch.empty(hidden, hidden))
-        self.v_attn = nn.Parameter(torch.empty(hidden, 1))
+        if not cell.any_subset:  # the input decisions' attention (an any-subset cell has none)
+            self.w_attn_1 = nn.Parameter(torch.empty(hidden, hidden))
+            self.w_attn_2 = nn.Parameter(torch.empty(hidden, hidden))
+            self.v_attn = nn.Parameter(torch.empty(hidden, 1))
         r = settings.init_range
         with torch.no_grad():  # from `generator` only: the global RNG is not touched
             for name, p in self.named_parameters():
@@ -174,6 +210,7 @@ class ENASController(nn.Module):
         s, cell = self.settings, self.space.cell
         hidden, k = s.lstm_size, cell.inputs_per_node
         widest = cell.n_inputs + cell.n_nodes - 1
+        op_constant = s.tanh_constant / s.op_tanh_reduce
         rows = torch.arange(batch)
         zeros = torch.zeros(batch, hidden)
         g_emb = self.g_emb.expand(batch, hidden)
@@ -194,6 +231,12 @@ class ENASController(nn.Module):
             return choice
 
         for _ in self.space.cell_types:
+            if cell.any_subset:  # one code per edge, each step fed the previous code's embedding
+                x = g_emb
+                for _ in range(cell.n_edges):
+                    h, state = self._lstm(x, state)
+                    x = self.w_emb[decide("op", self._shape(h @ self.w_soft + self.b_soft, op_constant))]
+                continue
             anchors: list[torch.Tensor] = []
             anchors_w: list[torch.Tensor] = []
             for _ in range(cell.n_inputs):
@@ -217,7 +260,7 @@ class ENASController(nn.Module):
                     x = anchor[rows, j]
                 for _ in range(k):  # the op of each chosen input, in the same order
                     h, state = self._lstm(x, state)
-                    logits = self._shape(h @ self.w_soft + self.b_soft, s.tanh_constant / s.op_tanh_reduce)
+                    logits = self._shape(h @ self.w_soft + self.b_soft, op_constant)
                     x = self.w_emb[decide("op", logits)]
                 h, state = self._lstm(x, state)
                 anchors.append(h)
@@ -227,6 +270,8 @@ class ENASController(nn.Module):
         log_prob = torch.zeros(batch)
         entropy = torch.zeros(batch)
         for logits, choices in groups.values():
+            if not logits:  # an any-subset cell makes no input decisions
+                continue
             logits = torch.stack(logits, 1)  # [B, decisions, choices]
             lp = torch.log_softmax(logits, dim=-1)
             log_prob = log_prob + lp.gather(2, torch.stack(choices, 1).unsqueeze(-1)).squeeze(-1).sum(1)
@@ -257,6 +302,12 @@ def one_thread() -> Iterator[None]:
 def architecture_of(space: SearchSpace, sequence: list[int]) -> Architecture:
     """The canonical architecture of a controller sequence (each node's pairs sorted by predecessor)."""
     cell = space.cell
+    if cell.any_subset:  # n_edges edge codes per cell type
+        n = cell.n_edges
+        if len(sequence) != n * len(space.cell_types):
+            raise ValueError(f"{space.name}: expected {n * len(space.cell_types)} edge codes, got {len(sequence)}")
+        return space.validate({t: cell.cell_from_edge_codes(sequence[c * n : (c + 1) * n], label=f"{space.name}.{t}")
+                               for c, t in enumerate(space.cell_types)})
     k, arch, pos = cell.inputs_per_node, {}, 0
     for t in space.cell_types:
         nodes = []
@@ -270,8 +321,11 @@ def architecture_of(space: SearchSpace, sequence: list[int]) -> Architecture:
 
 def sequences_of(space: SearchSpace, arch: Architecture) -> list[list[int]]:
     """Every controller sequence that gives `arch`: each node's inputs in every order (ops follow their inputs),
-    (inputs_per_node!) ** (nodes of all cell types) sequences."""
+    (inputs_per_node!) ** (nodes of all cell types) sequences; on an any-subset cell the one sequence of its edge
+    codes."""
     arch = space.validate(arch)
+    if space.cell.any_subset:
+        return [[c for t in space.cell_types for c in space.cell.edge_codes(arch[t])]]
     per_node = []
     for t in space.cell_types:
         for pairs in arch[t]:
@@ -408,7 +462,8 @@ class ENASStrategy(Strategy):
 
     def log_prob(self, arch: Architecture) -> float:
         """log P(arch): the controller's probability of the canonical architecture, summed over every order in
-        which each node's inputs can be drawn (exact; one batched pass over those sequences)."""
+        which each node's inputs can be drawn (exact; one batched pass over those sequences); any-subset cells:
+        the probability of its one sequence of edge codes."""
         sequences = torch.tensor(sequences_of(self.space, arch), dtype=torch.int64)
         with torch.no_grad(), one_thread():
             _, log_prob, _ = self.controller.run(len(sequences), forced=sequences)

@@ -18,6 +18,15 @@ chromosomes.py, population.py, utils.py):
   `tournament_size` distinct individuals, the fittest wins), then each of its edge rows is replaced by a fresh
   U[0, 1) row with probability `mutation_rate` (mutate_chromosome). Elites are never mutated.
 
+On an any-subset cell (NAS-Bench-201) an individual is what the authors' NB201 code evolves (train_searchNAS201.py,
+search_model_NAS201.py, chromosomesNAS201.py, gaNAS201.py, commit b965f84): one alpha matrix [n_edges, 1 + n_ops]
+over the benchmark's five operations, `none` first (NAS_BENCH_201's order; column = CellSpace.edge_codes' code),
+each entry U[0, 1) (TinyNetwork.arch_parameters = torch.rand(num_edge, len(search_space))); decoding is the
+argmax per edge (TinyNetwork.discretize / genotype: op_names[weights.argmax()]), so an edge whose argmax is
+`none` is left out and no top-k over a node's edges is taken. Crossover and mutation act on the same edge rows
+with the same rates; train_searchNAS201.py's other defaults are the S1 search's (pop_size 50, tsize 10,
+num_elites 1, mutate_rate 0.1, 50 epochs).
+
 Fitness is the reward of the decoded architecture on one validation batch (the authors: top-1 accuracy on the
 whole validation split, see `EvNASStrategy.rewards_wanted`). The number of generations is the search's epochs
 (train_search.py --epochs 50).
@@ -75,19 +84,29 @@ def check_settings(settings: EvNASConfig, prefix: str = "search.evnas.") -> None
 # --- the genetic operators (pure functions of tensors and a generator) --------------------------------------
 
 
+def alpha_columns(space: SearchSpace) -> int:
+    """Columns of an individual's alpha rows: the ops, and `none` first on an any-subset cell (NB201's five)."""
+    return len(space.cell.ops) + (1 if space.cell.any_subset else 0)
+
+
 def random_alphas(count: int, space: SearchSpace, generator: torch.Generator) -> torch.Tensor:
-    """`count` individuals [count, cell types, n_edges, n_ops], entries U[0, 1) (chromosome.generate_parameters)."""
-    cell = space.cell
-    return torch.rand(count, len(space.cell_types), cell.n_edges, len(cell.ops), generator=generator)
+    """`count` individuals [count, cell types, n_edges, alpha_columns], entries U[0, 1)
+    (chromosome.generate_parameters; NB201: TinyNetwork.arch_parameters)."""
+    return torch.rand(count, len(space.cell_types), space.cell.n_edges, alpha_columns(space), generator=generator)
 
 
 def decode(space: SearchSpace, alphas: torch.Tensor) -> list[Architecture]:
     """DARTS decoding of individuals [P, cell types, n_edges, n_ops] (utils.derive_architecture_topk): per edge
     the argmax op of softmax(alpha) with its softmax weight as strength; per node the inputs_per_node strongest
-    incoming edges (ties: the earlier predecessor first; argmax ties: the first op)."""
+    incoming edges (ties: the earlier predecessor first; argmax ties: the first op). Any-subset cells
+    [P, cell types, n_edges, 1 + n_ops]: per edge the argmax column is its code (0: `none`, the edge left out;
+    search_model_NAS201.py TinyNetwork.genotype)."""
     cell = space.cell
     probs = torch.softmax(alphas.float(), dim=-1)
     ops = probs.argmax(-1)
+    if cell.any_subset:
+        return [space.validate({t: cell.cell_from_edge_codes(codes, label=f"{space.name}.{t}")
+                                for t, codes in zip(space.cell_types, individual)}) for individual in ops.tolist()]
     strengths = probs.gather(-1, ops.unsqueeze(-1)).squeeze(-1).tolist()
     ops = ops.tolist()
     out = []
@@ -146,11 +165,17 @@ def next_generation(alphas: torch.Tensor, fitness: torch.Tensor, settings: EvNAS
 
 def diversity(space: SearchSpace, archs: list[Architecture]) -> float:
     """Mean over pairs of individuals of the share of decisions in which they differ: per cell type and node,
-    its input combination and each of its (input, op) edges (planted_reward's decisions); 0 for a population
-    of clones, about 0.8 for uniform CNN architectures."""
+    its input combination and each of its (input, op) edges (planted_reward's decisions); any-subset cells: the
+    code of each edge of the full DAG (absent or which op; planted_reward's decisions there). 0 for a population
+    of clones, about 0.8 for uniform CNN architectures and 0.8 for uniform NB201 cells."""
     if len(archs) < 2:
         return 0.0
     cell = space.cell
+    n = len(archs)
+    if cell.any_subset:
+        codes = torch.tensor([[cell.edge_codes(a[t]) for t in space.cell_types] for a in archs])  # [P, T, E]
+        differ = (codes[:, None] != codes[None]).double().mean((-1, -2))
+        return float(differ.sum() / (n * (n - 1)))
     n_ops = len(cell.ops)
     combos = torch.tensor([[cell.choices_of(a[t])[0] for t in space.cell_types] for a in archs])  # [P, T, N]
     pairs = torch.tensor([[[[p * n_ops + o for p, o in node] for node in a[t]] for t in space.cell_types]
@@ -159,7 +184,6 @@ def diversity(space: SearchSpace, archs: list[Architecture]) -> float:
     shared = (pairs[:, None, ..., :, None] == pairs[None, ..., None, :]).sum((-1, -2, -3, -4))
     total = combos[0].numel() * (1 + cell.inputs_per_node)
     differ = 1.0 - (same_combo + shared).double() / total
-    n = len(archs)
     return float(differ.sum() / (n * (n - 1)))
 
 
@@ -171,8 +195,8 @@ def _generator(seed: int, stream: int) -> torch.Generator:
 class EvNASStrategy(Strategy):
     """A population of alpha matrices, one generation per search epoch (see the module docstring).
 
-    State: `alphas` [P, cell types, n_edges, n_ops] (the population the next child phase trains), `fitness` [P]
-    (NaN until scored), `scored` (how many of the current generation have their reward), `generation` (how
+    State: `alphas` [P, cell types, n_edges, alpha_columns] (the population the next child phase trains),
+    `fitness` [P] (NaN until scored), `scored` (how many of the current generation have their reward), `generation` (how
     many generations have been evaluated), and the last evaluated generation sorted best first (`last_alphas`,
     `last_fitness`): what final_architecture and derive_candidates answer with.
     """

@@ -37,6 +37,13 @@ Where this differs from NAO-WS's code:
 - One Adam optimizer lives across rounds (NAO-WS/rnn); weights start uniform(-0.1, 0.1) (NAO-WS/cnn).
 - The fresh random architectures of a round are distinct from the pool (NAO-WS does not check).
 - PTB: update_every 30 of a 150-epoch search instead of 200 of 1000 (rnn_defaults).
+
+Any-subset cells (NAS-Bench-201): a cell is the sequence of its edge codes (to_tokens; NB201's own encoding of
+an architecture, one of its five operations per edge, `none` included), so the sequence has a fixed length
+(n_edges per cell type), its vocabulary is the len(ops) + 1 codes, the encoder reads one code per step (as the
+NAO authors' SemiNAS encoder does on NAS-Bench-101), and every decoded sequence is a valid cell (no constraint to
+apply). Random architectures are uniform over the cells (uniform_architecture), as NAO-WS's generate_arch is over
+its space.
 """
 
 from __future__ import annotations
@@ -135,17 +142,27 @@ def rnn_defaults() -> NAOConfig:
 class TokenGrammar:
     """The vocabulary of the EPD and which token is valid where. Vocabulary ids: 0 = start of sequence (NAO's
     SOS_ID), 1 .. n_preds = predecessor node 0 .. n_preds-1, then the ops. Position t of a sequence is, for
-    cell type c, node k, selected edge j: 2 * (c * n_nodes * m + k * m + j) (+1 for the op)."""
+    cell type c, node k, selected edge j: 2 * (c * n_nodes * m + k * m + j) (+1 for the op); the encoder reads
+    one (input, op) pair per step (step_tokens = 2).
+
+    Any-subset cells (NAS-Bench-201): the sequence is every cell type's edge codes (to_tokens: n_edges per cell
+    type, 0 = none, 1 + op), ids 1 .. 1 + n_ops (n_preds = 0, n_ops = the codes), every code valid at every
+    position (any combination of codes is a cell), one token per encoder step (step_tokens = 1, as the NAO
+    authors' encoder on NAS-Bench-101 reads its sequence: renqianluo/SemiNAS nasbench/encoder.py)."""
 
     def __init__(self, space: SearchSpace):
         cell = space.cell
         self.space = space
-        self.m = cell.inputs_per_node
-        self.n_preds = cell.n_inputs + cell.n_nodes - 1
-        self.n_ops = len(cell.ops)
+        self.any_subset = cell.any_subset
+        if self.any_subset:
+            self.m, self.n_preds, self.n_ops, self.step_tokens = 0, 0, len(cell.ops) + 1, 1
+            self.length = len(space.cell_types) * cell.n_edges
+        else:
+            self.m, self.n_ops, self.step_tokens = cell.inputs_per_node, len(cell.ops), 2
+            self.n_preds = cell.n_inputs + cell.n_nodes - 1
+            self.length = 2 * len(space.cell_types) * cell.n_nodes * self.m
         self.op_offset = 1 + self.n_preds
         self.vocab = 1 + self.n_preds + self.n_ops
-        self.length = 2 * len(space.cell_types) * cell.n_nodes * self.m
         # per pair position: (node id, index of the edge within its node)
         self.pair_node: list[int] = []
         self.pair_edge: list[int] = []
@@ -162,18 +179,20 @@ class TokenGrammar:
         """[B, length] vocabulary ids of raw token sequences (to_tokens)."""
         t = torch.tensor([list(s) for s in tokens], dtype=torch.long).reshape(-1, self.length)
         ids = t + 1
-        ids[:, 1::2] += self.n_preds
+        if not self.any_subset:
+            ids[:, 1::2] += self.n_preds
         return ids
 
     def to_tokens(self, ids: torch.Tensor) -> list[Tokens]:
         t = ids.clone() - 1
-        t[:, 1::2] -= self.n_preds
+        if not self.any_subset:
+            t[:, 1::2] -= self.n_preds
         return [tuple(row) for row in t.tolist()]
 
     def mask(self, position: int, previous: torch.Tensor | None) -> torch.Tensor:
         """[B, vocab] (or [vocab]) valid ids at `position`, given the ids decoded at position - 2 (the previous
-        edge's input in the same node, when this is not the node's first edge)."""
-        if position % 2:
+        edge's input in the same node, when this is not the node's first edge). Any-subset cells: every code."""
+        if self.any_subset or position % 2:
             return self.op_mask
         pair = position // 2
         node, j = self.pair_node[pair], self.pair_edge[pair]
@@ -202,7 +221,7 @@ class EncoderPredictorDecoder(nn.Module):
         self.s = s
         h = s.hidden_size
         self.enc_embedding = nn.Embedding(grammar.vocab, s.emb_size)
-        self.encoder = nn.LSTM(2 * s.emb_size, h, s.encoder_layers, batch_first=True)
+        self.encoder = nn.LSTM(grammar.step_tokens * s.emb_size, h, s.encoder_layers, batch_first=True)
         mlp, width = [], h
         for _ in range(s.mlp_layers):
             mlp.append(nn.Linear(width, s.mlp_hidden_size))
@@ -217,9 +236,10 @@ class EncoderPredictorDecoder(nn.Module):
     # --- encoder and predictor ---------------------------------------------------------------------------
 
     def encode(self, ids: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """[B, length] ids -> encoder outputs [B, length / 2, hidden], each l2-normalised."""
+        """[B, length] ids -> encoder outputs [B, length / step_tokens, hidden], each l2-normalised."""
         x = _dropout(self.enc_embedding(ids), self.s.encoder_dropout, self.training, generator)
-        x = x.reshape(ids.shape[0], ids.shape[1] // 2, 2 * self.s.emb_size)  # one step per (input, op) pair
+        k = self.grammar.step_tokens  # one step per (input, op) pair; per edge code on an any-subset cell
+        x = x.reshape(ids.shape[0], ids.shape[1] // k, k * self.s.emb_size)
         out, _ = self.encoder(x)
         return F.normalize(out, dim=-1)
 

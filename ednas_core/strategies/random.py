@@ -1,6 +1,15 @@
 """Random search, the paper's own baseline: every architecture drawn uniformly (structure and operations), never
 learning; the rewards are still measured and tracked (with the same EMA baseline as EDNAS) so that its curves
-compare with a learning strategy's. Derive scores uniform samples like EDNAS's."""
+compare with a learning strategy's. Derive scores uniform samples like EDNAS's.
+
+The distribution is a PolicyVectors whose probabilities make every cell equally likely: EDNAS's starting policy
+without its noise (ednas.uniform_cell_logits). On the CNN and RNN cells every node selects the same number of
+edges, so that is all-zero logits (uniform combinations, uniform ops). On an any-subset cell (NAS-Bench-201)
+uniform subsets would favour sparse cells (the empty cell 1/64 instead of 1/15,625), so a node's subset c gets
+the logit |c| * log(n_ops): P(c) = n_ops^|c| / (n_ops + 1)^i and, with its
+edges' uniform ops, P(cell) = (n_ops + 1)^-(edges of the DAG), the benchmark's random search (each edge one of
+its 5 operations uniformly: AutoDL-Projects, models/cell_searchs/search_model_random.py random_genotype). Its
+probabilities() are the exact marginals of that distribution and log_prob is -6 log 5 for every NB201 cell."""
 
 from __future__ import annotations
 
@@ -15,6 +24,11 @@ from .base import Strategy, check_rewards
 from .ednas import EMABaseline, PolicyVectors
 
 
+def uniform_policy(space: SearchSpace) -> PolicyVectors:
+    """PolicyVectors under which every cell of `space` is equally likely (see the module docstring)."""
+    return PolicyVectors(space, init_std=0.0)  # exactly the start EDNAS's policy is drawn around
+
+
 @dataclass(frozen=True)
 class RandomSettings:
     baseline_decay: float
@@ -26,7 +40,7 @@ class RandomStrategy(Strategy):
 
     def __init__(self, space: SearchSpace, settings: RandomSettings, seed: int):
         super().__init__(space, settings, seed)
-        self.uniform = PolicyVectors(space, init_std=0.0)  # all-zero logits: its probabilities and log P(m)
+        self.uniform = uniform_policy(space)  # every cell equally likely: its probabilities and log P(m)
         self.baseline = EMABaseline(settings.baseline_decay)
 
     @classmethod

@@ -64,4 +64,9 @@ def edge_label(pred: int, node: int) -> str:
 
 
 def combo_label(combo: tuple[int, ...]) -> str:
-    return "(" + ",".join(map(str, combo)) + ")" if len(combo) > 1 else str(combo[0])
+    return "(" + ",".join(map(str, combo)) + ")" if len(combo) != 1 else str(combo[0])  # () : no input
+
+
+def cell_name(cell_type: str) -> str:
+    """How titles name a cell type: 'normal cell', 'recurrent cell'; NB201's single type 'cell' stays 'cell'."""
+    return cell_type if cell_type == "cell" else f"{cell_type} cell"

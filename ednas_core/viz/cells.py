@@ -4,7 +4,8 @@ Deterministic layout, left to right: the inputs on the left (CNN: c_{k-2} above,
 h_{t-1} below, both feeding the fixed node 0), the searched nodes on one row in index order, the output on the
 right (CNN: c_{k} = concat of the concat nodes; RNN: h_t = mean of nodes 1..8). Every selected edge is an arrow
 labelled with its operation (CNN) or activation (RNN); edges that skip nodes arc over or under the row, and the
-output connections are dashed grey arcs under the row.
+output connections are dashed grey arcs under the row. NAS-Bench-201 cells: the one input (node 0 = c_{k-1})
+above the row of nodes 1..3, only the edges whose op is not `none`, the output c_{k} = node 3.
 
 Size: the figure is as wide as its layout, which grows with the node count (UNIT_INCHES per layout unit). A
 report shows a figure at most READING_WIDTH_IN wide, shrinking a wider one, text included; so every text, arrow
@@ -20,7 +21,8 @@ from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Patch
 from matplotlib.text import Text
 
 from ..genotypes import Genotype
-from ._common import new_figure
+from ..spaces.nb201 import NONE
+from ._common import cell_name, new_figure
 
 DX = 3.0           # distance between consecutive nodes on the row (CNN; the RNN row is tighter)
 INPUT_Y = 1.7      # inputs above and below the row
@@ -165,6 +167,46 @@ def _rnn(genotype: Genotype, cell_type: str, title: str) -> Figure:
     return fig
 
 
+def _any_subset(genotype: Genotype, cell_type: str, title: str) -> Figure:
+    """An any-subset cell (NAS-Bench-201): the input node 0 (the previous cell's output) above the row of searched
+    nodes, every edge whose op is not `none` as a labelled arrow (edges between searched nodes that skip one arc
+    under the row), and the output c_k = the concat nodes (NB201: node 3 alone). A node left without any input
+    edge is zero, drawn grey."""
+    cell = genotype.search_space.cell
+    n = cell.n_nodes
+    fig, ax = _figure(-1.0, DX * (n + 1) + 1.0, -INPUT_Y - 0.5, INPUT_Y + 1.1)
+    pos, patches = {}, {}
+    for i in range(cell.n_inputs):  # NB201: one input, above-left of the row
+        pos[i] = (DX * i, INPUT_Y)
+        patches[i] = _box(ax, pos[i], "$c_{k-1}$" if cell.n_inputs == 1 else f"in {i}", "#d9ead3")
+    pairs = genotype.cells[cell_type]  # one [op, input] per edge of the full DAG, edge_id order
+    fed = {node for (op, _), (_, node) in zip(pairs, cell.edges) if op != NONE}
+    for node in cell.node_ids:
+        pos[node] = (DX * (node - cell.n_inputs + 1), 0.0)
+        patches[node] = _circle(ax, pos[node], str(node))
+        if node not in fed:
+            patches[node].set_facecolor("#e6e6e6")
+    out = (DX * (n + 1), 0.0)
+    out_patch = _box(ax, out, "$c_{k}$", "#f4cccc")
+    families = set()
+    for (op, src), (pred, node) in zip(pairs, cell.edges):
+        if op == NONE:
+            continue
+        families.add(_family(op))
+        colour = FAMILY_COLOURS[_family(op)]
+        if src < cell.n_inputs:
+            _arrow(ax, patches[src], patches[node], pos[src], pos[node], 0.0, colour, op, t=INPUT_LABEL_T)
+        else:
+            _arrow(ax, patches[src], patches[node], pos[src], pos[node], _skip_rad(node - src, False), colour, op)
+    for c in genotype.concat[cell_type]:
+        span = cell.n_inputs + n - c
+        _arrow(ax, patches[c], out_patch, pos[c], out, 0.0 if span <= 1 else OUT_ARC, "#9a9a9a", dashed=True)
+    nodes = ", ".join(str(c) for c in genotype.concat[cell_type])
+    _finish(ax, title, f"$c_{{k}}$ = node {nodes}; node i = sum of its incoming operations (node 0 = $c_{{k-1}}$); "
+            "'none' edges are not drawn, a node without inputs (grey) is zero", families)
+    return fig
+
+
 def text_scale(width_in: float) -> float:
     """How much a diagram `width_in` inches wide enlarges its text and strokes (1 up to READING_WIDTH_IN)."""
     return max(1.0, width_in / READING_WIDTH_IN)
@@ -186,12 +228,16 @@ def _scale_for_reading(fig: Figure) -> None:
 
 
 def cell_diagram(genotype: Genotype, cell_type: str, title: str | None = None) -> Figure:
-    """The diagram of one cell of a genotype (CNN: 'normal' or 'reduce'; RNN: 'recurrent'); its text is
+    """The diagram of one cell of a genotype (CNN: 'normal' or 'reduce'; RNN: 'recurrent'; NB201: 'cell'); its text is
     enlarged with its width (text_scale), so that it reads at the report's width."""
     if cell_type not in genotype.cells:
         raise ValueError(f"genotype has no {cell_type!r} cell; it has {', '.join(genotype.cells)}")
-    title = title or f"{cell_type} cell"
-    fig = (_rnn if genotype.space == "rnn" else _cnn)(genotype, cell_type, title)
+    title = title or cell_name(cell_type)
+    if genotype.search_space.cell.any_subset:
+        draw = _any_subset
+    else:
+        draw = _rnn if genotype.space == "rnn" else _cnn
+    fig = draw(genotype, cell_type, title)
     _scale_for_reading(fig)
     return fig
 
@@ -199,4 +245,4 @@ def cell_diagram(genotype: Genotype, cell_type: str, title: str | None = None) -
 def genotype_diagrams(genotype: Genotype, name: str = "") -> dict[str, Figure]:
     """One diagram per cell type of the genotype, titled '<name>: <cell> cell'."""
     prefix = f"{name}: " if name else ""
-    return {t: cell_diagram(genotype, t, f"{prefix}{t} cell") for t in genotype.cells}
+    return {t: cell_diagram(genotype, t, f"{prefix}{cell_name(t)}") for t in genotype.cells}

@@ -2,7 +2,8 @@
 
 Edge (operation) policies: one row per edge of the full DAG labelled "src->dst", one column per operation; the
 rows of the edges entering one destination node are grouped between black lines. Node (structure) policies: one
-row per searched node, one column per input combination "(i,j)" (shared across rows).
+row per searched node, one column per input combination "(i,j)" (shared across rows); on an any-subset cell
+(NAS-Bench-201) one column per subset of inputs, "()" for none (every incoming edge `none`), "0", "(0,1)", ...
 
 Colour scale: the probability itself, on one fixed linear scale from 0 to 1 (viridis), the same in every panel,
 figure and epoch (the report's figures and the MLflow artifacts alike), always drawn with a colour bar on which
@@ -34,7 +35,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
 from ..spaces import CellSpace, SearchSpace
-from ._common import combo_label, edge_label, new_figure, space_of
+from ._common import cell_name, combo_label, edge_label, new_figure, space_of
 
 CMAP = "viridis"   # perceptually uniform, readable in grey and by colour-blind readers; no white end (white = blank)
 NORM = Normalize(vmin=0.0, vmax=1.0, clip=True)  # fixed: never rescaled to the data shown
@@ -175,13 +176,14 @@ def node_heatmap(ax: Axes, probs: np.ndarray, cell: CellSpace, title: str = "", 
     image = _image(ax, values)
     if annotate:
         _annotate(ax, values, fontsize)
+    single = cell.inputs_per_node == 1  # one input per node: columns are input nodes
     ax.set_xticks(range(len(columns)), [combo_label(c) for c in columns], fontsize=8,
-                  rotation=0 if cell.inputs_per_node == 1 else 45, ha="center" if cell.inputs_per_node == 1 else "right",
-                  rotation_mode="anchor")
+                  rotation=0 if single else 45, ha="center" if single else "right", rotation_mode="anchor")
     ax.set_yticks(range(cell.n_nodes), [f"node {i}" + (f" (uniform {_fraction(len(c))})" if len(c) > 1 else
                                                         " (one choice)") for i, c in zip(cell.node_ids, cell.combos)],
                   fontsize=8)
-    ax.set_xlabel("input combination" if cell.inputs_per_node > 1 else "input node")
+    ax.set_xlabel("input node" if single else "input subset (() = no input)" if cell.any_subset else
+                  "input combination")
     ax.set_ylabel("searched node")
     if title:
         ax.set_title(title, fontsize=10)
@@ -207,8 +209,9 @@ def policy_heatmaps(probabilities: Mapping[str, np.ndarray], space: SearchSpace 
                     epoch: int | None = None, annotate: bool = True,
                     title: str = "EDNAS policy vectors (softmax)") -> Figure:
     """All policy vectors of one moment: per cell type, the edge (operation) policy above the node (structure)
-    policy. Axes titles: '<cell> cell: operation policy' / '<cell> cell: input policy'. `title`: what the
-    numbers are (Strategy.distribution_title: a policy's softmax, a population's choice frequencies)."""
+    policy. Axes titles: '<cell> cell: operation policy' / '<cell> cell: input policy' (NB201: 'cell: ...').
+    `title`: what the numbers are (Strategy.distribution_title: a policy's softmax, a population's choice
+    frequencies)."""
     probs = _strip(probabilities)
     space = space or space_of(probs)
     cell = space.cell
@@ -221,10 +224,10 @@ def policy_heatmaps(probabilities: Mapping[str, np.ndarray], space: SearchSpace 
     for col, t in enumerate(space.cell_types):
         edge_axes.append(fig.add_subplot(grid[0, col]))
         node_axes.append(fig.add_subplot(grid[1, col]))
-        edge_image = edge_heatmap(edge_axes[-1], probs[f"{t}_edge"], cell, f"{t} cell: operation policy", annotate,
-                                  colorbar=False)
-        node_image = node_heatmap(node_axes[-1], probs[f"{t}_node"], cell, f"{t} cell: input policy", annotate,
-                                  colorbar=False)
+        edge_image = edge_heatmap(edge_axes[-1], probs[f"{t}_edge"], cell, f"{cell_name(t)}: operation policy",
+                                  annotate, colorbar=False)
+        node_image = node_heatmap(node_axes[-1], probs[f"{t}_node"], cell, f"{cell_name(t)}: input policy",
+                                  annotate, colorbar=False)
     label = value_label(title)
     colour_bar(fig, edge_image, edge_axes, edge_uniform(cell), label)  # one scale: the bars differ in marks only
     colour_bar(fig, node_image, node_axes, node_uniform(cell), label)

@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..spaces import SearchSpace
-from ._common import edge_label, new_figure, space_of
+from ._common import cell_name, edge_label, new_figure, space_of
 
 
 def default_window(epochs: int) -> int:
@@ -98,8 +98,8 @@ def sampling_histograms(counts: Mapping[str, np.ndarray], space: SearchSpace | N
     grid = fig.add_gridspec(2, n_types, height_ratios=[height_edges, 3.4])
     for col, t in enumerate(space.cell_types):
         _stacked(fig.add_subplot(grid[0, col]), windowed_shares(arrays[t], window, "edge"), edge_labels,
-                 window_labels, f"edges sampled ({t} cell)", "edges")
+                 window_labels, f"edges sampled ({cell_name(t)})", "edges")
         _stacked(fig.add_subplot(grid[1, col]), windowed_shares(arrays[t], window, "op"), list(cell.ops),
-                 window_labels, f"operations sampled ({t} cell)", "operations")
+                 window_labels, f"operations sampled ({cell_name(t)})", "operations")
     fig.suptitle(f"Cumulative sampling histograms per {window}-epoch window", fontsize=11)
     return fig

@@ -3,7 +3,7 @@
 import math
 
 from ednas_core.ops import CNN_OPS
-from ednas_core.spaces import CNN_SPACE, RNN_SPACE, SPACES
+from ednas_core.spaces import CNN_SPACE, NB201_SPACE, RNN_SPACE, SPACES
 from ednas_core.spaces.rnn import RNN_ACTIVATIONS
 
 
@@ -49,4 +49,4 @@ def test_rnn_cell_geometry_and_size():
 
 
 def test_spaces_registry():
-    assert SPACES == {"cnn": CNN_SPACE, "rnn": RNN_SPACE}
+    assert SPACES == {"cnn": CNN_SPACE, "rnn": RNN_SPACE, "nb201": NB201_SPACE}

@@ -221,7 +221,7 @@ def test_named_genotype_from_evaluate_json_is_drawn(done, tmp_path, monkeypatch)
     (root / "metrics/info/evaluate.json").write_text(json.dumps(dict(EVALUATE_INFO, genotype="paper-cifar10")))
     drawn = {}
 
-    def fake_figures(out_dir, history, genotype, name, search_rows, evaluate_rows, strategy):
+    def fake_figures(out_dir, history, genotype, name, search_rows, evaluate_rows, strategy, task=""):
         drawn.update(genotype=genotype, name=name, epochs=list(history["epoch"]), rows=len(search_rows),
                      strategy=strategy)
         return Figures()

@@ -1,5 +1,6 @@
 """The tasks the pipeline runs and what each needs: image tasks search CNN cells (child_cnn, train), text
-tasks search recurrent cells (child_rnn, train_rnn). The stages call these instead of branching themselves."""
+tasks search recurrent cells (child_rnn, train_rnn), nb201 searches the NAS-Bench-201 cell against the benchmark's
+table (tasks/nb201.py). The stages call these instead of branching themselves."""
 
 from __future__ import annotations
 
@@ -7,18 +8,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 
-from .checkpoint import applying, require_keys
-from .child_cnn import ImageChild, cnn_search
-from .child_rnn import TextChild, rnn_search
-from .config import DataConfig
-from .data import DeviceLoader, ImageDataset
-from .data.ptb import Corpus, batchify
-from .epochs import EpochCallback
-from .genotypes import Genotype
-from .strategies import Strategy, make_strategy
-from .runtime import Runtime
-from .search import EDNASSearch
-from .spaces import CNN_SPACE, RNN_SPACE, Architecture, SearchSpace
+from ..checkpoint import applying, require_keys
+from ..child_cnn import ImageChild, cnn_search
+from ..child_rnn import TextChild, rnn_search
+from ..config import DataConfig
+from ..data import DeviceLoader, ImageDataset
+from ..data.ptb import Corpus, batchify
+from ..epochs import EpochCallback
+from ..genotypes import Genotype
+from ..strategies import Strategy, make_strategy
+from ..runtime import Runtime
+from ..search import EDNASSearch
+from ..spaces import CNN_SPACE, NB201_SPACE, RNN_SPACE, Architecture, SearchSpace
+from . import nb201
 
 IMAGE_TASKS = ("cifar10", "digits")
 TEXT_TASKS = ("ptb", "markov")
@@ -29,23 +31,31 @@ def is_text(task: str) -> bool:
 
 
 def space_of(task: str) -> SearchSpace:
-    return RNN_SPACE if is_text(task) else CNN_SPACE
+    return RNN_SPACE if is_text(task) else NB201_SPACE if task == "nb201" else CNN_SPACE
 
 
-def make_search(task: str, data: ImageDataset | Corpus, search_config: Any, data_config: DataConfig,
+def make_search(task: str, data: ImageDataset | Corpus | None, search_config: Any, data_config: DataConfig,
                 runtime: Runtime, checkpoint: Path | None, callbacks: Iterable[EpochCallback],
-                settings: dict) -> EDNASSearch:
+                settings: dict, table: "nb201.NB201Table | None" = None) -> EDNASSearch:
+    """The search of `task`; nb201 also takes its benchmark `table` (and no `data` in tabular mode)."""
+    if task == "nb201":
+        assert table is not None, "task nb201 needs its table"
+        return nb201.make_nb201_search(table, data, search_config, data_config, runtime, checkpoint, callbacks,
+                                       settings)
     if is_text(task):
         return rnn_search(data, search_config, runtime, checkpoint, callbacks, settings)
     return cnn_search(data, search_config, data_config, runtime, checkpoint, callbacks, settings)
 
 
-def restore_search(task: str, data: ImageDataset | Corpus, search_config: Any, data_config: DataConfig,
-                   runtime: Runtime, state: dict, source: Path,
-                   fix: str = "rerun the search that wrote it") -> tuple[ImageChild | TextChild, Strategy]:
+def restore_search(task: str, data: ImageDataset | Corpus | None, search_config: Any, data_config: DataConfig,
+                   runtime: Runtime, state: dict, source: Path, fix: str = "rerun the search that wrote it",
+                   table: "nb201.NB201Table | None" = None) -> tuple[Any, Strategy]:
     """The child network and strategy of a finished search (`state`, loaded from `source`:
     data/search/supernet.safetensors), for derive. A state that does not fit the task and settings raises one
     StateFileError line naming `source` and saying `fix`."""
+    if task == "nb201":
+        assert table is not None, "task nb201 needs its table"
+        return nb201.restore_nb201(table, data, search_config, data_config, runtime, state, source, fix)
     if is_text(task):
         child: ImageChild | TextChild = TextChild.build(data, search_config, runtime)
     else:
@@ -58,10 +68,12 @@ def restore_search(task: str, data: ImageDataset | Corpus, search_config: Any, d
     return child, strategy
 
 
-def derive_scorer(task: str, child: ImageChild | TextChild, batch_size: int,
+def derive_scorer(task: str, child: Any, batch_size: int,
                   runtime: Runtime) -> tuple[Callable[[Architecture], float], int]:
     """The search reward on one fixed validation batch, the same for every candidate; also its size
-    (images, or predicted tokens)."""
+    (images, or predicted tokens; 0 for table look-ups)."""
+    if task == "nb201":
+        return nb201.nb201_scorer(child, batch_size, runtime)
     if isinstance(child, TextChild):
         valid = batchify(child.valid_data.t().reshape(-1), batch_size, runtime.device)
         window = min(child.config.bptt, valid.shape[0] - 1)

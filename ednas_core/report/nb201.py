@@ -1,0 +1,88 @@
+"""The NAS-Bench-201 part of the report: the found cell against the benchmark's truth (its 200-epoch test
+accuracies and rank among the 15,625 cells), the published NB201 results beside it, and the curves of the search
+against the table (best cell found so far; ranking quality of the shared weights)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from matplotlib.figure import Figure
+
+# CIFAR-10 test accuracy (%) after NB201's 200 epochs: NAS-Bench-201 (Dong and Yang, ICLR 2020), Table 5.
+# Tabular rows: search with the table's validation accuracy as reward at a 12,000 s simulated budget.
+PUBLISHED_TABULAR = [("REA", "93.92 +- 0.30"), ("REINFORCE", "93.85 +- 0.37"), ("random search", "93.70 +- 0.36")]
+# Weight-sharing rows: the cell each method derived, looked up in the table (NB201 Table 5; DrNAS: Chen et al.
+# 2021, Table 3).
+PUBLISHED_WEIGHT_SHARING = [("ENAS", "54.30"), ("DARTS (1st order)", "54.30"), ("GDAS", "93.61"),
+                            ("DrNAS", "94.36")]
+OPTIMUM = 94.37      # best CIFAR-10 test accuracy of the space
+SPACE_MEAN = 87.06   # mean over the 15,625 cells
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def nb201_result_lines(mode: str, strategy: str, search: dict, derive: dict, evaluate: dict) -> list[str]:
+    """The 'Result against the benchmark' section."""
+    total = evaluate.get("architectures", 15625)
+    lines = ["## Result against the benchmark (NAS-Bench-201)", "",
+             f"Search mode `{mode}`, strategy `{strategy}`. The cell evaluated, `{evaluate.get('arch_string', '?')}` "
+             f"(NB201 index {evaluate.get('nb201_index', '?')}), as the benchmark trained it for 200 epochs:", ""]
+    lines += ["| dataset | test accuracy (%) |", "|---|---|"]
+    for key, name in (("cifar10_test_acc", "CIFAR-10"), ("cifar100_test_acc", "CIFAR-100"),
+                      ("imagenet16_test_acc", "ImageNet16-120")):
+        if key in evaluate:
+            lines.append(f"| {name} | {_num(evaluate[key])} |")
+    lines += ["", f"- rank {evaluate.get('rank', '?')} of {total} on CIFAR-10 (1 = the best cell); the space's "
+              f"optimum is {OPTIMUM}, its mean {SPACE_MEAN}",
+              f"- 12-epoch CIFAR-10 validation accuracy (the tabular reward) {_num(evaluate.get('cifar10_valid12_acc'))}"]
+    if mode == "tabular":
+        lines += [f"- search: {search.get('queries', '?')} table look-ups; best validation accuracy found "
+                  f"{_num(search.get('best_valid_acc'))}, whose cell tests at {_num(search.get('best_test_acc'))}"]
+        published = PUBLISHED_TABULAR
+        note = ("Published tabular searches (NB201 Table 5, mean +- std over 500 runs, 12,000 s of simulated "
+                "training each; the budget here is counted in look-ups, search.budget):")
+    else:
+        lines += [f"- ranking by the shared weights at the end of the search: Kendall tau "
+                  f"{_num(search.get('rank_kendall_tau'), 3)}, Spearman rho {_num(search.get('rank_spearman_rho'), 3)}, "
+                  f"top-5% precision {_num(search.get('rank_top5_precision'), 3)}"]
+        published = PUBLISHED_WEIGHT_SHARING
+        note = "Published weight-sharing searches on CIFAR-10 (the derived cell's CIFAR-10 test accuracy):"
+    lines += ["", note, "", "| method | CIFAR-10 test accuracy (%) |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in published]
+    lines += [f"| this run ({strategy}) | {_num(evaluate.get('cifar10_test_acc'))} |", ""]
+    return lines
+
+
+def nb201_curves(rows: Sequence[dict]) -> Figure | None:
+    """Best cell found so far (tabular) or the ranking quality of the shared weights (weight sharing) per epoch,
+    from metrics/search_epochs.csv; None when the rows hold neither."""
+    from ednas_core.viz._common import new_figure
+    from ednas_core.viz.curves import _column
+
+    epochs = _column(rows, "epoch")
+    panels = []
+    if any(math.isfinite(v) for v in _column(rows, "best_test_acc")):
+        panels.append(("Best cell found so far", "accuracy (%)", ("best_valid_acc", "best_test_acc"), OPTIMUM))
+    if any(math.isfinite(v) for v in _column(rows, "rank_kendall_tau")):
+        panels.append(("Ranking of the probe cells by the shared weights", "correlation / precision",
+                       ("rank_kendall_tau", "rank_spearman_rho", "rank_top5_precision"), None))
+    if not panels:
+        return None
+    fig = new_figure(6.5 * len(panels), 4.0)
+    for i, (title, ylabel, keys, line) in enumerate(panels, 1):
+        ax = fig.add_subplot(1, len(panels), i)
+        for key in keys:
+            values = _column(rows, key)
+            ok = [math.isfinite(v) for v in values]
+            ax.plot(epochs[ok], values[ok], marker="o", markersize=3, label=key)
+        if line is not None:
+            ax.axhline(line, color="grey", linestyle="--", linewidth=1, label=f"optimum {line}")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,138 @@
+"""The NAS-Bench-201 task: the search of the NB201 cell space against the benchmark's ground truth.
+
+search.mode tabular: no network; a reward is the table's 12-epoch CIFAR-10 validation accuracy of the cell
+(ednas_core/tabular.py), the budget a number of look-ups. search.mode weight_sharing: the NB201 supernet trained
+on CIFAR-10 by the search loop (ednas_core/child_nb201.py), with the ranking of a fixed sample of cells by the
+shared weights measured against the table every `rank_every` epochs (ednas_core/ranking.py). Derive scores the
+strategy's candidates with the search's own reward; evaluate looks the derived cell up in the table (the
+benchmark trained every cell: 200 epochs, CIFAR-10/100 and ImageNet16-120)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..checkpoint import applying, require_keys
+from ..config import DataConfig, NB201SearchConfig
+from ..data import DataError, DeviceLoader, ImageDataset
+from ..data.nb201_table import NB201Table
+from ..data.prepared import TABLE_FILE, md5sum, read_manifest
+from ..epochs import EpochCallback
+from ..genotypes import Genotype, to_architecture
+from ..runtime import Runtime
+from ..search import EDNASSearch
+from ..spaces import NB201_SPACE, Architecture, from_nb201_string, to_nb201_string
+from ..strategies import Strategy, make_strategy
+from ..tabular import TableChild, tabular_search
+
+TABLE_DATASETS = ("cifar10", "cifar100", "imagenet16")
+
+
+def load_prepared_table(folder: Path) -> NB201Table:
+    """The benchmark table prepare-data wrote (md5-checked against the manifest); one-line DataError otherwise."""
+    path = Path(folder) / TABLE_FILE
+    manifest = read_manifest(folder)
+    if manifest.task != "nb201" or not manifest.table_md5 or not path.is_file():
+        raise DataError(f"{folder} holds no prepared NAS-Bench-201 table; run the prepare-data stage with task "
+                        "nb201 (dvc repro)")
+    if md5sum(path) != manifest.table_md5:
+        raise DataError(f"{path} does not match the md5 in {Path(folder) / 'manifest.json'}; it is corrupt: "
+                        "delete it and run prepare-data again")
+    return NB201Table.load_prepared(path)
+
+
+def is_tabular(search_config: Any) -> bool:
+    return isinstance(search_config, NB201SearchConfig) and search_config.mode == "tabular"
+
+
+def make_nb201_search(table: NB201Table, data: ImageDataset | None, search_config: NB201SearchConfig,
+                      data_config: DataConfig, runtime: Runtime, checkpoint: Path | None,
+                      callbacks: Iterable[EpochCallback], settings: dict) -> EDNASSearch:
+    if search_config.mode == "tabular":
+        return tabular_search(table, search_config, runtime, checkpoint, callbacks, settings)
+    from ..child_nb201 import nb201_search
+    from ..ranking import RankingProbe
+
+    if data is None:
+        raise DataError("search.mode weight_sharing needs CIFAR-10 in data/prepared; rerun prepare-data (dvc repro)")
+
+    def probe(child: Any):
+        """Ranks a fixed sample of cells with the shared weights against their true CIFAR-10 test accuracy."""
+        return RankingProbe.for_child(NB201_SPACE, child, table.test_acc, samples=search_config.rank_samples,
+                                      batches=search_config.rank_batches, seed=runtime.seed
+                                      ).every(child, search_config.rank_every, search_config.epochs)
+
+    return nb201_search(data, search_config, data_config, runtime, checkpoint, callbacks, settings,
+                        epoch_probe=probe)
+
+
+def restore_nb201(table: NB201Table, data: ImageDataset | None, search_config: NB201SearchConfig,
+                  data_config: DataConfig, runtime: Runtime, state: dict, source: Path, fix: str):
+    """The child (a TableChild, or the trained supernet) and the strategy of a finished NB201 search."""
+    if search_config.mode == "tabular":
+        child: Any = TableChild(table, search_config.budget, search_config.queries_per_epoch)
+    else:
+        from ..child_nb201 import NB201Child
+
+        if data is None:
+            raise DataError("search.mode weight_sharing needs CIFAR-10 in data/prepared; rerun prepare-data")
+        child = NB201Child.build(data, search_config, data_config, runtime)
+    strategy = make_strategy(NB201_SPACE, search_config, seed=0)
+    require_keys(state, ("child", "policy"), source, fix)
+    with applying(source, fix):
+        child.load_state_dict(state["child"])
+        strategy.load_state_dict(state["policy"])
+    return child, strategy
+
+
+def nb201_scorer(child: Any, batch_size: int, runtime: Runtime) -> tuple[Callable[[Architecture], float], int]:
+    """Derive's score: the search's own reward (tabular: the table's 12-epoch validation accuracy; weight
+    sharing: accuracy of the shared weights on one fixed validation batch); also what it is scored on."""
+    if isinstance(child, TableChild):
+        return (lambda arch: child.reward(arch, None)), 0
+    valid = child.valid_loader
+    loader = DeviceLoader(valid.images, valid.labels, batch_size, valid.mean, valid.std, seed=runtime.seed,
+                          shuffle=False, channels_last=runtime.channels_last)
+    images, labels = next(iter(loader.epoch(0)))
+    return (lambda arch: child.reward(arch, (images, labels))), int(labels.shape[0])
+
+
+def best_queried(child: Any) -> Architecture:
+    """The best-validation cell among a tabular search's look-ups (derive.mode queried)."""
+    if not isinstance(child, TableChild) or child.best is None:
+        raise ValueError("derive.mode queried needs a finished tabular search (nb201.search.mode: tabular)")
+    return child.table.arch(child.best)
+
+
+def lookup(table: NB201Table, arch: Architecture) -> dict[str, Any]:
+    """What the benchmark knows of a cell: its string and index, its 200-epoch test accuracy on each dataset,
+    its 12-epoch CIFAR-10 validation accuracy (the tabular reward) and its rank among the 15,625 cells."""
+    out: dict[str, Any] = {"arch_string": to_nb201_string(arch), "nb201_index": table.index(arch)}
+    for dataset in TABLE_DATASETS:
+        value = table.test_acc(arch, dataset)
+        if value is not None:
+            out[f"{dataset}_test_acc"] = value
+    out["cifar10_valid12_acc"] = table.valid_acc(arch)
+    out["rank"] = table.rank(arch)
+    out["architectures"] = len(table)
+    return out
+
+
+def nb201_genotype(source: str, derived: Path) -> Architecture:
+    """evaluate.genotype of the nb201 task: 'derived', an NB201 architecture string, or a genotype JSON file."""
+    from ..genotypes import load_genotype
+
+    if source == "derived":
+        genotype: Genotype = load_genotype(derived)
+    elif source.strip().startswith("|"):
+        return from_nb201_string(source)
+    else:
+        genotype = load_genotype(source)
+    if genotype.space != NB201_SPACE.name:
+        raise ValueError(f"task nb201 looks up nb201 genotypes, got a {genotype.space} genotype; set "
+                         "nb201.evaluate.genotype to an NB201 architecture string or an nb201 genotype JSON")
+    return to_architecture(genotype)
+
+
+__all__ = ["TABLE_DATASETS", "best_queried", "is_tabular", "load_prepared_table", "lookup", "make_nb201_search", "nb201_genotype",
+           "nb201_scorer", "restore_nb201", "Strategy"]

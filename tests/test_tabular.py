@@ -1,0 +1,146 @@
+"""Tabular NAS-Bench-201 search (ednas_core/tabular.py): TableChild answers the table's 12-epoch validation
+accuracy / 100 and keeps the best-validation architecture after every query; tabular_search runs the real search
+loop for exactly `budget` queries over ceil(budget / queries_per_epoch) epochs, with any strategy; a search killed
+after an epoch and resumed from its checkpoint ends identical to an uninterrupted one.
+
+The mechanics run on a made-up table of all 15,625 cells (always); the look-ups against the published files need
+EDNAS_DATA_ROOT and skip without it."""
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from ednas_core.data.nb201_table import N_ARCHITECTURES, NB201Table, all_arch_strings
+from ednas_core.spaces import NB201_SPACE, to_nb201_string
+from ednas_core.tabular import TableChild, TabularResult, tabular_epochs, tabular_search
+from helpers import NB201_TABLES, nb201_search_config, needs_nb201_table, Recorder, StopAfter, cpu_runtime
+
+needs_table = needs_nb201_table
+search_config = nb201_search_config
+
+
+@pytest.fixture(scope="module")
+def table() -> NB201Table:
+    """All 15,625 cells with made-up accuracies whose validation and test orders differ."""
+    i = np.arange(N_ARCHITECTURES)
+    return NB201Table(all_arch_strings(), 40.0 + (i * 13 % 449) / 10.0, {"cifar10": 60.0 + (i * 7 % 331) / 10.0})
+
+
+def _run(table, strategy, seed=0, checkpoint=None, callbacks=(), **overrides):
+    search = tabular_search(table, search_config(strategy=strategy, **overrides), cpu_runtime(seed), checkpoint,
+                            callbacks)
+    search.run()
+    return search
+
+
+# --- TableChild ------------------------------------------------------------------------------------------------
+
+
+def test_child_answers_the_table_and_tracks_the_best_validation_cell(table):
+    child = TableChild(table, budget=5, queries_per_epoch=2)
+    assert child.steps_per_epoch == (0, 2) and child.images_per_epoch == (0, 2) and child.reward_budget == 5
+    assert list(child.train_batches(0)) == [] and list(child.policy_batches(0)) == [0, 1]
+    metrics = child.epoch_metrics()
+    assert set(metrics) == {"child_loss", "child_acc", "queries", "best_valid_acc", "best_test_acc", "best_rank"}
+    assert metrics["queries"] == 0 and all(math.isnan(metrics[k]) for k in metrics if k != "queries")
+    picks = [table.arch(i) for i in (10, 300, 7, 300, 9000)]
+    rewards = [child.reward(arch, None) for arch in picks]
+    assert rewards == [table.valid_acc(a) / 100.0 for a in picks]
+    for n in range(1, len(picks) + 1):
+        best = max(range(n), key=lambda k: (table.valid_acc(picks[k]), -k))  # the first of equals
+        assert child.curve[n - 1] == table.test_acc(picks[best])
+    metrics = child.epoch_metrics()
+    assert metrics["queries"] == 5 and metrics["best_test_acc"] == child.curve[-1]
+    assert metrics["best_valid_acc"] == max(table.valid_acc(a) for a in picks)
+    assert math.isnan(metrics["child_loss"]) and math.isnan(metrics["child_acc"])
+    with pytest.raises(RuntimeError, match="no child steps"):
+        child.train_step(picks[0], None)
+    again = TableChild(table, 5, 2)
+    again.load_state_dict(child.state_dict())
+    assert (again.queried, again.best, again.curve) == (child.queried, child.best, child.curve)
+
+
+def test_child_refuses_an_empty_budget(table):
+    with pytest.raises(ValueError, match="budget >= 1"):
+        TableChild(table, 0, 10)
+
+
+# --- the search loop over the table ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["ednas", "rea", "random"])
+@pytest.mark.parametrize("budget, per_epoch", [(37, 10), (30, 10), (5, 7)])
+def test_budget_is_respected_exactly(table, strategy, budget, per_epoch):
+    search = _run(table, strategy, budget=budget, queries_per_epoch=per_epoch)
+    assert search.config.epochs == tabular_epochs(budget, per_epoch) == math.ceil(budget / per_epoch)
+    counts = [int(r.metrics["reward_count"]) for r in search.history]
+    assert sum(counts) == budget == len(search.child.queried)
+    assert counts == [min(per_epoch, budget - per_epoch * e) for e in range(len(counts))]
+    assert [r.metrics["queries"] for r in search.history] == list(np.cumsum(counts).astype(float))
+    result = TabularResult.of(search)
+    assert result.queries == budget and len(result.curve) == budget
+
+
+def test_a_budget_below_what_the_strategy_wants_stops_later_epochs(table):
+    """REA's whole initial population in one proposal would be 10; a budget of 4 per 10-wide epoch scores 4."""
+    search = _run(table, "rea", budget=4, queries_per_epoch=10)
+    assert len(search.child.queried) == 4 and len(search.strategy.population) == 4
+
+
+@pytest.mark.parametrize("strategy", ["ednas", "rea"])
+def test_resumed_search_equals_uninterrupted(table, tmp_path, strategy):
+    overrides = dict(budget=45, queries_per_epoch=10)
+    whole = _run(table, strategy, seed=3, **overrides)
+    checkpoint = tmp_path / "checkpoint.pt"
+    with pytest.raises(StopAfter.Killed):
+        _run(table, strategy, seed=3, checkpoint=checkpoint, callbacks=[StopAfter(1)], **overrides)
+    recorder = Recorder()
+    resumed = _run(table, strategy, seed=3, checkpoint=checkpoint, callbacks=[recorder], **overrides)
+    assert recorder.resumed == [0, 1]
+    assert resumed.child.queried == whole.child.queried
+    assert TabularResult.of(resumed) == TabularResult.of(whole)
+    for a, b in zip(resumed.history, whole.history):
+        same = {k: v for k, v in a.metrics.items() if not k.endswith(("_time_s", "_per_s"))}
+        assert same.keys() == {k for k in b.metrics if not k.endswith(("_time_s", "_per_s"))}
+        assert all(v == b.metrics[k] or (math.isnan(v) and math.isnan(b.metrics[k])) for k, v in same.items())
+
+
+def test_seeds_differ_and_repeat(table):
+    a, b, c = (_run(table, "rea", seed=s, budget=30) for s in (1, 1, 2))
+    assert a.child.queried == b.child.queried != c.child.queried
+
+
+def test_result_is_judged_by_the_table(table):
+    search = _run(table, "rea", budget=40)
+    result = TabularResult.of(search)
+    queried = [table.arch_strings[i] for i in search.child.queried]
+    best = max(queried, key=lambda s: table.valid_acc(s))
+    assert result.best_arch == best and result.best_valid_acc == table.valid_acc(best)
+    assert (result.best_test_acc, result.best_rank) == (table.test_acc(best), table.rank(best))
+    final = to_nb201_string(search.strategy.final_architecture())
+    assert (result.final_arch, result.final_test_acc, result.final_rank) == (final, table.test_acc(final),
+                                                                            table.rank(final))
+    assert result.strategy == "rea" and result.seed == 0
+
+
+# --- the published table --------------------------------------------------------------------------------------
+
+
+@needs_table
+def test_rewards_are_the_published_validation_accuracies():
+    folder = NB201_TABLES
+    real = NB201Table.load(folder)
+    with open(folder / "nb201_12epoch_accs.csv", newline="") as f:
+        valid_of = {row["cellstr"]: float(row["cifar10-val"]) for row in csv.DictReader(f)}
+    with open(folder / "nats_bench.csv", newline="") as f:
+        test_of = {row["ArchitectureString"]: float(row["CIFAR10TestAccuracy200Epochs"]) for row in csv.DictReader(f)}
+    search = _run(real, "ednas", budget=20)
+    rewards = [r for report in search.history for r in [report.metrics["reward"]]]
+    strings = [real.arch_strings[i] for i in search.child.queried]
+    assert np.mean([valid_of[s] / 100 for s in strings[:10]]) == pytest.approx(rewards[0], abs=1e-12)
+    result = TabularResult.of(search)
+    assert result.best_valid_acc == max(valid_of[s] for s in strings)
+    assert result.best_test_acc == test_of[result.best_arch]
+    assert NB201_SPACE.validate(real.arch(real.index(result.best_arch)))
