@@ -186,9 +186,21 @@ class NB201SearchConfig(SearchConfig):
 
 @dataclass
 class NB201EvaluateConfig:
-    """NAS-Bench-201 evaluation is a table look-up of the cell's trained accuracies (no training)."""
+    """NAS-Bench-201 evaluation: the table look-up of the cell's trained accuracies, and with train: true also
+    training the cell here with the benchmark's 200-epoch recipe (train_nb201.py)."""
 
     genotype: str = "derived"   # derived | an NB201 architecture string |op~0|+|...| | path to a genotype JSON
+    train: bool = False         # also train the cell on CIFAR-10 (train + test split as the table's cifar10 column)
+    epochs: int = knob(200, ge=1)
+    batch_size: int = knob(256, ge=1)
+    init_channels: int = knob(16, ge=1)          # C of the benchmark's skeleton
+    layers: int = knob(5, ge=1)                  # N: cells per stage
+    lr: float = knob(0.1, gt=0.0)                # SGD, cosine to lr_min
+    lr_min: float = knob(0.0, ge=0.0)
+    momentum: float = knob(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = True
+    weight_decay: float = knob(5e-4, ge=0.0)
+    augment: bool = True                         # random crop + flip
 
 
 TASKS: tuple[str, ...] = ("cifar10", "digits", "ptb", "markov", "nb201")

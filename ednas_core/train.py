@@ -39,7 +39,7 @@ class TrainResult:
     test_acc: float
     params: int              # auxiliary head excluded
     history: list[TrainEpoch]
-    model: EvalNetwork
+    model: nn.Module         # EvalNetwork, or train_nb201.NB201EvalNetwork
 
 
 class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
@@ -56,8 +56,7 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
         self.runtime = runtime
         device = runtime.device
         torch.manual_seed(seed_for(runtime.seed, "evaluate-init"))
-        self.model = EvalNetwork(genotype, config.init_channels, config.layers, dataset.num_classes,
-                                 auxiliary=config.auxiliary_weight > 0, in_channels=dataset.in_channels).to(device)
+        self.model = self.build_model(genotype, dataset, config).to(device)
         if runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.params = count_parameters(self.model)
@@ -65,7 +64,7 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
         common = dict(mean=dataset.mean, std=dataset.std, channels_last=runtime.channels_last)
         self.train_loader = DeviceLoader(dataset.train_images.to(device), dataset.train_labels.to(device),
                                          config.batch_size, seed=runtime.seed, shuffle=True, augment=config.augment,
-                                         cutout=config.cutout, **common)
+                                         cutout=getattr(config, "cutout", 0), **common)
         self.test_loader = DeviceLoader(dataset.test_images.to(device), dataset.test_labels.to(device),
                                         config.batch_size, seed=runtime.seed, shuffle=False, augment=False, **common)
         self.optimizer = runtime.sgd(self.model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -73,6 +72,12 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
                                       weight_decay=config.weight_decay)
         self.loss_fn = nn.CrossEntropyLoss()
         self.sums = DeviceSums(device)  # the epoch's training loss and accuracy, added to by train_step
+
+    @staticmethod
+    def build_model(genotype: Genotype, dataset: ImageDataset, config: EvaluateConfig) -> nn.Module:
+        """The network trained: forward(images) -> (logits, auxiliary logits or None), with a drop_path_prob."""
+        return EvalNetwork(genotype, config.init_channels, config.layers, dataset.num_classes,
+                           auxiliary=config.auxiliary_weight > 0, in_channels=dataset.in_channels)
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
@@ -92,7 +97,7 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
         rt.seed_epoch(epoch, "train")
         lr = cosine_lr(c.lr, c.lr_min, epoch, c.epochs)
         set_lr(self.optimizer, lr)
-        self.model.drop_path_prob = c.drop_path * epoch / c.epochs
+        self.model.drop_path_prob = getattr(c, "drop_path", 0.0) * epoch / c.epochs
         self.model.train()
         self.sums.reset()
         total = len(self.train_loader)
@@ -124,7 +129,8 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
                 loss = loss + c.auxiliary_weight * self.loss_fn(aux_logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        if getattr(c, "grad_clip", None):  # a recipe without clipping (NAS-Bench-201's) has no grad_clip
+            nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
         self.optimizer.step()
         self.sums.add(loss, labels, logits.detach().argmax(1))
 

@@ -2,7 +2,8 @@
 evaluate.genotype) and reports top-1 test error (image tasks) or valid/test perplexity (text tasks) and
 parameters. Writes data/evaluate/model.safetensors, metrics/evaluate.json and metrics/evaluate_epochs.csv. A
 resumable checkpoint (data/evaluate/checkpoint.safetensors, not a DVC output) is written every epoch and removed
-when training has finished. nb201: the cell is looked up in the benchmark table instead (evaluate_nb201)."""
+when training has finished. nb201: the cell is looked up in the benchmark table instead (evaluate_nb201), and with
+nb201.evaluate.train also trained here with the benchmark's recipe (ednas_core/train_nb201.py)."""
 
 from __future__ import annotations
 
@@ -68,13 +69,17 @@ def evaluate_nb201(params: Params, text: str) -> None:
 
 def main() -> None:
     params, text = read_params()
-    if params.task == "nb201":
+    if params.task == "nb201" and not params.nb201.evaluate.train:
         evaluate_nb201(params, text)
         return
     task = params.task_config()
     runtime = Runtime.from_config(params.runtime)
     source = task.evaluate.genotype
-    genotype = load_genotype(DERIVE_DIR / "genotype.json" if source == "derived" else source)
+    if params.task == "nb201":  # trained with the benchmark's recipe, and looked up beside
+        arch = nb201_genotype(source, DERIVE_DIR / "genotype.json")
+        genotype, truth = from_architecture(NB201_SPACE, arch), lookup(load_prepared_table(PREPARED), arch)
+    else:
+        genotype, truth = load_genotype(DERIVE_DIR / "genotype.json" if source == "derived" else source), None
     dataset = load_prepared(PREPARED, params.task)
     settings = {"code": code_version(), "data_md5": read_manifest(PREPARED).dataset_md5}  # checkpoint fingerprint
     discard_unreadable(CHECKPOINT, "evaluate")  # an unreadable one is set aside before the MLflow run looks
@@ -114,6 +119,11 @@ def main() -> None:
         summary = {**scores, "params": result.params}
         info = {"genotype": source, "epochs": len(result.history), **more, "params_m": result.params / 1e6,
                 hours_key: seconds / 3600.0, "device": runtime.name, "mlflow_run_id": run.run_id}
+        if truth is not None:  # nb201: what the benchmark measured for the same cell
+            summary.update({"table_test_acc": truth["cifar10_test_acc"], "rank": truth["rank"]})
+            info = {**truth, **info, "cifar10_test_acc": result.test_acc * 100.0,
+                    "evaluation": f"trained here ({len(result.history)} epochs) and looked up in NAS-Bench-201"}
+            headline += f" (the benchmark's 200 epochs: {100.0 - truth['cifar10_test_acc']:.2f}%)"
         write_json(METRICS_DIR / "evaluate.json", summary)
         write_json(METRICS_DIR / "info" / "evaluate.json", info)
         write_csv(METRICS_DIR / "evaluate_epochs.csv", epoch_rows(result.history))

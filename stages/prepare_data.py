@@ -2,7 +2,8 @@
 
 PTB is read from data.root (or data.root/ptb), downloaded from the standard URL when missing; the markov task
 generates its corpus. nb201 reads the NAS-Bench-201 table from data.root/nb201 (checked, written as
-data/prepared/nb201.csv) and, in weight_sharing mode, CIFAR-10 as the cifar10 task does; the table cannot be
+data/prepared/nb201.csv) and, in weight_sharing mode or to train the found cell (nb201.evaluate.train),
+CIFAR-10 as the cifar10 task does; the table cannot be
 downloaded here (the stage says which files to place where).
 
 CIFAR-10 is read from data.root (binary or python version); when missing it is downloaded with torchvision
@@ -128,7 +129,7 @@ def _prepare(params: Params, root: Path) -> tuple[Manifest, NB201Table | None]:
         dataset, sources = load_task_data(params.task, root)
         return save_prepared(dataset, PREPARED, params.task, sources), None
     table, table_md5, sources = _nb201_table(root)
-    if params.nb201.search.mode == "tabular":
+    if params.nb201.search.mode == "tabular" and not params.nb201.evaluate.train:
         return save_table_manifest(PREPARED, params.task, table_md5, sources), table
     dataset, cifar_sources = load_task_data("cifar10", root)
     return save_prepared(dataset, PREPARED, params.task, {**sources, **cifar_sources}, table_md5), table

@@ -101,7 +101,7 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
               "", "Evaluated genotype:", "", "```json", json.dumps(genotype_json), "```", ""]
     if figures:
         lines += _images(figures.genotype)
-    if task == "nb201":
+    if task == "nb201" and "params" not in evaluate:  # looked up only (nb201.evaluate.train: false)
         lines += ["## Evaluation", "", f"- genotype: {evaluate['genotype']}, looked up in the NAS-Bench-201 table "
                   f"(no training here): CIFAR-10 test error {evaluate['test_error']:.2f}% after the benchmark's "
                   "200 epochs", ""]

@@ -31,13 +31,18 @@ def nb201_result_lines(mode: str, strategy: str, search: dict, derive: dict, eva
              f"Search mode `{mode}`, strategy `{strategy}`. The cell evaluated, `{evaluate.get('arch_string', '?')}` "
              f"(NB201 index {evaluate.get('nb201_index', '?')}), as the benchmark trained it for 200 epochs:", ""]
     lines += ["| dataset | test accuracy (%) |", "|---|---|"]
+    table = {**evaluate, "cifar10_test_acc": evaluate.get("table_test_acc", evaluate.get("cifar10_test_acc"))}
     for key, name in (("cifar10_test_acc", "CIFAR-10"), ("cifar100_test_acc", "CIFAR-100"),
                       ("imagenet16_test_acc", "ImageNet16-120")):
-        if key in evaluate:
-            lines.append(f"| {name} | {_num(evaluate[key])} |")
+        if table.get(key) is not None:
+            lines.append(f"| {name} | {_num(table[key])} |")
     lines += ["", f"- rank {evaluate.get('rank', '?')} of {total} on CIFAR-10 (1 = the best cell); the space's "
               f"optimum is {OPTIMUM}, its mean {SPACE_MEAN}",
               f"- 12-epoch CIFAR-10 validation accuracy (the tabular reward) {_num(evaluate.get('cifar10_valid12_acc'))}"]
+    if "table_test_acc" in evaluate:  # nb201.evaluate.train: trained here too
+        lines.append(f"- trained here with the benchmark's recipe ({evaluate.get('epochs', '?')} epochs): CIFAR-10 "
+                     f"test accuracy {_num(evaluate.get('cifar10_test_acc'))}, against the table's "
+                     f"{_num(evaluate['table_test_acc'])}")
     if mode == "tabular":
         lines += [f"- search: {search.get('queries', '?')} table look-ups; best validation accuracy found "
                   f"{_num(search.get('best_valid_acc'))}, whose cell tests at {_num(search.get('best_test_acc'))}"]
@@ -52,7 +57,7 @@ def nb201_result_lines(mode: str, strategy: str, search: dict, derive: dict, eva
         note = "Published weight-sharing searches on CIFAR-10 (the derived cell's CIFAR-10 test accuracy):"
     lines += ["", note, "", "| method | CIFAR-10 test accuracy (%) |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in published]
-    lines += [f"| this run ({strategy}) | {_num(evaluate.get('cifar10_test_acc'))} |", ""]
+    lines += [f"| this run ({strategy}) | {_num(table['cifar10_test_acc'])} |", ""]
     return lines
 
 

@@ -87,10 +87,11 @@ class NB201SearchNetwork(nn.Module):
     """cells: the 3N cells and the two ResNet blocks in network order (the benchmark's module layout)."""
 
     def __init__(self, init_channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10,
-                 in_channels: int = 3, only: Architecture | None = None):
+                 in_channels: int = 3, only: Architecture | None = None, affine: bool = False):
         """only=None builds every candidate op on every edge (the weight-sharing network); an Architecture builds
         just its ops under the same module names: the same child as a fixed network (the supernet's weights load
-        into it by name)."""
+        into it by name). affine: the cells' BN learns scale and shift (the benchmark's training of one cell,
+        train_nb201.py); the search network's does not."""
         super().__init__()
         if init_channels < 1 or cells_per_stage < 1:
             raise ValueError(f"NB201 network needs init_channels >= 1 and cells_per_stage >= 1, "
@@ -104,7 +105,7 @@ class NB201SearchNetwork(nn.Module):
                 self.cells.append(ResNetBlock(c, 2 * c))
                 c *= 2
             for _ in range(cells_per_stage):
-                self.cells.append(NB201Cell(c, edge_ops, affine=False))
+                self.cells.append(NB201Cell(c, edge_ops, affine=affine))
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c, num_classes)

@@ -91,11 +91,15 @@ def make_trainer(task: str, genotype: Genotype, data: ImageDataset | Corpus, eva
     if genotype.space != space_of(task).name:
         raise ValueError(f"task {task} trains {space_of(task).name} genotypes, got a {genotype.space} genotype; "
                          "set evaluate.genotype to a matching one")
+    if task == "nb201":
+        from ..train_nb201 import NB201Trainer
+
+        return NB201Trainer(genotype, data, evaluate_config, runtime, checkpoint, callbacks, settings)
     if is_text(task):
-        from .train_rnn import RNNTrainer
+        from ..train_rnn import RNNTrainer
 
         return RNNTrainer(genotype, data, evaluate_config, runtime, checkpoint, callbacks, settings)
-    from .train import GenotypeTrainer
+    from ..train import GenotypeTrainer
 
     return GenotypeTrainer(genotype, data, evaluate_config, runtime, checkpoint, callbacks, settings)
 

@@ -1,0 +1,32 @@
+"""What each task builds (ednas_core.tasks): the trainer of every task and the search space, through the same
+calls the evaluate and search stages make (the tasks package imports its trainers lazily: a broken import shows
+only here and in the end-to-end runs)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ednas_core.config import Params
+from ednas_core.data.ptb import make_synthetic_corpus
+from ednas_core.genotypes import PAPER_GENOTYPES, from_architecture
+from ednas_core.spaces import CNN_SPACE, NB201_SPACE, RNN_SPACE, from_nb201_string
+from ednas_core.tasks import make_trainer, space_of
+from helpers import cpu_runtime
+
+NB201_CELL = "|nor_conv_1x1~0|+|skip_connect~0|nor_conv_3x3~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+
+
+def test_spaces_of_the_tasks():
+    assert [space_of(t) for t in ("cifar10", "digits", "ptb", "markov", "nb201")] == [
+        CNN_SPACE, CNN_SPACE, RNN_SPACE, RNN_SPACE, NB201_SPACE]
+
+
+@pytest.mark.parametrize("task, trainer", [("digits", "GenotypeTrainer"), ("markov", "RNNTrainer"),
+                                           ("nb201", "NB201Trainer")])
+def test_make_trainer_builds_each_tasks_trainer(task, trainer, pattern_dataset):
+    params = Params()
+    genotype = {"digits": PAPER_GENOTYPES["paper-cifar10"], "markov": PAPER_GENOTYPES["paper-ptb"],
+                "nb201": from_architecture(NB201_SPACE, from_nb201_string(NB201_CELL))}[task]
+    data = make_synthetic_corpus() if task == "markov" else pattern_dataset
+    built = make_trainer(task, genotype, data, getattr(params, task).evaluate, cpu_runtime(0), None, [], {})
+    assert type(built).__name__ == trainer
