@@ -8,6 +8,7 @@ import math
 from typing import Any, Sequence
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 # CIFAR-10 test accuracy (%) after NB201's 200 epochs: NAS-Bench-201 (Dong and Yang, ICLR 2020), Table 5.
 # Tabular rows: search with the table's validation accuracy as reward at a 12,000 s simulated budget.
@@ -86,6 +87,7 @@ def nb201_curves(rows: Sequence[dict]) -> Figure | None:
         if line is not None:
             ax.axhline(line, color="grey", linestyle="--", linewidth=1, label=f"optimum {line}")
         ax.set_title(title, fontsize=10)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)

@@ -1,0 +1,39 @@
+"""The NAS-Bench-201 part of the report: the found cell against the table, the published rows of its mode, and
+the curves of the search against the table."""
+
+from __future__ import annotations
+
+from ednas_core.report.nb201 import nb201_curves, nb201_result_lines
+
+EVALUATE = {"arch_string": "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|",
+            "nb201_index": 11692, "cifar10_test_acc": 94.015, "cifar100_test_acc": 71.29,
+            "imagenet16_test_acc": 44.18, "rank": 37, "architectures": 15625, "cifar10_valid12_acc": 84.09}
+
+
+def test_tabular_result_lists_the_truth_and_the_tabular_rows():
+    text = "\n".join(nb201_result_lines("tabular", "ednas", {"queries": 150.0, "best_valid_acc": 84.09,
+                                                              "best_test_acc": 94.015}, {}, EVALUATE))
+    assert EVALUATE["arch_string"] in text and "| CIFAR-10 | 94.02 |" in text and "| ImageNet16-120 | 44.18 |" in text
+    assert "rank 37 of 15625" in text and "REA | 93.92 +- 0.30" in text and "| this run (ednas) | 94.02 |" in text
+    assert "GDAS" not in text
+
+
+def test_weight_sharing_result_lists_ranking_and_the_weight_sharing_rows():
+    search = {"rank_kendall_tau": 0.41, "rank_spearman_rho": 0.58, "rank_top5_precision": 0.2}
+    text = "\n".join(nb201_result_lines("weight_sharing", "enas", search, {}, EVALUATE))
+    assert "Kendall tau 0.410, Spearman rho 0.580, top-5% precision 0.200" in text
+    assert "| GDAS | 93.61 |" in text and "REA" not in text
+
+
+def test_trained_here_shows_both_accuracies():
+    trained = {**EVALUATE, "cifar10_test_acc": 39.5, "table_test_acc": 94.015, "epochs": 1}
+    text = "\n".join(nb201_result_lines("tabular", "ednas", {}, {}, trained))
+    assert "| CIFAR-10 | 94.02 |" in text and "CIFAR-10 test accuracy 39.50, against the table's 94.02" in text
+
+
+def test_curves_draw_what_the_rows_hold():
+    tabular = [{"epoch": str(e), "best_valid_acc": str(80 + e), "best_test_acc": str(90 + e / 10)} for e in (1, 2)]
+    ranking = [{"epoch": "1", "rank_kendall_tau": "", "rank_spearman_rho": "", "rank_top5_precision": ""},
+               {"epoch": "2", "rank_kendall_tau": "0.3", "rank_spearman_rho": "0.4", "rank_top5_precision": "0.1"}]
+    assert len(nb201_curves(tabular).axes) == 1 and len(nb201_curves(ranking).axes) == 1
+    assert nb201_curves([{"epoch": "1", "child_acc": "0.5"}]) is None
