@@ -180,9 +180,6 @@ class NB201SearchConfig(SearchConfig):
     rank_samples: int = knob(200, ge=2)         # weight_sharing: fixed uniform sample of cells whose ranking is measured
     rank_batches: int = knob(2, ge=1)           # weight_sharing: validation batches each probe cell is scored on
 
-    def tabular_epochs(self) -> int:
-        return -(-self.budget // self.queries_per_epoch)
-
 
 @dataclass
 class NB201EvaluateConfig:

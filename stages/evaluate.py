@@ -12,7 +12,7 @@ import sys
 from ednas_core.checkpoint import save_checkpoint
 from ednas_core.data.prepared import load_prepared, read_manifest
 from ednas_core.config import Params
-from ednas_core.genotypes import from_architecture, load_genotype
+from ednas_core.genotypes import Genotype, from_architecture, load_genotype
 from ednas_core.spaces import NB201_SPACE
 from ednas_core.tasks.nb201 import TABLE_DATASETS, load_prepared_table, lookup, nb201_genotype
 from ednas_core.runtime import Runtime
@@ -41,13 +41,17 @@ class MLflowTrainLogger(TrainCallback):
         self.run.log_metrics(report.metrics, step=report.epoch + 1)
 
 
+def _nb201_cell(source: str) -> tuple[Genotype, dict]:
+    """nb201.evaluate.genotype as a genotype, and what the benchmark table says of that cell."""
+    arch = nb201_genotype(source, DERIVE_DIR / "genotype.json")
+    return from_architecture(NB201_SPACE, arch), lookup(load_prepared_table(PREPARED), arch)
+
+
 def evaluate_nb201(params: Params, text: str) -> None:
     """nb201: the benchmark trained every cell (200 epochs on CIFAR-10, CIFAR-100 and ImageNet16-120), so the
     cell is looked up, not trained. data/evaluate/model.safetensors holds the cell and its table row, no weights."""
     source = params.nb201.evaluate.genotype
-    arch = nb201_genotype(source, DERIVE_DIR / "genotype.json")
-    truth = lookup(load_prepared_table(PREPARED), arch)
-    genotype = from_architecture(NB201_SPACE, arch)
+    genotype, truth = _nb201_cell(source)
     with StageRun("evaluate", params.task, flat_params(params), text, extra_tags=stage_tags(params)) as run:
         run.set_tags({"ednas.genotype_source": source, "ednas.nb201_arch": truth["arch_string"]})
         run.log_dict(genotype.to_dict(), "genotype.json")
@@ -76,8 +80,7 @@ def main() -> None:
     runtime = Runtime.from_config(params.runtime)
     source = task.evaluate.genotype
     if params.task == "nb201":  # trained with the benchmark's recipe, and looked up beside
-        arch = nb201_genotype(source, DERIVE_DIR / "genotype.json")
-        genotype, truth = from_architecture(NB201_SPACE, arch), lookup(load_prepared_table(PREPARED), arch)
+        genotype, truth = _nb201_cell(source)
     else:
         genotype, truth = load_genotype(DERIVE_DIR / "genotype.json" if source == "derived" else source), None
     dataset = load_prepared(PREPARED, params.task)

@@ -118,9 +118,9 @@ def _nb201_table(root: Path) -> tuple[NB201Table, str, dict[str, str]]:
     folder = root / NB201_DIR
     table = NB201Table.load(folder)
     PREPARED.mkdir(parents=True, exist_ok=True)
-    table.save(PREPARED / TABLE_FILE)
+    table_md5 = table.save(PREPARED / TABLE_FILE)
     sources = {f"{NB201_DIR}/{f.name}": md5sum(f) for f in sorted(folder.glob("*.csv"))}
-    return table, md5sum(PREPARED / TABLE_FILE), sources
+    return table, table_md5, sources
 
 
 def _prepare(params: Params, root: Path) -> tuple[Manifest, NB201Table | None]:

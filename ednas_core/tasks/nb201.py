@@ -16,7 +16,7 @@ from ..checkpoint import applying, require_keys
 from ..config import DataConfig, NB201SearchConfig
 from ..data import DataError, DeviceLoader, ImageDataset
 from ..data.nb201_table import NB201Table
-from ..data.prepared import TABLE_FILE, md5sum, read_manifest
+from ..data.prepared import TABLE_FILE, read_manifest
 from ..epochs import EpochCallback
 from ..genotypes import Genotype, to_architecture
 from ..runtime import Runtime
@@ -35,10 +35,7 @@ def load_prepared_table(folder: Path) -> NB201Table:
     if manifest.task != "nb201" or not manifest.table_md5 or not path.is_file():
         raise DataError(f"{folder} holds no prepared NAS-Bench-201 table; run the prepare-data stage with task "
                         "nb201 (dvc repro)")
-    if md5sum(path) != manifest.table_md5:
-        raise DataError(f"{path} does not match the md5 in {Path(folder) / 'manifest.json'}; it is corrupt: "
-                        "delete it and run prepare-data again")
-    return NB201Table.load_prepared(path)
+    return NB201Table.load_prepared(path, md5=manifest.table_md5)
 
 
 def is_tabular(search_config: Any) -> bool:
