@@ -5,6 +5,15 @@
   whose working copy is under .dvc/tmp), so every experiment lands in the one database `mlflow ui` opens.
 - One experiment per task (`ednas-<task>`), artifacts under <root>/mlruns; one run per stage execution, tagged
   with the stage, the DVC experiment name, the git revision and a pipeline id shared by one pipeline's stages.
+- One parent run per pipeline (one `dvc repro` / `dvc exp run`: the stages sharing a pipeline id), named after the
+  DVC experiment (`workspace @ <rev>` outside one), tagged `ednas.stage: pipeline`, with every stage run nested
+  under it (`mlflow.parentRunId`): `mlflow ui` shows one row per experiment. The parent holds all the run's params,
+  the keys that differ from the baseline commit's params.yaml (tag `ednas.changed_params` and the description),
+  and the headline metrics each stage hands it (log_pipeline_metrics: search_child_acc, test_error, ...). Its
+  status follows its stages: RUNNING while one runs, then the status of the last one (FAILED with the stage's
+  error as tag `error`).
+- A team server (MLFLOW_TRACKING_URI=http://...) is checked once per stage (`/health`, a few seconds): one that
+  does not answer stops the stage with one line (TrackingUnavailable) instead of MLflow's minutes of retries.
 - The experiments are tagged as model training (`mlflow.experimentKind: custom_model_development`, set on
   creation and on an existing experiment without it). MLflow 3.17's UI does not read that tag: it shows the view
   of its sidebar switch "GenAI | Model training" (GenAI by default, kept in the browser) or of the URL's
@@ -36,7 +45,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
@@ -56,6 +67,8 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 # MLflow 3.17's UI picks the view from its workflow switch, not from the tag: this query selects model training.
 UI_QUERY = "workflowType=machine_learning"
+PIPELINE_STAGE = "pipeline"  # ednas.stage of a pipeline's parent run
+HEALTH_TIMEOUT_S = 5.0
 POLICY_DECIMALS = 6  # policy JSON: probabilities rounded (the float32 softmax otherwise prints 0.3499999940395355)
 
 
@@ -66,6 +79,29 @@ def repo_root() -> Path:
 
 def tracking_uri(root: Path | None = None) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root or repo_root()) / 'mlflow.db'}"
+
+
+class TrackingUnavailable(ConnectionError):
+    """The tracking server of MLFLOW_TRACKING_URI does not answer; the message says what to do."""
+
+
+def check_server(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
+    """Raises TrackingUnavailable when `uri` is an http(s) tracking server that does not answer its /health
+    page within `timeout` seconds; any other URI (sqlite:, file:, databricks) is not checked."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+            if response.status == 200:
+                return
+            reason = f"HTTP {response.status}"
+    except urllib.error.HTTPError as err:
+        reason = f"HTTP {err.code} from /health"
+    except (urllib.error.URLError, OSError) as err:
+        reason = str(getattr(err, "reason", err)) or type(err).__name__
+    raise TrackingUnavailable(f"MLFLOW_TRACKING_URI={uri}: no MLflow server answers ({reason}); start it "
+                              "(mlflow server --host ... --port ...) or fix the URL, or unset MLFLOW_TRACKING_URI "
+                              "to log to mlflow.db here")
 
 
 def git_rev(cwd: Path | None = None) -> str:
@@ -83,6 +119,28 @@ def pipeline_id(params_text: str, rev: str) -> str:
     """Shared by the stages of one `dvc repro` / `dvc exp run`: same parameters, revision and experiment name."""
     key = "\n".join([os.environ.get("DVC_EXP_NAME", ""), rev, params_text])
     return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def changed_params(params_text: str, rev: str, cwd: Path | None = None) -> dict[str, Any] | None:
+    """The flat params.yaml keys whose values differ from those of commit `rev` (a key the commit lacks
+    counts as changed; a key removed is given as None); None when that file cannot be read (no git, no such
+    commit or file)."""
+    from ruamel.yaml import YAML, YAMLError
+
+    from .config import flatten
+
+    try:
+        out = subprocess.run(["git", "show", f"{rev}:params.yaml"], cwd=cwd, capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    try:
+        now, before = (flatten(YAML(typ="safe").load(text) or {}) for text in (params_text, out.stdout))
+    except (YAMLError, AttributeError):
+        return None
+    return {k: now.get(k) for k in sorted(set(now) | set(before)) if now.get(k) != before.get(k)}
 
 
 def _retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -242,11 +300,16 @@ class StageRun:
             "ednas.workdir": self.workdir,
             **(extra_tags or {}),
         }
+        check_server(tracking_uri(self.root))
         with _db_lock(self.root):
             self.client = MlflowClient(tracking_uri=tracking_uri(self.root))
             self.experiment_id = self._open_experiment(f"ednas-{task}")
         self.params = {k: str(v) for k, v in params.items()}
+        self.params_text = params_text
+        self.extra_tags = dict(extra_tags or {})
         self.run_id = ""
+        self.parent_id = ""                      # the pipeline's parent run (open_parent)
+        self._parent_error = False               # the parent holds an `error` tag of an earlier failed stage
         self.continued = False                   # True: this execution goes on with a killed execution's run
         self.resumed_from = ""                   # else: the run of the checkpoint found, if it could not go on
         self._logged: set[tuple[str, int]] = set()  # (metric, step) the continued run already holds
@@ -273,6 +336,8 @@ class StageRun:
         return experiment.experiment_id
 
     def __enter__(self) -> "StageRun":
+        self.parent_id = self._open_parent()
+        self.tags["mlflow.parentRunId"] = self.parent_id
         previous = self._recorded_run() if self.checkpoint is not None and self.checkpoint.exists() else ""
         run = self._continuable(previous) if previous else None
         if run is not None:
@@ -291,6 +356,7 @@ class StageRun:
             _retry(self.client.set_terminated, self.run_id, "FINISHED")
             if self.run_file is not None:
                 self.run_file.unlink(missing_ok=True)
+            self._close_parent("FINISHED", "")
             return
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         if self.run_file is not None and not self.checkpoint.exists():
@@ -298,8 +364,61 @@ class StageRun:
         try:
             _retry(self.client.set_tag, self.run_id, "error", _one_line(exc))
             _retry(self.client.set_terminated, self.run_id, status)
+            self._close_parent(status, f"{self.stage}: {_one_line(exc)}")
         except Exception:  # never hide the stage's own error behind a tracking one
             pass
+
+    # --- the pipeline's parent run ----------------------------------------------------------------------------
+
+    def _open_parent(self) -> str:
+        """The id of this pipeline's parent run, set RUNNING; created (named, tagged, given the params and the
+        changed keys) by the pipeline's first stage. Stages of one pipeline run one after the other, and the
+        SQLite store's lock covers two pipelines starting at once."""
+        pid = self.tags["ednas.pipeline_id"]
+        with _db_lock(self.root):
+            found = _retry(self.client.search_runs, [self.experiment_id],
+                           filter_string=f"tags.`ednas.pipeline_id` = '{pid}' and "
+                                         f"tags.`ednas.stage` = '{PIPELINE_STAGE}'",
+                           max_results=1, order_by=["attributes.start_time ASC"])
+            if found:
+                parent = found[0]
+                self._parent_error = "error" in parent.data.tags
+                if parent.info.status != "RUNNING":
+                    _retry(self.client.update_run, parent.info.run_id, status="RUNNING")
+                return parent.info.run_id
+            rev, exp = self.tags["git.rev"], os.environ.get("DVC_EXP_NAME", "")
+            changed = changed_params(self.params_text, rev) if rev != "unknown" else None
+            listed = ("unknown" if changed is None else
+                      ", ".join(f"{k}={v}" for k, v in changed.items()) or "none")
+            name = exp or f"workspace @ {rev[:8]}"
+            per_stage = ("ednas.gpu",)  # a stage's own process; the parent spans several
+            tags = {**{k: v for k, v in self.extra_tags.items() if k not in per_stage}, "ednas.pipeline_id": pid, "ednas.task": self.tags["ednas.task"],
+                    "ednas.stage": PIPELINE_STAGE, "dvc.exp_name": exp, "git.rev": rev,
+                    "mlflow.source.git.commit": rev, "mlflow.runName": name, "ednas.changed_params": listed,
+                    "mlflow.note.content": f"Pipeline {name} (id {pid}), from commit {rev[:8]}; params changed from "
+                                           f"that commit's params.yaml: {listed}. Its stages are the nested runs."}
+            run = _retry(self.client.create_run, self.experiment_id, tags=tags)
+            self._log_params(run.info.run_id, self.params)
+            return run.info.run_id
+
+    def _close_parent(self, status: str, error: str) -> None:
+        """The parent takes the status of the stage that ends; a failed stage's error, or none once one succeeds."""
+        if error:
+            _retry(self.client.set_tag, self.parent_id, "error", error)
+        elif self._parent_error:
+            _retry(self.client.delete_tag, self.parent_id, "error")
+            self._parent_error = False
+        _retry(self.client.set_terminated, self.parent_id, status)
+
+    def log_pipeline_metrics(self, metrics: dict[str, float]) -> None:
+        """Headline numbers of the stage (search_child_acc, test_error, params_m, ...) on the pipeline's parent
+        run, where `mlflow ui` compares experiments; non-finite values are left out."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, 0) for k, v in metrics.items() if np.isfinite(v)]
+        if items:
+            _retry(self.client.log_batch, self.parent_id, metrics=items)
 
     def restart(self) -> None:
         """The stage discards its checkpoint and starts over (call it before any epoch is logged): a continued
@@ -367,11 +486,14 @@ class StageRun:
     # --- logging ------------------------------------------------------------------------------------------
 
     def log_params(self, params: dict[str, Any]) -> None:
+        self._log_params(self.run_id, params)
+
+    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
         items = [Param(k, str(v)) for k, v in params.items()]
         for i in range(0, len(items), 100):
-            _retry(self.client.log_batch, self.run_id, params=items[i : i + 100])
+            _retry(self.client.log_batch, run_id, params=items[i : i + 100])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag

@@ -27,6 +27,7 @@ from ednas_core.config import TASKS, ConfigError, Params, TaskConfig, flatten, l
 from ednas_core.data import DataError
 from ednas_core.epochs import CheckpointMismatch
 from ednas_core.strategies import STRATEGY_NAMES
+from ednas_core.tracking import TrackingUnavailable
 
 PARAMS_FILE = Path("params.yaml")
 PREPARED = Path("data/prepared")
@@ -109,8 +110,12 @@ def flat_params(params: Params) -> dict[str, Any]:
 
 
 def stage_tags(params: Params) -> dict[str, str]:
-    """Tags of every stage run besides StageRun's own: the selected task's search strategy."""
-    return {"ednas.strategy": params.task_config().search.strategy}
+    """Tags of every stage run besides StageRun's own: the selected task's search strategy, and the GPU that
+    runtime.device auto claimed for this process (ednas_core.gpu_claim), when it did."""
+    from ednas_core.runtime import claimed_gpu
+
+    gpu = claimed_gpu()
+    return {"ednas.strategy": params.task_config().search.strategy, **({"ednas.gpu": gpu.describe()} if gpu else {})}
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -141,7 +146,7 @@ def replace_folder(new: Path, target: Path) -> None:
 # Failures that are the user's to fix (bad params, data, genotype files, divergence): one line, no traceback.
 # Anything else is a bug and keeps its traceback. EDNAS_DEBUG=1 shows tracebacks for all.
 EXPECTED_ERRORS = (ConfigError, StageError, DataError, CheckpointMismatch, FloatingPointError, FileNotFoundError,
-                   ValueError)
+                   ValueError, TrackingUnavailable)
 
 
 # The folders each stage writes into: checked for writing before the stage starts any work.

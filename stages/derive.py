@@ -74,6 +74,7 @@ def main() -> None:
         write_json(METRICS_DIR / "derive.json", summary)
         write_json(METRICS_DIR / "info" / "derive.json", info)
         run.log_metrics({k: v for k, v in {**summary, **info}.items() if isinstance(v, (int, float))})
+        run.log_pipeline_metrics({f"derive_{k}": v for k, v in summary.items()})
         for name in ("genotype.json", "best_genotype.json", "argmax_genotype.json", "candidates.csv"):
             run.log_artifact(DERIVE_DIR / name, "derive")
         print(f"derive: best of {len(result.candidates)} samples reward {result.best.reward:.4f}, argmax "

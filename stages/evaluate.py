@@ -66,6 +66,7 @@ def evaluate_nb201(params: Params, text: str) -> None:
         write_csv(METRICS_DIR / "evaluate_epochs.csv", [{"epoch": NB201_EPOCHS, "test_acc": truth["cifar10_test_acc"],
                                                          "test_error": summary["test_error"]}])
         run.log_metrics({k: float(v) for k, v in summary.items()})
+        run.log_pipeline_metrics({k: float(v) for k, v in summary.items() if k == "test_error"})
         run.log_artifact(MODEL, "model")
         print(f"evaluate: {truth['arch_string']}: CIFAR-10 test accuracy {truth['cifar10_test_acc']:.2f}% after "
               f"NB201's 200 epochs, rank {truth['rank']} of {truth['architectures']} -> {METRICS_DIR / 'evaluate.json'}")
@@ -134,6 +135,8 @@ def main() -> None:
         final = ({"test_error": result.test_error} if "test_error" in scores
                  else {"best_valid_ppl": result.best_valid_ppl, "test_epoch": result.test_epoch})
         run.log_metrics({**final, "params_m": result.params / 1e6, hours_key: seconds / 3600})
+        run.log_pipeline_metrics({**scores, "params_m": result.params / 1e6, "evaluate_hours": seconds / 3600,
+                                  **({"table_test_acc": truth["cifar10_test_acc"]} if truth is not None else {})})
         if "test_ppl" in scores:  # the final single-column test pass: at the last epoch's step, logged later,
             run.log_metrics({"test_ppl": result.test_ppl}, step=len(result.history))  # so MLflow shows it
         run.log_artifact(MODEL, "model")

@@ -112,6 +112,9 @@ def main() -> None:
         write_json(METRICS_DIR / "info" / "search.json", info)
         write_csv(METRICS_DIR / "search_epochs.csv", epoch_rows(result.history))
         run.log_metrics({hours_key: info[hours_key]})
+        run.log_pipeline_metrics({"search_child_acc": final["child_acc"], "search_reward": final["reward"],
+                                  "search_hours": info[hours_key],
+                                  **{f"search_{k}": final[k] for k in ("child_ppl", *NB201_HEADLINE) if k in final}})
         run.log_dict(final_policy, "final_policy.json")
         run.log_artifact(SEARCH_DIR / "policy_history.npz")
         CHECKPOINT.unlink(missing_ok=True)

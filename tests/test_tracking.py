@@ -201,6 +201,101 @@ def test_stage_run_failed_on_exception(env):
     assert client.get_experiment_by_name("ednas-failing") is not None
 
 
+# --- the pipeline's parent run -------------------------------------------------------------------------------
+
+def parents(client, task: str) -> list:
+    experiment = client.get_experiment_by_name(f"ednas-{task}").experiment_id
+    return client.search_runs([experiment], filter_string="tags.`ednas.stage` = 'pipeline'")
+
+
+def test_stages_of_one_pipeline_nest_under_one_parent_named_after_the_experiment(env, monkeypatch):
+    root, client = env
+    monkeypatch.setenv("DVC_EXP_NAME", "tidy-ox")
+    params = {"search.lr": 0.05, "runtime.seed": 1}
+    with StageRun("search", "nested", params, PARAMS_TEXT, extra_tags={"ednas.strategy": "enas"}) as search:
+        search.log_pipeline_metrics({"search_child_acc": 0.75, "search_hours": math.nan})
+        assert client.get_run(search.parent_id).info.status == "RUNNING"  # while a stage runs
+    with StageRun("evaluate", "nested", params, PARAMS_TEXT) as evaluate:
+        evaluate.log_pipeline_metrics({"test_error": 3.5, "params_m": 1.25})
+    [parent] = parents(client, "nested")
+    assert search.parent_id == evaluate.parent_id == parent.info.run_id
+    for run_id in (search.run_id, evaluate.run_id):
+        assert client.get_run(run_id).data.tags["mlflow.parentRunId"] == parent.info.run_id
+    tags = parent.data.tags
+    assert tags["mlflow.runName"] == "tidy-ox" and tags["dvc.exp_name"] == "tidy-ox"
+    assert tags["ednas.pipeline_id"] == client.get_run(search.run_id).data.tags["ednas.pipeline_id"]
+    assert tags["ednas.strategy"] == "enas" and tags["ednas.task"] == "nested"
+    assert parent.data.params == {"search.lr": "0.05", "runtime.seed": "1"}
+    assert parent.data.metrics == {"search_child_acc": 0.75, "test_error": 3.5, "params_m": 1.25}
+    assert parent.info.status == "FINISHED"
+
+    monkeypatch.setenv("DVC_EXP_NAME", "other-exp")  # another experiment: another parent
+    with StageRun("search", "nested", params, PARAMS_TEXT) as other:
+        pass
+    assert other.parent_id != parent.info.run_id and len(parents(client, "nested")) == 2
+
+
+def test_parent_fails_with_the_stage_and_recovers_when_it_reruns(env, monkeypatch):
+    root, client = env
+    monkeypatch.setenv("DVC_EXP_NAME", "fix-me")
+    with pytest.raises(ValueError):
+        with StageRun("evaluate", "recovers", {}, PARAMS_TEXT) as failed:
+            raise ValueError("evaluate.epochs went bad")
+    parent = client.get_run(failed.parent_id)
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["error"] == "evaluate: ValueError: evaluate.epochs went bad"
+    with StageRun("evaluate", "recovers", {}, PARAMS_TEXT) as rerun:
+        pass
+    assert rerun.parent_id == failed.parent_id
+    parent = client.get_run(rerun.parent_id)
+    assert parent.info.status == "FINISHED" and "error" not in parent.data.tags
+
+
+def test_parent_lists_the_params_changed_from_the_baseline_commit(env, monkeypatch, tmp_path):
+    root, client = env
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    baseline = "task: cifar10\nsearch:\n  lr: 0.05\n  epochs: 300\nruntime:\n  seed: 2\n"
+    (repo / "params.yaml").write_text(baseline)
+    for args in (["init", "-q"], ["add", "params.yaml"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit",
+                                                           "-qm", "baseline"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    changed = baseline.replace("0.05", "0.1").replace("seed: 2", "seed: 7\n  amp: false")
+    assert tracking.changed_params(changed, rev, repo) == {"runtime.amp": False, "runtime.seed": 7,
+                                                           "search.lr": 0.1}
+    assert tracking.changed_params(baseline, rev, repo) == {}
+    assert tracking.changed_params(baseline, "f" * 40, repo) is None  # no such commit
+
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", rev)
+    monkeypatch.setenv("DVC_EXP_NAME", "lr-up")
+    with StageRun("search", "changed", {}, changed) as run:
+        pass
+    parent = client.get_run(run.parent_id)
+    assert parent.data.tags["ednas.changed_params"] == "runtime.amp=False, runtime.seed=7, search.lr=0.1"
+    assert "runtime.seed=7" in parent.data.tags["mlflow.note.content"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_tracking_server_that_does_not_answer_stops_the_stage_at_once(env, monkeypatch):
+    uri = f"http://127.0.0.1:{free_port()}"
+    tracking.check_server("sqlite:///nowhere/mlflow.db")  # not a server: not checked
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    started = time.monotonic()
+    with pytest.raises(tracking.TrackingUnavailable, match=f"MLFLOW_TRACKING_URI={uri}: no MLflow server answers "
+                                                           r"\(.*refused.*\); start it"):
+        StageRun("search", "cifar10", {}, PARAMS_TEXT)
+    assert time.monotonic() - started < tracking.HEALTH_TIMEOUT_S + 2  # not MLflow's minutes of retries
+
+
 # --- MLflowSearchLogger -------------------------------------------------------------------------------------
 
 def report(epoch: int, epochs: int = 3) -> EpochReport:
@@ -366,10 +461,11 @@ def test_relocate_artifacts_of_a_moved_workspace(workspace, tmp_path):
     assert client.get_run(run_id).info.artifact_uri.startswith((tmp_path / "first" / "mlruns").as_uri())
     with pytest.raises(Exception, match="Failed to download artifacts"):  # what a moved workspace does
         client.download_artifacts(run_id, "policy/epoch_0001.json", str(tmp_path))
+    # the stage's run and its pipeline's parent run
     assert relocate_artifacts(root, dry_run=True) == {str(tmp_path / "first" / "mlruns"): {"experiments": 2,
-                                                                                           "runs": 1}}
+                                                                                           "runs": 2}}
     assert client.get_run(run_id).info.artifact_uri.startswith((tmp_path / "first").as_uri())  # dry run
-    assert relocate_artifacts(root) == {str(tmp_path / "first" / "mlruns"): {"experiments": 2, "runs": 1}}
+    assert relocate_artifacts(root) == {str(tmp_path / "first" / "mlruns"): {"experiments": 2, "runs": 2}}
     assert client.get_run(run_id).info.artifact_uri == f"{(root / 'mlruns').as_uri()}/{run_id}/artifacts"
     experiment = client.get_experiment_by_name("ednas-moved")
     assert experiment.artifact_location == (root / "mlruns").as_uri()
@@ -463,7 +559,8 @@ def test_killed_run_goes_on_without_a_step_twice(env, checkpoint):
     assert "ednas.resumed_from_run" not in got.data.tags
     assert metric_steps(client, old, "loss") == metric_steps(client, old, "acc") == [1, 2, 3, 4]
     experiment = client.get_experiment_by_name("ednas-goes-on").experiment_id
-    assert [r.info.run_id for r in client.search_runs([experiment])] == [old]
+    stage_runs = client.search_runs([experiment], filter_string="tags.`ednas.stage` != 'pipeline'")
+    assert [r.info.run_id for r in stage_runs] == [old]
     assert not checkpoint.with_name("mlflow_run.json").exists()  # finished: nothing to go on with
 
 

@@ -34,9 +34,11 @@ def stage(workspace: Path, name: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def mlflow_runs(workspace: Path, task: str = "digits") -> list:
+def mlflow_runs(workspace: Path, task: str = "digits", parents: bool = False) -> list:
+    """The stage runs of the task's experiment, or (parents) the pipelines' parent runs."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(f"ednas-{task}")
-    return client.search_runs([experiment.experiment_id], max_results=1000)
+    return client.search_runs([experiment.experiment_id], max_results=1000,
+                              filter_string=f"tags.`ednas.stage` {'=' if parents else '!='} 'pipeline'")

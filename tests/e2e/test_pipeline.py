@@ -82,6 +82,15 @@ def test_mlflow_has_one_run_per_stage_with_tags_metrics_and_artifacts(workspace)
     assert len(c.get_metric_history(runs["evaluate"].info.run_id, "test_acc")) == 1
     # artifacts land beside mlflow.db at the repository root, not in a temporary copy
     assert search.info.artifact_uri.startswith((workspace / "mlruns").as_uri())
+    # one parent run for the pipeline, the stage runs nested under it, the headline numbers on it
+    [parent] = [r for r in mlflow_runs(workspace, parents=True) if r.data.tags["ednas.pipeline_id"] == pipeline]
+    assert all(runs[s].data.tags["mlflow.parentRunId"] == parent.info.run_id for s in STAGES)
+    assert parent.info.status == "FINISHED" and parent.data.params == search.data.params
+    assert parent.data.tags["mlflow.runName"] == f"workspace @ {search.data.tags['git.rev'][:8]}"
+    evaluate = json.loads((workspace / "metrics/evaluate.json").read_text())
+    assert parent.data.metrics["test_error"] == pytest.approx(evaluate["test_error"])
+    assert {"search_child_acc", "search_reward", "search_hours", "derive_best_reward", "params_m",
+            "evaluate_hours"} <= set(parent.data.metrics)
 
 
 def test_second_repro_is_up_to_date(workspace):
@@ -105,6 +114,10 @@ def test_exp_run_ablation_reruns_search_and_after_but_not_prepare(workspace):
     assert {r.data.tags["dvc.exp_name"] for r in new} == {"lr-ablation"}
     assert len({r.data.tags["ednas.pipeline_id"] for r in new}) == 1
     assert {r.data.params["digits.search.lr"] for r in new} == {"0.05"}
+    [parent] = [r for r in mlflow_runs(workspace, parents=True) if r.data.tags["dvc.exp_name"] == "lr-ablation"]
+    assert parent.data.tags["mlflow.runName"] == "lr-ablation"
+    assert parent.data.tags["ednas.changed_params"] == "digits.search.lr=0.05"
+    assert {r.data.tags["mlflow.parentRunId"] for r in new} == {parent.info.run_id}
     shown = json.loads(dvc(workspace, "exp", "show", "--json").stdout)
     assert "lr-ablation" in json.dumps(shown) and "child_acc" in json.dumps(shown)
 
