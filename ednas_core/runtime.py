@@ -6,19 +6,35 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 
+from . import gpu_claim
 from .config import ConfigError, RuntimeConfig
+from .gpu_claim import GpuInfo
 from .seeds import seed_for
 
 
 def resolve_device(name: str) -> torch.device:
+    """`auto`: CPU when no CUDA device is visible (the GPU lock folder is not touched). Otherwise it claims the
+    first free visible GPU for the life of the process (ednas_core.gpu_claim: a flock per physical card under
+    EDNAS_GPU_LOCK_DIR) and waits while every GPU is held by another process (bounded by EDNAS_GPU_WAIT_S), so
+    that `dvc queue start -j N` on an N-GPU box gives each worker its own GPU. With a single visible GPU it claims
+    too: two pipelines on a one-GPU box run one after the other instead of sharing its memory. The claimed GPU
+    becomes torch's current device and one line on stderr names it; `claimed_gpu()` returns it.
+    `cuda` / `cuda:N` never lock: the user chose the GPU, sharing it with other processes is allowed."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        gpu = gpu_claim.claim_from_env()
+        torch.cuda.set_device(gpu.index)  # a bare "cuda" elsewhere then means the claimed GPU too
+        print(f"runtime.device auto: using {gpu.describe()}, held until this process exits", file=sys.stderr,
+              flush=True)
+        return torch.device("cuda", gpu.index)
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -31,6 +47,11 @@ def resolve_device(name: str) -> torch.device:
     elif device.type != "cpu":
         raise ConfigError(f"runtime.device: got {name!r}; expected auto, cpu, cuda or cuda:N")
     return device
+
+
+def claimed_gpu() -> GpuInfo | None:
+    """The GPU that `resolve_device("auto")` claimed in this process (index, uuid, name), or None."""
+    return gpu_claim.current_claim()
 
 
 def device_name(device: torch.device) -> str:
