@@ -163,3 +163,20 @@ def test_diverging_search_fails_cleanly_and_is_marked_failed(workspace, params_r
     failed = [r for r in mlflow_runs(workspace) if r.info.status == "FAILED"]
     assert failed and "diverged" in failed[-1].data.tags["error"]
     (workspace / "data/search/checkpoint.safetensors").unlink(missing_ok=True)
+
+
+def test_a_tracking_server_that_does_not_answer_is_named_and_nothing_is_written(workspace, monkeypatch):
+    """MLFLOW_TRACKING_URI pointing at no server: one line within seconds (not MLflow's minutes of retries)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    before = snapshot(workspace)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    done = stage(workspace, "search")
+    assert done.returncode == 1
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"search: error: MLFLOW_TRACKING_URI={uri}: no MLflow server answers (")
+    assert line.endswith("or unset MLFLOW_TRACKING_URI to log to mlflow.db here")
+    assert snapshot(workspace) == before
