@@ -85,23 +85,28 @@ class TrackingUnavailable(ConnectionError):
     """The tracking server of MLFLOW_TRACKING_URI does not answer; the message says what to do."""
 
 
-def check_server(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
-    """Raises TrackingUnavailable when `uri` is an http(s) tracking server that does not answer its /health
-    page within `timeout` seconds; any other URI (sqlite:, file:, databricks) is not checked."""
+def server_unreachable(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> str:
+    """Why the http(s) tracking server `uri` does not answer its /health page within `timeout` seconds
+    ('connection refused', 'HTTP 502 from /health', ...); '' when it answers or `uri` is not a server (sqlite:,
+    file:, databricks are not checked)."""
     if not uri.startswith(("http://", "https://")):
-        return
+        return ""
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
-            if response.status == 200:
-                return
-            reason = f"HTTP {response.status}"
+            return "" if response.status == 200 else f"HTTP {response.status} from /health"
     except urllib.error.HTTPError as err:
-        reason = f"HTTP {err.code} from /health"
+        return f"HTTP {err.code} from /health"
     except (urllib.error.URLError, OSError) as err:
-        reason = str(getattr(err, "reason", err)) or type(err).__name__
-    raise TrackingUnavailable(f"MLFLOW_TRACKING_URI={uri}: no MLflow server answers ({reason}); start it "
-                              "(mlflow server --host ... --port ...) or fix the URL, or unset MLFLOW_TRACKING_URI "
-                              "to log to mlflow.db here")
+        return str(getattr(err, "reason", err)) or type(err).__name__
+
+
+def check_server(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
+    """Raises TrackingUnavailable when `uri` is an http(s) tracking server that does not answer (server_unreachable)."""
+    reason = server_unreachable(uri, timeout)
+    if reason:
+        raise TrackingUnavailable(f"MLFLOW_TRACKING_URI={uri}: no MLflow server answers ({reason}); start it "
+                                  "(mlflow server --host ... --port ...) or fix the URL, or unset "
+                                  "MLFLOW_TRACKING_URI to log to mlflow.db here")
 
 
 def git_rev(cwd: Path | None = None) -> str:

@@ -11,10 +11,13 @@ metrics/info/evaluate.json), and writes
   comparison of pipelines and the MLflow run ids;
 - metrics/figures/: the figures (PNG; cell diagrams also SVG), including the paper's three genotypes;
 - metrics/comparison.{md,csv}: one row per pipeline (runs grouped by the tag ednas.pipeline_id) of every
-  `ednas-<task>` experiment in the tracking store, sorted by the task's main metric.
+  `ednas-<task>` experiment in the tracking store, sorted by the task's main metric;
+- metrics/study.{md,csv} and metrics/figures/study.png: the same pipelines grouped across seeds (mean +- std of
+  each setting, failed pipelines listed; ednas_core/report/seed_study.py).
 
-The comparison reads the tracking store, which DVC does not track: after other experiments finish, refresh it
-with `dvc repro -f report` (or `python -m stages.report`)."""
+The comparison and the study read the tracking store (once), which DVC does not track: after other experiments
+finish, refresh them with `dvc repro -f report` (or `python -m stages.report`); `python -m tools.study` writes the
+study alone."""
 
 from __future__ import annotations
 
@@ -30,7 +33,9 @@ from ednas_core.checkpoint import atomic_write_text
 from ednas_core.genotypes import from_architecture, load_genotype
 from ednas_core.spaces import NB201_SPACE
 from ednas_core.tasks.nb201 import nb201_genotype
-from ednas_core.report import build_report, collect_comparison, markdown_to_html, write_comparison, write_figures
+from ednas_core.report import (build_report, comparison_table, markdown_to_html, pipelines_from_runs,
+                               write_comparison, write_figures)
+from ednas_core.report.seed_study import build_study, write_study
 
 from .common import (DERIVE_DIR, METRICS_DIR, SEARCH_DIR, StageError, flat_params, read_params, replace_folder,
                      run_stage, stage_tags)
@@ -65,7 +70,7 @@ def _history() -> dict[str, np.ndarray] | None:
 
 
 def main() -> None:
-    from ednas_core.tracking import StageRun
+    from ednas_core.tracking import StageRun, ednas_runs
 
     params, text = read_params()
     search, derive, evaluate = _load("search.json"), _load("derive.json"), _load("evaluate.json")
@@ -83,21 +88,28 @@ def main() -> None:
                                 _read_rows(METRICS_DIR / "search_epochs.csv"),
                                 _read_rows(METRICS_DIR / "evaluate_epochs.csv"), params.task_config().search.strategy,
                                 task=params.task)
-        comparison = collect_comparison(run.tags["ednas.pipeline_id"], params.task)
+        current = run.tags["ednas.pipeline_id"]
+        pipelines = pipelines_from_runs(ednas_runs(), current)
+        comparison = comparison_table(pipelines, params.task, current)
         write_comparison(*comparison, METRICS_DIR / "comparison.md", METRICS_DIR / "comparison.csv")
+        study = build_study(pipelines, params.task)
+        study_figure = f"{FIGURES_DIR.name}/study.png"  # relative to metrics/, once the staging folder is in place
+        write_study(study, METRICS_DIR / "study.md", METRICS_DIR / "study.csv", staging / "study.png", study_figure)
         replace_folder(staging, FIGURES_DIR)  # no figure of an earlier run (another task) stays behind
         staging.parent.rmdir()
         report = build_report(params.task, flat, search, derive, evaluate, genotype.to_dict(), figures=figures,
-                              comparison=comparison, report_run_id=run.run_id)
+                              comparison=comparison, study=study, study_figure=study_figure,
+                              report_run_id=run.run_id)
         atomic_write_text(METRICS_DIR / "report.md", report)
         atomic_write_text(METRICS_DIR / "report.html",
                           markdown_to_html(report, METRICS_DIR, f"EDNAS report: {params.task}"))
-        for name in ("report.md", "report.html", "comparison.md", "comparison.csv"):
+        for name in ("report.md", "report.html", "comparison.md", "comparison.csv", "study.md", "study.csv"):
             run.log_artifact(METRICS_DIR / name)
-        for ref in figures.all():
-            run.log_artifact(METRICS_DIR / ref.path, "figures")
+        for path in [ref.path for ref in figures.all()] + [study_figure]:
+            run.log_artifact(METRICS_DIR / path, "figures")
         print(f"report: {METRICS_DIR / 'report.md'}, {METRICS_DIR / 'report.html'}, {FIGURES_DIR}/ "
-              f"({len(figures.all())} figures), {len(comparison[1])} pipelines in {METRICS_DIR / 'comparison.md'}")
+              f"({len(figures.all())} figures), {len(comparison[1])} pipelines in {METRICS_DIR / 'comparison.md'}, "
+              f"{len(study.groups)} groups across seeds in {METRICS_DIR / 'study.md'}")
 
 
 if __name__ == "__main__":

@@ -24,16 +24,41 @@ COMPARISON_METRICS = ["search_child_acc", "search_reward", "search_hours", "deri
                       "test_ppl", "params_m"]
 
 
+STAGE_ORDER = ("prepare-data", "search", "derive", "evaluate", "report")
+PARENT_STAGE = "pipeline"  # ednas.stage of a pipeline's parent run (tracking.PIPELINE_STAGE): not a stage's run
+FAILED_STATUSES = ("FAILED", "KILLED")
+
+
 def _pick(runs: list[Any]) -> Any:
     """The latest finished run of a stage in a pipeline (else the latest run)."""
     finished = [r for r in runs if r.info.status == "FINISHED"]
     return max(finished or runs, key=lambda r: r.info.start_time or 0)
 
 
+def _latest(runs: list[Any]) -> Any:
+    return max(runs, key=lambda r: r.info.start_time or 0)
+
+
+def pipeline_status(stages: Mapping[str, list[Any]]) -> tuple[str, str, str]:
+    """(status, failed stage, error) of a pipeline from its stage runs, each stage judged by its latest run: a
+    FAILED or KILLED one (no later FINISHED run) fails the pipeline at the first such stage in pipeline order,
+    with that run's `error` tag; else "running" while a stage's latest run is RUNNING (or SCHEDULED); else
+    "finished"."""
+    order = sorted(stages, key=lambda s: (STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER), s))
+    latest = {stage: _latest(stages[stage]) for stage in order}
+    for stage in order:
+        if latest[stage].info.status in FAILED_STATUSES:
+            return f"failed at {stage}", stage, latest[stage].data.tags.get("error", "")
+    if any(run.info.status != "FINISHED" for run in latest.values()):
+        return "running", "", ""
+    return "finished", "", ""
+
+
 def pipelines_from_runs(runs: Iterable[Any], current: str = "") -> list[dict[str, Any]]:
     """Groups MLflow runs by ednas.pipeline_id: one dict per pipeline with its tags, params and headline
-    metrics (NaN where a stage did not run or did not log the metric). Pipelines without a search, derive or
-    evaluate run are left out, except `current`."""
+    metrics (NaN where a stage did not run or did not log the metric) and its status (pipeline_status: `status`,
+    `failed_stage`, `error`). The pipeline's parent run (ednas.stage `pipeline`) is not a stage's and is skipped.
+    Pipelines without a search, derive or evaluate run are left out, except `current` and failed ones."""
     groups: dict[str, dict[str, list]] = {}
     for run in runs:
         tags = run.data.tags
@@ -41,10 +66,13 @@ def pipelines_from_runs(runs: Iterable[Any], current: str = "") -> list[dict[str
         if not pid:
             continue
         stage = tags.get("ednas.stage") or tags.get("dvc.stage", "?")
+        if stage == PARENT_STAGE:
+            continue
         groups.setdefault(pid, {}).setdefault(stage, []).append(run)
     out = []
     for pid, stages in groups.items():
-        if not {"search", "derive", "evaluate"} & set(stages) and pid != current:
+        status, failed_stage, error = pipeline_status(stages)
+        if not {"search", "derive", "evaluate"} & set(stages) and pid != current and not failed_stage:
             continue  # only a prepare-data or report run: nothing to compare
         picked = {stage: _pick(rs) for stage, rs in stages.items()}
         any_run = picked.get("search") or next(iter(picked.values()))
@@ -58,7 +86,7 @@ def pipelines_from_runs(runs: Iterable[Any], current: str = "") -> list[dict[str
         hours = metric("search", "search_gpu_hours")
         if math.isnan(hours):
             hours = metric("search", "search_cpu_hours")
-        finished = [s for s in ("prepare-data", "search", "derive", "evaluate", "report")
+        finished = [s for s in STAGE_ORDER
                     if s in picked and picked[s].info.status == "FINISHED"]
         out.append({
             "pipeline": pid,
@@ -77,6 +105,9 @@ def pipelines_from_runs(runs: Iterable[Any], current: str = "") -> list[dict[str
             "test_ppl": metric("evaluate", "test_ppl"),
             "params_m": metric("evaluate", "params_m"),
             "params": dict(any_run.data.params),
+            "status": status,
+            "failed_stage": failed_stage,
+            "error": error,
         })
     return out
 

@@ -1,15 +1,19 @@
 """The report as Markdown: configuration, measured search cost, derived genotype, evaluation, the paper's
-numbers for the task beside the difference, figures, the comparison of pipelines and the MLflow run ids."""
+numbers for the task beside the difference, figures, the comparison of pipelines, the study across seeds and the
+MLflow run ids."""
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .figures import FigureRef, Figures
 from .nb201 import nb201_result_lines
 from .paper import METHOD_NAMES, main_metric, paper_table, published
+
+if TYPE_CHECKING:  # seed_study imports md_table from here
+    from .seed_study import Study
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -58,8 +62,10 @@ def _scored_on(derive: dict) -> str:
 
 def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, evaluate: dict,
                  genotype_json: dict, *, figures: Figures | None = None,
-                 comparison: tuple[list[str], list[list[Any]]] | None = None, report_run_id: str = "") -> str:
-    """The report as Markdown. Figures link metrics/figures/ relative to metrics/ (where report.md lives)."""
+                 comparison: tuple[list[str], list[list[Any]]] | None = None, study: Study | None = None,
+                 study_figure: str = "", report_run_id: str = "") -> str:
+    """The report as Markdown. Figures link metrics/figures/ relative to metrics/ (where report.md lives);
+    `study_figure` is the study's strip plot, linked so."""
     prefix = "" if task == "cifar10" else f"{task}."
     strategy = str(params.get(f"{prefix}search.strategy", "ednas"))
     hours = search.get("search_gpu_hours", search.get("search_cpu_hours", 0.0))
@@ -122,6 +128,17 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
                   "comparison.md and comparison.csv.", ""]
         lines += md_table(header, rows) if rows else ["(no pipelines recorded yet)"]
         lines.append("")
+    if study is not None:
+        header, rows = study.table()
+        failed = study.failed()[1]
+        lines += ["## Study across seeds", "",
+                  f"{len(rows)} groups of pipelines that differ only in the seed: mean ± sample std, min / max of the "
+                  f"seeds that finished; {len(failed)} failed pipelines, listed with their errors in study.md "
+                  "(also study.csv).", ""]
+        lines += md_table(header, rows) if rows else ["(no pipelines recorded yet)"]
+        lines.append("")
+        if study_figure:
+            lines += [f"![seeds of each group, mean ± std]({study_figure})", ""]
     if figures and figures.paper:
         lines += ["## The paper's genotypes", ""]
         lines += _images(figures.paper)

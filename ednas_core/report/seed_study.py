@@ -1,0 +1,317 @@
+"""The study across seeds: the pipelines of comparison.pipelines_from_runs grouped by their settings except the
+seed, one row a group with the number of seeds, mean +- sample std (ddof=1), min and max of the task's main
+metric (report.paper.main_metric), of the parameters and of the search cost, the EDNAS paper's numbers beside
+the groups of the ednas strategy, written as study.{md,csv,png}.
+
+Which parameters make a group (study_params): every flat parameter of the pipeline's task except
+- `runtime.seed`, the replicate axis of the study;
+- `tracking.*`: what is logged, not what is computed;
+- where and with which kernels the same computation runs (EXECUTION_KEYS): `runtime.device`, `runtime.compile`,
+  `runtime.fused_optimizer`, `runtime.channels_last`, `runtime.deterministic`; they change results by
+  floating-point rounding at most, less than a seed does, so seeds run on other GPUs or with other kernels
+  belong together. `runtime.amp` stays a grouping key: bf16 against fp32 arithmetic is a real ablation;
+- `data.root`: where the raw files lie (prepare-data checks what they hold);
+- the sections of the other tasks (params.yaml holds every task's; CIFAR-10's are the top-level search, derive
+  and evaluate): a digits pipeline does not read `search.lr`.
+The git revision and the DVC experiment name do not split groups either.
+
+A group's statistics count its pipelines that have the main metric and did not fail; a failed pipeline (status
+`failed at <stage>`) is counted and listed with its stage and error, one without the main metric yet is counted
+as incomplete; neither is dropped. Pure functions over the pipeline dicts: no tracking store here."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ednas_core.checkpoint import atomic_write_bytes, atomic_write_text
+from ednas_core.config import TASKS
+
+from .markdown import md_table
+from .paper import main_metric, published
+
+SEED_KEY = "runtime.seed"
+EXECUTION_KEYS = frozenset({"runtime.device", "runtime.compile", "runtime.fused_optimizer", "runtime.channels_last",
+                            "runtime.deterministic", "data.root"})
+CIFAR10_SECTIONS = ("search.", "derive.", "evaluate.")  # CIFAR-10's sections are params.yaml's top-level ones
+PAPER_STRATEGY = "ednas"
+METRIC_LABELS = {"test_error": "test error (%)", "test_ppl": "test perplexity"}
+STAT_KEYS = ("params_m", "search_hours")  # the headline numbers besides the main metric
+
+
+def _other_sections(task: str) -> tuple[str, ...]:
+    return tuple(p for t in TASKS if t != task for p in (CIFAR10_SECTIONS if t == "cifar10" else (f"{t}.",)))
+
+
+def study_params(task: str, params: Mapping[str, str]) -> dict[str, str]:
+    """The parameters that make a pipeline's group: all but the seed, tracking, execution and other tasks' keys."""
+    others = _other_sections(task)
+    return {k: str(v) for k, v in params.items() if k != SEED_KEY and k not in EXECUTION_KEYS
+            and not k.startswith("tracking.") and not k.startswith(others)}
+
+
+def strategy_key(task: str) -> str:
+    """The flat key of a task's search strategy (shown as the strategy column, not as a distinguishing one)."""
+    return "search.strategy" if task == "cifar10" else f"{task}.search.strategy"
+
+
+@dataclass(frozen=True)
+class Summary:
+    """n values: mean, sample std (NaN below 2 values), min, max (NaN without values)."""
+
+    n: int
+    mean: float
+    std: float
+    min: float
+    max: float
+
+    @staticmethod
+    def of(values: Iterable[float]) -> "Summary":
+        xs = [float(v) for v in values if not math.isnan(float(v))]
+        if not xs:
+            return Summary(0, math.nan, math.nan, math.nan, math.nan)
+        std = statistics.stdev(xs) if len(xs) > 1 else math.nan
+        return Summary(len(xs), statistics.fmean(xs), std, min(xs), max(xs))
+
+    def mean_std(self) -> str:
+        """'mean ± std' with 4 significant digits; '-' for a missing part."""
+        if self.n == 0:
+            return "-"
+        return f"{self.mean:.4g} ± {'-' if math.isnan(self.std) else f'{self.std:.2g}'}"
+
+    def min_max(self) -> str:
+        return "-" if self.n == 0 else f"{self.min:.4g} / {self.max:.4g}"
+
+
+def _seed_order(seed: str) -> tuple:
+    return (0, int(seed), "") if seed.lstrip("-").isdigit() else (1, 0, seed)
+
+
+@dataclass
+class StudyGroup:
+    """The pipelines of one task and one setting that differ only in the seed (and in what study_params drops)."""
+
+    task: str
+    strategy: str
+    params: dict[str, str]
+    distinguishing: dict[str, str] = field(default_factory=dict)  # the keys that differ between the task's groups
+    pipelines: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def metric(self) -> str:
+        return main_metric(self.task)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [p for p in self.pipelines if p.get("failed_stage")]
+
+    @property
+    def counted(self) -> list[dict[str, Any]]:
+        """The pipelines with the main metric that did not fail: what the statistics are of."""
+        return [p for p in self.pipelines if not p.get("failed_stage") and not math.isnan(p[self.metric])]
+
+    @property
+    def incomplete(self) -> list[dict[str, Any]]:
+        return [p for p in self.pipelines if not p.get("failed_stage") and math.isnan(p[self.metric])]
+
+    @property
+    def seeds(self) -> list[str]:
+        """The seeds of the counted pipelines, in numeric order ('?' where a run has no runtime.seed)."""
+        return sorted((p["params"].get(SEED_KEY, "?") for p in self.counted), key=_seed_order)
+
+    def summary(self, key: str) -> Summary:
+        return Summary.of(p[key] for p in self.counted)
+
+    @property
+    def paper(self) -> dict[str, Any] | None:
+        """The EDNAS paper's numbers for the task, for a group of the paper's strategy only."""
+        return published(PAPER_STRATEGY, self.task) if self.strategy == PAPER_STRATEGY else None
+
+    @property
+    def label(self) -> str:
+        """The strategy and the distinguishing values, one a line, keys without the task's prefix."""
+        prefix = f"{self.task}."
+        return "\n".join([self.strategy] + [f"{k.removeprefix(prefix)}={v}" for k, v in self.distinguishing.items()])
+
+
+def study_groups(pipelines: Sequence[Mapping[str, Any]], task: str = "") -> list[StudyGroup]:
+    """The pipelines grouped by (task, strategy, study_params); only `task`'s when given. Groups are ordered by
+    task (`task` first), strategy and distinguishing values; a group's pipelines by seed."""
+    groups: dict[tuple, StudyGroup] = {}
+    for p in pipelines:
+        if task and p["task"] != task:
+            continue
+        key_params = study_params(p["task"], p["params"])
+        key = (p["task"], p["strategy"], tuple(sorted(key_params.items())))
+        groups.setdefault(key, StudyGroup(p["task"], p["strategy"], key_params)).pipelines.append(dict(p))
+    by_task: dict[str, list[StudyGroup]] = {}
+    for group in groups.values():
+        by_task.setdefault(group.task, []).append(group)
+    for name, members in by_task.items():
+        keys = set().union(*(g.params for g in members)) - {strategy_key(name)}
+        varying = sorted(k for k in keys if len({g.params.get(k, "") for g in members}) > 1)
+        for g in members:
+            g.distinguishing = {k: g.params.get(k, "") for k in varying}
+            g.pipelines.sort(key=lambda p: (_seed_order(p["params"].get(SEED_KEY, "?")), p.get("started_ms", 0)))
+    return sorted(groups.values(), key=lambda g: (g.task != task, g.task, g.strategy,
+                                                   tuple(g.distinguishing.values())))
+
+
+def _distinguishing_keys(groups: Sequence[StudyGroup]) -> list[str]:
+    return sorted(set().union(*(g.distinguishing for g in groups))) if groups else []
+
+
+def _paper_text(group: StudyGroup) -> str:
+    paper = group.paper
+    if paper is None:
+        return ""
+    days = "-" if paper["search_gpu_days"] is None else f"{paper['search_gpu_days']:g} GPU-days"
+    return f"{paper.get(group.metric, math.nan):g} · {paper['params_m']:g}M · {days}"
+
+
+def study_table(groups: Sequence[StudyGroup]) -> tuple[list[str], list[list[Any]]]:
+    """The Markdown table: one row a group, the statistics as 'mean ± std' and 'min / max' text."""
+    keys = _distinguishing_keys(groups)
+    header = (["task", "strategy"] + keys +
+              ["n", "seeds", "failed", "incomplete", "metric", "mean ± std", "min / max", "params (M)",
+               "search cost (h)", "paper (EDNAS: result · params · search)"])
+    rows = []
+    for g in groups:
+        main = g.summary(g.metric)
+        rows.append([g.task, g.strategy] + [g.distinguishing.get(k, "") for k in keys] +
+                    [main.n, " ".join(g.seeds) or "-", len(g.failed), len(g.incomplete),
+                     METRIC_LABELS.get(g.metric, g.metric), main.mean_std(), main.min_max(),
+                     g.summary("params_m").mean_std(), g.summary("search_hours").mean_std(), _paper_text(g) or "-"])
+    return header, rows
+
+
+def study_csv_rows(groups: Sequence[StudyGroup]) -> tuple[list[str], list[list[Any]]]:
+    """The CSV table: one row a group, every statistic its own number (empty where missing)."""
+    keys = _distinguishing_keys(groups)
+    stats = ["mean", "std", "min", "max"]
+    header = (["task", "strategy"] + keys + ["n", "seeds", "failed", "incomplete", "metric"] + stats +
+              [f"{key}_{s}" for key in STAT_KEYS for s in stats] +
+              ["paper_result", "paper_params_m", "paper_search_gpu_days"])
+    rows = []
+    for g in groups:
+        summaries = [g.summary(g.metric)] + [g.summary(key) for key in STAT_KEYS]
+        paper = g.paper or {}
+        rows.append([g.task, g.strategy] + [g.distinguishing.get(k, "") for k in keys] +
+                    [summaries[0].n, " ".join(g.seeds), len(g.failed), len(g.incomplete), g.metric] +
+                    [getattr(s, name) for s in summaries for name in stats] +
+                    [paper.get(g.metric), paper.get("params_m"), paper.get("search_gpu_days")])
+    return header, rows
+
+
+def failed_table(groups: Sequence[StudyGroup]) -> tuple[list[str], list[list[Any]]]:
+    """Every failed pipeline: its group, pipeline id, experiment, seed, the stage that failed and its error."""
+    header = ["task", "group", "pipeline", "experiment", "seed", "failed at", "error"]
+    rows = [[g.task, g.label.replace("\n", ", "), p["pipeline"], p.get("experiment", ""),
+             p["params"].get(SEED_KEY, "?"), p["failed_stage"], p.get("error") or "-"]
+            for g in groups for p in g.failed]
+    return header, rows
+
+
+@dataclass
+class Study:
+    """The groups of a study with the tables made of them (what study.md, study.csv and the report show)."""
+
+    groups: list[StudyGroup]
+
+    def table(self) -> tuple[list[str], list[list[Any]]]:
+        return study_table(self.groups)
+
+    def failed(self) -> tuple[list[str], list[list[Any]]]:
+        return failed_table(self.groups)
+
+
+def build_study(pipelines: Sequence[Mapping[str, Any]], task: str = "") -> Study:
+    return Study(study_groups(pipelines, task))
+
+
+def study_figure_png(study: Study) -> bytes:
+    """The strip plot: one panel a task, each counted seed a point (jittered, reproducibly), the group's mean with
+    a ±std bar, the EDNAS paper's value as a dashed horizontal line where the task has one."""
+    from ednas_core.viz._common import figure_png_bytes, new_figure
+
+    tasks = list(dict.fromkeys(g.task for g in study.groups))
+    widths = [max(3.5, 1.9 * sum(g.task == t for g in study.groups)) for t in tasks] or [4.0]
+    fig = new_figure(sum(widths) + 0.5, 4.2)
+    if not tasks:
+        ax = fig.add_subplot()
+        ax.text(0.5, 0.5, "no pipelines recorded yet", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return figure_png_bytes(fig)
+    axes = fig.subplots(1, len(tasks), width_ratios=widths, squeeze=False)[0]
+    rng = np.random.default_rng(0)
+    for ax, task in zip(axes, tasks):
+        groups = [g for g in study.groups if g.task == task]
+        metric = main_metric(task)
+        for x, g in enumerate(groups):
+            values = [p[metric] for p in g.counted]
+            ax.scatter(x + rng.uniform(-0.15, 0.15, len(values)), values, s=22, alpha=0.75, color=f"C{x % 10}",
+                       zorder=2)
+            stat = g.summary(metric)
+            if stat.n:
+                ax.errorbar([x + 0.3], [stat.mean], yerr=None if math.isnan(stat.std) else [stat.std], fmt="o",
+                            color="black", capsize=4, markersize=5, zorder=3)
+            if g.failed or g.incomplete:
+                ax.annotate(f"{len(g.failed)} failed, {len(g.incomplete)} incomplete", (x, 0), xycoords=(
+                    "data", "axes fraction"), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=7,
+                    color="gray")
+        paper = published(PAPER_STRATEGY, task) or {}
+        if metric in paper:
+            ax.axhline(paper[metric], color="gray", linestyle="--", linewidth=1,
+                       label=f"EDNAS paper: {paper[metric]:g}")
+            ax.legend(loc="best", fontsize=8)
+        ax.set_xticks(range(len(groups)), [g.label for g in groups], fontsize=8)
+        ax.set_xlim(-0.6, len(groups) - 0.2)
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.set_title(f"{task}: seeds (points), mean ± std (black)", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    return figure_png_bytes(fig)
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return value
+
+
+def study_markdown(study: Study, png_link: str) -> str:
+    header, rows = study.table()
+    lines = ["# Study across seeds", "",
+             "One row per group of pipelines that differ only in `runtime.seed` (and in tracking, execution and "
+             "other tasks' keys; see ednas_core/report/seed_study.py), with mean ± sample std (ddof=1), min and max "
+             "of the seeds that finished; `n` counts them, `failed` and `incomplete` (no main metric yet) count "
+             "the rest. Parameter columns are the keys that differ between groups. Search cost in hours of the "
+             "device the search ran on; the paper's in GPU-days.", ""]
+    lines += md_table(header, rows) if rows else ["(no pipelines recorded yet)"]
+    failed_header, failed_rows = study.failed()
+    lines += ["", "## Failed pipelines", ""]
+    lines += md_table(failed_header, failed_rows) if failed_rows else ["None."]
+    lines += ["", f"![seeds of each group, mean ± std]({png_link})", ""]
+    return "\n".join(lines)
+
+
+def write_study(study: Study, md_path: Path, csv_path: Path, png_path: Path, png_link: str = "") -> str:
+    """Writes study.md (linking the figure as `png_link`, else its path relative to md_path), study.csv and the
+    strip plot, each atomically; returns the Markdown."""
+    header, rows = study_csv_rows(study.groups)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows([[_csv_cell(v) for v in row] for row in rows])
+    atomic_write_text(csv_path, buffer.getvalue())
+    atomic_write_bytes(png_path, study_figure_png(study))
+    text = study_markdown(study, png_link or Path(os.path.relpath(png_path, md_path.parent)).as_posix())
+    atomic_write_text(md_path, text)
+    return text

@@ -1,0 +1,190 @@
+"""The study across seeds from run-like objects (no tracking store): grouping by everything but the seed, mean and
+sample std by hand, failed and incomplete pipelines kept, the parent run ignored, the written study.{md,csv,png}."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+from matplotlib.image import imread
+
+from ednas_core.report.comparison import pipelines_from_runs
+from ednas_core.report.seed_study import Summary, build_study, study_groups, study_params, write_study
+
+BASE = {"search.lr": "0.05", "search.strategy": "ednas", "runtime.amp": "true", "runtime.device": "auto",
+        "tracking.progress": "auto", "digits.search.lr": "0.1"}
+
+
+def fake_run(pid: str, stage: str, start: int, metrics: dict | None = None, status: str = "FINISHED",
+             task: str = "cifar10", params: dict | None = None, error: str = "") -> SimpleNamespace:
+    tags = {"ednas.pipeline_id": pid, "ednas.stage": stage, "ednas.task": task, "dvc.exp_name": f"exp-{pid}",
+            "git.rev": "0123456789abcdef"}
+    if error:
+        tags["error"] = error
+    data = SimpleNamespace(tags=tags, metrics=metrics or {}, params=params or {})
+    return SimpleNamespace(info=SimpleNamespace(status=status, start_time=start), data=data)
+
+
+def pipeline_runs(pid: str, params: dict, error: float | None, params_m: float, hours: float, task: str = "cifar10",
+                  metric: str = "test_error", start: int = 0) -> list[SimpleNamespace]:
+    runs = [fake_run(pid, "search", start + 1, {"child_acc": 0.5, "search_gpu_hours": hours}, task=task, params=params),
+            fake_run(pid, "derive", start + 2, {"best_reward": 0.6}, task=task, params=params)]
+    if error is not None:
+        runs.append(fake_run(pid, "evaluate", start + 3, {metric: error, "params_m": params_m}, task=task,
+                             params=params))
+    return runs
+
+
+# (strategy, seed) -> (test error, params in millions, search GPU-hours)
+RESULTS = {("ednas", 1): (2.9, 3.5, 6.0), ("ednas", 2): (3.0, 3.6, 7.0), ("ednas", 3): (3.4, 3.7, 8.0),
+           ("random", 1): (3.6, 3.0, 5.0), ("random", 2): (3.8, 3.0, 5.0), ("random", 3): (4.3, 3.0, 5.0)}
+
+
+def study_runs() -> list[SimpleNamespace]:
+    """3 seeds x 2 strategies, a failed ednas seed, an unfinished random seed, a search retried after a failure,
+    and the parent run of the pipeline ednas-1 (KILLED, with a metric of its own)."""
+    runs = []
+    for k, ((strategy, seed), (error, params_m, hours)) in enumerate(RESULTS.items()):
+        params = {**BASE, "search.strategy": strategy, "runtime.seed": str(seed),
+                  "runtime.device": f"cuda:{seed}", "tracking.progress": ["bar", "lines"][seed % 2]}
+        runs += pipeline_runs(f"{strategy}-{seed}", params, error, params_m, hours, start=10 * k)
+    # search failed once, then finished on the rerun: not a failure
+    runs.append(fake_run("ednas-2", "search", 0, status="FAILED", params={**BASE, "runtime.seed": "2"},
+                         error="RuntimeError: CUDA out of memory"))
+    failed = {**BASE, "runtime.seed": "4"}
+    runs += pipeline_runs("ednas-4", failed, None, 0.0, 6.5, start=100)
+    runs.append(fake_run("ednas-4", "evaluate", 103, {"test_error": 90.0}, status="FAILED", params=failed,
+                         error="FloatingPointError: loss is nan at epoch 3"))
+    unfinished = {**BASE, "search.strategy": "random", "runtime.seed": "4"}
+    runs.append(fake_run("random-4", "search", 200, status="RUNNING", params=unfinished))
+    runs.append(fake_run("ednas-1", "pipeline", 0, {"test_error": 50.0}, status="KILLED", params=BASE,
+                         error="evaluate: KeyboardInterrupt"))
+    return runs
+
+
+def by_strategy(groups):
+    return {g.strategy: g for g in groups}
+
+
+def test_three_seeds_of_two_strategies_give_two_groups_with_mean_and_sample_std():
+    groups = study_groups(pipelines_from_runs(study_runs()))
+    assert [g.strategy for g in groups] == ["ednas", "random"]
+    ednas, random = groups
+    assert ednas.seeds == ["1", "2", "3"] and random.seeds == ["1", "2", "3"]
+    # ednas: 2.9 3.0 3.4 -> mean 3.1, squared deviations .04 .01 .09 -> var .14 / 2 = .07
+    error = ednas.summary("test_error")
+    assert (error.n, error.min, error.max) == (3, 2.9, 3.4)
+    assert error.mean == pytest.approx(3.1) and error.std == pytest.approx(math.sqrt(0.07))
+    # random: 3.6 3.8 4.3 -> mean 3.9, squared deviations .09 .01 .16 -> var .26 / 2 = .13
+    error = random.summary("test_error")
+    assert error.mean == pytest.approx(3.9) and error.std == pytest.approx(math.sqrt(0.13))
+    assert ednas.summary("params_m").mean == pytest.approx(3.6) and ednas.summary("params_m").std == pytest.approx(0.1)
+    assert ednas.summary("search_hours").mean == pytest.approx(7.0)
+    assert ednas.summary("search_hours").std == pytest.approx(1.0)
+    assert random.summary("search_hours").std == 0.0
+    # the failed seed is kept and listed with its error; the running one is incomplete
+    assert [p["pipeline"] for p in ednas.failed] == ["ednas-4"] and not ednas.incomplete
+    assert ednas.failed[0]["failed_stage"] == "evaluate"
+    assert ednas.failed[0]["error"] == "FloatingPointError: loss is nan at epoch 3"
+    assert [p["pipeline"] for p in random.incomplete] == ["random-4"] and not random.failed
+    assert ednas.distinguishing == {} and random.distinguishing == {}  # only the strategy differs
+    assert ednas.paper["test_error"] == 2.84 and random.paper is None  # paper.py's EDNAS row, ednas groups only
+
+
+def test_pipeline_status_ignores_the_parent_run_and_a_failure_rerun():
+    pipelines = {p["pipeline"]: p for p in pipelines_from_runs(study_runs())}
+    assert pipelines["ednas-1"]["status"] == "finished" and pipelines["ednas-1"]["test_error"] == 2.9
+    assert pipelines["ednas-2"]["status"] == "finished" and pipelines["ednas-2"]["error"] == ""
+    assert pipelines["ednas-4"]["status"] == "failed at evaluate"
+    assert pipelines["random-4"]["status"] == "running"
+    assert "pipeline" not in pipelines["ednas-1"]["stages"].split()
+
+
+def test_a_pipeline_that_failed_in_prepare_data_is_kept():
+    runs = [fake_run("p", "prepare-data", 1, status="FAILED", error="DataError: cifar-10 not found",
+                     params={**BASE, "runtime.seed": "5"}),
+            fake_run("q", "prepare-data", 2, params={**BASE, "runtime.seed": "6"})]  # finished: nothing to compare
+    pipelines = pipelines_from_runs(runs)
+    assert [(p["pipeline"], p["status"], p["error"]) for p in pipelines] == [
+        ("p", "failed at prepare-data", "DataError: cifar-10 not found")]
+    (group,) = study_groups(pipelines)
+    assert group.summary("test_error").n == 0 and len(group.failed) == 1
+
+
+def test_grouping_ignores_the_seed_and_execution_keys_but_splits_on_the_learning_rate():
+    runs = []
+    for k, (lr, seed, error) in enumerate([("0.05", 1, 3.0), ("0.05", 2, 3.2), ("0.1", 1, 4.0), ("0.1", 2, 4.4)]):
+        params = {**BASE, "search.lr": lr, "runtime.seed": str(seed), "runtime.device": f"cuda:{k}",
+                  "runtime.compile": str(k % 2 == 0).lower(), "tracking.heatmap_every": str(k),
+                  "digits.search.lr": str(k)}  # another task's key: not a cifar10 setting
+        runs += pipeline_runs(f"p{k}", params, error, 3.0, 1.0, start=10 * k)
+    groups = study_groups(pipelines_from_runs(runs))
+    assert [g.distinguishing for g in groups] == [{"search.lr": "0.05"}, {"search.lr": "0.1"}]
+    assert [g.summary("test_error").mean for g in groups] == [pytest.approx(3.1), pytest.approx(4.2)]
+    assert [g.seeds for g in groups] == [["1", "2"], ["1", "2"]]
+    kept = study_params("cifar10", {**BASE, "runtime.seed": "1", "data.root": "/x", "ptb.search.lr": "20"})
+    assert kept == {"search.lr": "0.05", "search.strategy": "ednas", "runtime.amp": "true"}
+    assert "search.lr" not in study_params("digits", BASE) and "digits.search.lr" in study_params("digits", BASE)
+
+
+def test_ptb_groups_use_perplexity_and_the_papers_ptb_row():
+    runs = []
+    for seed, ppl in ((1, 60.0), (2, 62.0)):
+        params = {"ptb.search.strategy": "ednas", "ptb.search.lr": "20", "runtime.seed": str(seed),
+                  "search.lr": str(seed)}  # CIFAR-10's key: ignored for ptb
+        runs += pipeline_runs(f"ptb-{seed}", params, ppl, 23.0, 2.4, task="ptb", metric="test_ppl", start=seed)
+    (group,) = study_groups(pipelines_from_runs(runs))
+    assert group.metric == "test_ppl" and group.summary("test_ppl").mean == pytest.approx(61.0)
+    assert group.summary("test_ppl").std == pytest.approx(math.sqrt(2.0))  # (1 + 1) / 1
+    assert group.summary("test_error").n == 0
+    header, rows = build_study(pipelines_from_runs(runs)).table()
+    row = dict(zip(header, rows[0]))
+    assert row["metric"] == "test perplexity" and row["mean ± std"] == "61 ± 1.4" and row["min / max"] == "60 / 62"
+    assert row["paper (EDNAS: result · params · search)"] == "59.45 · 23M · 0.11 GPU-days"
+
+
+def test_one_seed_has_no_std():
+    summary = Summary.of([2.5])
+    assert summary.n == 1 and math.isnan(summary.std) and summary.mean_std() == "2.5 ± -"
+    assert Summary.of([]).mean_std() == "-" and Summary.of([math.nan, 1.0]).n == 1
+
+
+def test_write_study_md_csv_and_a_real_png(tmp_path):
+    study = build_study(pipelines_from_runs(study_runs()))
+    text = write_study(study, tmp_path / "study.md", tmp_path / "study.csv", tmp_path / "figures" / "study.png")
+    assert (tmp_path / "study.md").read_text() == text and text.startswith("# Study across seeds\n")
+    assert "| cifar10 | ednas | 3 | 1 2 3 | 1 | 0 | test error (%) | 3.1 ± 0.26 | 2.9 / 3.4 | 3.6 ± 0.1 | 7 ± 1 | " \
+           "2.84 · 3.7M · 0.28 GPU-days |" in text
+    assert "| cifar10 | random | 3 | 1 2 3 | 0 | 1 | test error (%) | 3.9 ± 0.36 | 3.6 / 4.3 |" in text
+    assert "| cifar10 | ednas | ednas-4 | exp-ednas-4 | 4 | evaluate | FloatingPointError: loss is nan at epoch 3 |" \
+           in text
+    assert "](figures/study.png)" in text
+    with open(tmp_path / "study.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["strategy"], r["n"], r["seeds"], r["failed"], r["incomplete"]) for r in rows] == [
+        ("ednas", "3", "1 2 3", "1", "0"), ("random", "3", "1 2 3", "0", "1")]
+    assert float(rows[0]["mean"]) == pytest.approx(3.1) and float(rows[0]["std"]) == pytest.approx(math.sqrt(0.07))
+    assert float(rows[1]["max"]) == 4.3 and float(rows[0]["search_hours_std"]) == pytest.approx(1.0)
+    assert rows[0]["paper_result"] == "2.84" and rows[1]["paper_result"] == ""
+    png = (tmp_path / "figures/study.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    image = imread(io.BytesIO(png), format="png")
+    assert image.shape[0] > 300 and image.shape[1] > 300 and image.std() > 0.01  # drawn, not blank
+
+
+def test_an_empty_study_still_writes(tmp_path):
+    study = build_study([])
+    text = write_study(study, tmp_path / "study.md", tmp_path / "study.csv", tmp_path / "study.png")
+    assert "(no pipelines recorded yet)" in text and "](study.png)" in text
+    assert (tmp_path / "study.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_seed_study_does_not_import_mlflow():
+    code = ("import sys, ednas_core.report.seed_study; "
+            "sys.exit(any(m == 'mlflow' or m.startswith('mlflow.') for m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
