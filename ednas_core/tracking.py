@@ -329,8 +329,13 @@ class StageRun:
         location = (self.root / "mlruns").as_uri() if local else None
         experiment = _retry(self.client.get_experiment_by_name, name)
         if experiment is None:
-            return _retry(self.client.create_experiment, name, artifact_location=location,
-                          tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+            try:
+                return _retry(self.client.create_experiment, name, artifact_location=location,
+                              tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+            except Exception as err:  # a server has no file lock: another process's stage created it first
+                if "already exists" not in str(err):
+                    raise
+                experiment = _retry(self.client.get_experiment_by_name, name)
         if local and experiment.artifact_location != location:
             for old, rows in relocate_artifacts(self.root).items():
                 print(f"mlflow: {self.root / 'mlflow.db'} pointed to the artifacts in {old} (the workspace was moved "

@@ -644,3 +644,24 @@ def test_restart_of_a_new_run_drops_its_resumed_from_tag(env, checkpoint):
         run.restart()
         assert run.run_id == first
     assert "ednas.resumed_from_run" not in client.get_run(first).data.tags
+
+
+def test_an_experiment_created_by_another_process_meanwhile_is_used(env, monkeypatch):
+    """With a team server there is no file lock: two first stages can both find no experiment and create it."""
+    root, client = env
+    from mlflow.tracking import MlflowClient
+
+    real = MlflowClient.get_experiment_by_name
+    calls = []
+
+    def late(self, name):  # the first look finds nothing; another process creates it before this one does
+        calls.append(name)
+        if len(calls) == 1:
+            MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db").create_experiment(name)
+            return None
+        return real(self, name)
+
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", late)
+    run = StageRun("search", "raced", {}, PARAMS_TEXT)
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", real)
+    assert run.experiment_id == client.get_experiment_by_name("ednas-raced").experiment_id
