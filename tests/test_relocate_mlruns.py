@@ -20,7 +20,7 @@ def test_a_moved_workspace_reads_its_artifacts_after_relocate_mlruns(tmp_path, m
     monkeypatch.chdir(first)  # as a stage runs (MLflow puts its Default experiment in <cwd>/mlruns/0)
     monkeypatch.setenv("DVC_ROOT", str(first))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    with StageRun("search", "digits", {"task": "digits"}, "task: digits\n") as run:
+    with StageRun("search", "digits", {"task": "digits"}, "task: digits\n") as run:  # and its parent run
         run.log_dict({"epoch": 1}, "policy/epoch_0001.json")
     monkeypatch.chdir(tmp_path)
     shutil.move(first, moved)
@@ -31,10 +31,10 @@ def test_a_moved_workspace_reads_its_artifacts_after_relocate_mlruns(tmp_path, m
 
     assert main([str(moved), "--dry-run"]) == 0
     assert capsys.readouterr().out == (f"relocate_mlruns: the artifact locations in {first / 'mlruns'} "
-                                       f"(experiments: 2, runs: 1) would point to {moved / 'mlruns'}\n")
+                                       f"(experiments: 2, runs: 2) would point to {moved / 'mlruns'}\n")
     monkeypatch.chdir(moved)
     assert main([]) == 0  # the workspace in the working directory
-    assert "(experiments: 2, runs: 1) now point to" in capsys.readouterr().out
+    assert "(experiments: 2, runs: 2) now point to" in capsys.readouterr().out
     local = client.download_artifacts(run.run_id, "policy/epoch_0001.json", str(tmp_path))
     assert json.loads(Path(local).read_text()) == {"epoch": 1}
 
