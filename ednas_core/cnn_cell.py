@@ -65,12 +65,14 @@ def reduction_layers(layers: int) -> tuple[int, int]:
 
 
 def build_cells(c: int, layers: int, stem_channels: int, affine: bool,
-                edge_ops: dict[bool, dict[int, Iterable[str]]]) -> tuple[nn.ModuleList, list[int]]:
+                edge_ops: dict[bool, dict[int, Iterable[str]]],
+                reduction_prev: bool = False) -> tuple[nn.ModuleList, list[int]]:
     """Stacks `layers` cells after a stem of `stem_channels`; edge_ops[is_reduction] gives each cell's ops.
-    Returns the cells and the output channels of each cell."""
+    reduction_prev: the first cell's s0 has twice the resolution of its s1 (DARTS's ImageNet stems, stem0 then
+    the stride-2 stem1), so that cell reduces s0 with a FactorizedReduce. Returns the cells and the output
+    channels of each cell."""
     cells = nn.ModuleList()
     c_pp, c_p, c_curr = stem_channels, stem_channels, c
-    reduction_prev = False
     out_channels = []
     for i in range(layers):
         reduction = i in reduction_layers(layers)
