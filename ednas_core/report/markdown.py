@@ -60,6 +60,11 @@ def _scored_on(derive: dict) -> str:
     return "table look-ups (the tabular reward)" if images == 0 else f"{images} validation images"
 
 
+def _table_section(title: str, intro: str, header: list[str], rows: list[list[Any]]) -> list[str]:
+    """A report section: its title, one paragraph, the table (or a line saying it is empty)."""
+    return [f"## {title}", "", intro, "", *(md_table(header, rows) if rows else ["(no pipelines recorded yet)"]), ""]
+
+
 def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, evaluate: dict,
                  genotype_json: dict, *, figures: Figures | None = None,
                  comparison: tuple[list[str], list[list[Any]]] | None = None, study: Study | None = None,
@@ -122,21 +127,17 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
         lines += _images(figures.evaluate)
     if comparison is not None:
         header, rows = comparison
-        lines += ["## All pipelines in the tracking store", "",
-                  f"{len(rows)} pipelines (MLflow runs grouped by ednas.pipeline_id), ranked by "
-                  f"{main_metric(task)} (lower is better); `this` marks this report's pipeline. Also in "
-                  "comparison.md and comparison.csv.", ""]
-        lines += md_table(header, rows) if rows else ["(no pipelines recorded yet)"]
-        lines.append("")
+        lines += _table_section("All pipelines in the tracking store",
+                                f"{len(rows)} pipelines (MLflow runs grouped by ednas.pipeline_id), ranked by "
+                                f"{main_metric(task)} (lower is better); `this` marks this report's pipeline. Also "
+                                "in comparison.md and comparison.csv.", header, rows)
     if study is not None:
         header, rows = study.table()
         failed = study.failed()[1]
-        lines += ["## Study across seeds", "",
-                  f"{len(rows)} groups of pipelines that differ only in the seed: mean ± sample std, min / max of the "
-                  f"seeds that finished; {len(failed)} failed pipelines, listed with their errors in study.md "
-                  "(also study.csv).", ""]
-        lines += md_table(header, rows) if rows else ["(no pipelines recorded yet)"]
-        lines.append("")
+        lines += _table_section("Study across seeds",
+                                f"{len(rows)} groups of pipelines that differ only in the seed: mean ± sample std, "
+                                f"min / max of the seeds that finished; {len(failed)} failed pipelines, listed with "
+                                "their errors in study.md (also study.csv).", header, rows)
         if study_figure:
             lines += [f"![seeds of each group, mean ± std]({study_figure})", ""]
     if figures and figures.paper:
