@@ -115,8 +115,16 @@ class StudyGroup:
 
     @property
     def counted(self) -> list[dict[str, Any]]:
-        """The pipelines with the main metric that did not fail: what the statistics are of."""
-        return [p for p in self.pipelines if not p.get("failed_stage") and not math.isnan(p[self.metric])]
+        """The pipelines with the main metric that did not fail, the latest one of a seed run more than once
+        (the same setting and seed again, e.g. after a code change): what the statistics are of, one per seed."""
+        latest: dict[str, dict[str, Any]] = {}
+        for p in self.pipelines:
+            if p.get("failed_stage") or math.isnan(p[self.metric]):
+                continue
+            seed = p["params"].get(SEED_KEY, "?")
+            if seed not in latest or p.get("started_ms", 0) >= latest[seed].get("started_ms", 0):
+                latest[seed] = p
+        return [p for p in self.pipelines if any(p is q for q in latest.values())]
 
     @property
     def incomplete(self) -> list[dict[str, Any]]:
@@ -291,8 +299,8 @@ def study_markdown(study: Study, png_link: str) -> str:
     lines = ["# Study across seeds", "",
              "One row per group of pipelines that differ only in `runtime.seed` (and in tracking, execution and "
              "other tasks' keys; see ednas_core/report/seed_study.py), with mean ± sample std (ddof=1), min and max "
-             "of the seeds that finished; `n` counts them, `failed` and `incomplete` (no main metric yet) count "
-             "the rest. Parameter columns are the keys that differ between groups. Search cost in hours of the "
+             "of the seeds that finished; `n` counts them (a seed run more than once counts once, with its latest "
+             "run), `failed` and `incomplete` (no main metric yet) count the rest. Parameter columns are the keys that differ between groups. Search cost in hours of the "
              "device the search ran on; the paper's in GPU-days.", ""]
     lines += md_table(header, rows) if rows else ["(no pipelines recorded yet)"]
     failed_header, failed_rows = study.failed()

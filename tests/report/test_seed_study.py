@@ -188,3 +188,19 @@ def test_seed_study_does_not_import_mlflow():
     code = ("import sys, ednas_core.report.seed_study; "
             "sys.exit(any(m == 'mlflow' or m.startswith('mlflow.') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_seed_run_twice_counts_once_with_its_latest_run():
+    """The same setting and seed rerun (after a code change, or `dvc repro -f`) is not a second replicate."""
+    from ednas_core.report.seed_study import build_study
+
+    def pipeline(seed: int, error: float, started: int) -> dict:
+        return {"pipeline": f"p{seed}-{started}", "task": "digits", "strategy": "ednas", "started_ms": started,
+                "test_error": error, "params_m": 0.1, "search_hours": 0.01, "failed_stage": "",
+                "params": {"runtime.seed": str(seed), "digits.search.strategy": "ednas"}}
+
+    study = build_study([pipeline(1, 2.0, 10), pipeline(1, 4.0, 20), pipeline(2, 6.0, 15)], "digits")
+    [group] = study.groups
+    assert group.seeds == ["1", "2"]
+    summary = group.summary("test_error")
+    assert (summary.n, summary.mean) == (2, 5.0)  # seed 1's latest (4.0) and seed 2 (6.0)
