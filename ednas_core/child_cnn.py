@@ -1,6 +1,10 @@
 """The CNN child of the search: SGD steps of the weight-sharing network on sampled architectures, and the
 policy reward (top-1 accuracy of a sampled child on one validation minibatch, shared weights in eval mode,
-one no-grad forward). Metrics accumulate on the device and are read once per epoch."""
+one no-grad forward). Metrics accumulate on the device and are read once per epoch.
+
+Several processes (ednas_core.distributed): every rank trains the same sampled architecture on its shard of the
+batch; the gradients that exist (the sampled ops') are averaged with one all-reduce per step (child_base), each
+rank's reward is its shard's accuracy (the search loop averages the rewards over the ranks)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Iterable, Iterator
 import torch
 from torch import nn
 
+from . import distributed
 from .child_base import SharedWeightsChild
 from .device_sums import DeviceSums
 from .config import DataConfig, SearchConfig
@@ -45,7 +50,9 @@ class ImageChild(SharedWeightsChild):
         train_idx, valid_idx = split_indices(len(dataset.train_labels), data.train_portion, runtime.seed)
         device = runtime.device
         images, labels = dataset.train_images.to(device), dataset.train_labels.to(device)
-        common = dict(mean=dataset.mean, std=dataset.std, channels_last=runtime.channels_last)
+        # several processes: each rank its shard of both splits, as many batches on every rank (remainder dropped)
+        common = dict(mean=dataset.mean, std=dataset.std, channels_last=runtime.channels_last,
+                      shard="drop" if distributed.world().distributed else None)
         train_loader = DeviceLoader(images[train_idx.to(device)], labels[train_idx.to(device)], search.batch_size,
                                     seed=runtime.seed, shuffle=True, augment=search.augment, **common)
         valid_loader = DeviceLoader(images[valid_idx.to(device)], labels[valid_idx.to(device)],
@@ -91,6 +98,7 @@ class ImageChild(SharedWeightsChild):
             loss = self.loss_fn(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self._sync_gradients()  # several processes: the sampled ops' gradients averaged over the ranks
         nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.sums.add(loss, labels, logits.detach().argmax(1))
@@ -100,6 +108,7 @@ class ImageChild(SharedWeightsChild):
         """Top-1 accuracy of `arch` on one batch: one no-grad forward in eval mode (reads one scalar)."""
         images, labels = batch
         self._set_mode("eval")
+        self._sync_buffers()  # the ranks' BatchNorm statistics averaged before an eval-mode forward
         with self.runtime.autocast():
             logits = self.net(images, arch)
         return float((logits.argmax(1) == labels).float().mean())

@@ -33,6 +33,7 @@ class RuntimeConfig:
     deterministic: bool = False   # deterministic kernels on CUDA, no TF32 or autotuning: bit-exact repeats, slower
     fused_optimizer: bool = True  # fused SGD kernel on CUDA (one launch for all parameters); ignored on CPU
     compile: bool = False         # torch.compile the CNN evaluation network (first epoch pays the compilation)
+    gpus: int = knob(1, ge=1, le=1024)  # processes of the search/evaluate stages (torchrun + DDP); 1: one process
 
 
 @dataclass
@@ -302,7 +303,8 @@ class Params:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def check_consistency(self, prefix: str) -> None:
-        """derive.mode queried picks among a tabular search's own look-ups: nb201 in tabular mode only."""
+        """derive.mode queried picks among a tabular search's own look-ups: nb201 in tabular mode only; several
+        processes (runtime.gpus) train image tasks only."""
         for task in TASKS:
             where = "" if task == "cifar10" else f"{task}."
             config = TaskConfig(self.search, self.derive, self.evaluate) if task == "cifar10" else getattr(self, task)
@@ -310,6 +312,9 @@ class Params:
             if config.derive.mode == "queried" and not tabular:
                 raise ConfigError(f"{prefix}{where}derive.mode: queried picks among the table look-ups of a tabular "
                                   f"search (nb201.search.mode: tabular); use best or argmax here")
+        if self.runtime.gpus > 1 and self.task in ("ptb", "markov"):
+            raise ConfigError(f"{prefix}runtime.gpus: {self.runtime.gpus} processes train image tasks only (cifar10, "
+                              f"digits, nb201); the text task {self.task} runs in one process: set runtime.gpus: 1")
 
     def task_config(self) -> TaskConfig | TextTaskConfig | NB201TaskConfig:
         if self.task == "cifar10":

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from . import distributed
+
 
 class DeviceSums:
     def __init__(self, device: torch.device):
@@ -25,6 +27,14 @@ class DeviceSums:
         self.seen += n
 
     def means(self) -> tuple[float, float]:
-        """(mean loss, accuracy) over everything added since reset: the one device read."""
-        seen = max(self.seen, 1)
-        return float(self.loss) / seen, float(self.correct) / seen
+        """(mean loss, accuracy) over everything added since reset: the one device read. With several processes
+        (ednas_core.distributed) the sums of every rank, summed on the device first: a collective, so every rank
+        calls it."""
+        if not distributed.world().distributed:
+            seen = max(self.seen, 1)
+            return float(self.loss) / seen, float(self.correct) / seen
+        totals = torch.stack([self.loss.double(), self.correct.double(),
+                              torch.tensor(float(self.seen), dtype=torch.float64, device=self.device)])
+        loss, correct, seen = distributed.all_reduce_sum_(totals).tolist()
+        seen = max(seen, 1.0)
+        return loss / seen, correct / seen

@@ -3,7 +3,10 @@
 its fingerprint matches. With every epoch's randomness derived from (seed, epoch), a run killed after epoch k and
 resumed ends identical to one that was not killed. A checkpoint that cannot be read (empty, cut short, not a state
 file) is set aside as `<name>.corrupt-<n>` and the run starts over, saying so in one stderr line; a readable one
-without the expected entries stops the run with one line naming it."""
+without the expected entries stops the run with one line naming it.
+
+Several processes (ednas_core.distributed): every rank runs the loop; rank 0 alone writes the checkpoint (the
+ranks hold the same state), followed by a barrier; on start every rank resumes from that same file."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Generic, Iterable, TypeVar
 
+from . import distributed
 from .checkpoint import (CorruptStateFile, StateFileError, applying, load_checkpoint, require_keys, save_checkpoint,
                          set_aside)
 
@@ -83,7 +87,8 @@ class CheckpointedLoop(Generic[R]):
         self.epochs = epochs
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.callbacks = list(callbacks)
-        self.fingerprint = fingerprint
+        w = distributed.world()  # several processes train otherwise (batch per rank, sharding): not resumed across
+        self.fingerprint = fingerprint if not w.distributed else f"{fingerprint}-w{w.size}"
         self.history: list[R] = []
 
     def run_epoch(self, epoch: int) -> R:
@@ -102,8 +107,11 @@ class CheckpointedLoop(Generic[R]):
             report = self.run_epoch(epoch)
             self.history.append(report)
             if self.checkpoint_path is not None:
-                save_checkpoint({"epoch": epoch, "fingerprint": self.fingerprint, "state": self.state_dict(),
-                                 "history": [asdict(r) for r in self.history]}, self.checkpoint_path)
+                state = self.state_dict()  # every rank: it may sync state across ranks (a collective)
+                if distributed.is_main():  # the ranks hold the same state: rank 0 writes it
+                    save_checkpoint({"epoch": epoch, "fingerprint": self.fingerprint, "state": state,
+                                     "history": [asdict(r) for r in self.history]}, self.checkpoint_path)
+                distributed.barrier()  # written before any rank goes on (or is killed)
             for cb in self.callbacks:
                 cb.on_epoch_end(report)
         return start or None
@@ -115,7 +123,13 @@ class CheckpointedLoop(Generic[R]):
 
     def _resume(self) -> int:
         path = self.checkpoint_path
-        if path is None or not path.exists():
+        if path is None:
+            return 0
+        if distributed.world().distributed:  # rank 0 sets an unreadable one aside; then every rank reads the same
+            if distributed.is_main():
+                discard_unreadable(path, self.what)
+            distributed.barrier()
+        if not path.exists():
             return 0
         fix = "delete it to start over"
         try:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from . import gpu_claim
+from . import distributed, gpu_claim
 from .config import ConfigError, RuntimeConfig
 from .gpu_claim import GpuInfo
 from .seeds import seed_for
@@ -85,7 +85,9 @@ class Runtime:
 
     @classmethod
     def from_config(cls, config: RuntimeConfig) -> "Runtime":
-        device = resolve_device(config.device)
+        # under torchrun (a stage's re-launch with runtime.gpus > 1, or the user's multi-node command): this
+        # rank's device, cuda:LOCAL_RANK (nccl) or cpu (gloo); no GPU claim, torchrun placed the processes
+        device = distributed.init_from_env(config.device) or resolve_device(config.device)
         on_cuda = device.type == "cuda"
         runtime = cls(device=device, amp=config.amp and on_cuda, channels_last=config.channels_last and on_cuda,
                       deterministic=config.deterministic, seed=config.seed,
@@ -111,8 +113,10 @@ class Runtime:
         return torch.compile(module, backend=self.compile_backend) if self.compile else module
 
     def seed_epoch(self, epoch: int, stream: str) -> None:
-        """Reseeds torch's global generators (dropout, drop-path) for one epoch of one stream."""
-        torch.manual_seed(seed_for(self.seed, stream, epoch))
+        """Reseeds torch's global generators (dropout, drop-path) for one epoch of one stream; with several
+        processes each rank draws its own masks (its samples are other samples)."""
+        w = distributed.world()
+        torch.manual_seed(seed_for(self.seed, stream, epoch, *((w.rank,) if w.distributed else ())))
 
     def generator(self, *keys: object) -> torch.Generator:
         """A CPU generator for host-side draws (architectures), reproducible from the seed and keys."""

@@ -10,10 +10,17 @@ phase evenly over the child steps (EDNAS: one policy step after every child step
 
 Every epoch's randomness (batch order, augmentation, sampled architectures, dropout) is derived from
 (seed, epoch), so a run killed after epoch k and resumed from its checkpoint ends identical to one that was not.
+
+Several processes (torchrun, ednas_core.distributed): every rank runs this loop with the same strategy seed and
+the same host generators, so every rank samples the same architectures; this is checked (a hash of the epoch's
+first architecture before its first step, and of all of the epoch's architectures at its end: RankMismatch). Each
+rank trains and scores on its shard of the batches (the child averages the gradients); the rewards of a round are
+averaged over the ranks before the strategy observes them, so its update is the same on every rank.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -23,6 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 import numpy as np
 import torch
 
+from . import distributed
 from .config import SearchConfig
 from .epochs import CheckpointedLoop, EpochCallback, NonFiniteError, fingerprint
 from .strategies import Strategy, strategy_settings
@@ -159,9 +167,17 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
             spent = sum(int(r.metrics["reward_count"]) for r in self.history)
             wanted = max(0, min(wanted, budget - spent))
         policy_iter = _cycle(lambda: self.child.policy_batches(epoch))
+        ranks = distributed.world()
+        sampled = hashlib.sha256()  # several processes: every architecture of the epoch, compared at its end
+        first = [True]
 
         def child_step(batch: Batch) -> None:
             arch = strategy.train_architecture(arch_gen)
+            if ranks.distributed:
+                if first[0]:  # before the first gradient all-reduce, whose sizes depend on the architecture
+                    distributed.check_same(arch, f"search epoch {epoch + 1}: the first sampled architecture")
+                    first[0] = False
+                sampled.update(repr(arch).encode())
             _count(counts, self.space, arch)
             self.child.train_step(arch, batch)
 
@@ -175,11 +191,16 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
                 scores = []
                 for arch in archs:
                     _count(counts, self.space, arch)
-                    reward = self.child.reward(arch, next(policy_iter))
+                    if ranks.distributed:
+                        sampled.update(repr(arch).encode())
+                    scores.append(self.child.reward(arch, next(policy_iter)))
+                # several processes: each rank scored its shard of the policy batch; the mean over the ranks is
+                # the reward of the whole batch, the same on every rank, so every strategy steps identically
+                scores = distributed.mean_of_host_values(scores, rt.device)
+                for reward in scores:
                     if not math.isfinite(reward):
                         raise NonFiniteError(f"search epoch {epoch + 1}: policy reward is {reward}; "
                                              "the shared weights diverged (lower search.lr)")
-                    scores.append(reward)
                 strategy.observe(archs, scores)
                 rewards.extend(scores)
                 if not step_mode:  # step mode: one "child" phase, the reward rounds inside its steps
@@ -209,6 +230,9 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
                 self.progress("child", i, child_steps)
             rt.synchronize()
         n_policy = len(rewards) * n_policy_images / max(policy_batches, 1)
+        if ranks.distributed:  # every architecture of the epoch, child and reward phases, the same on every rank
+            distributed.check_same(sampled.hexdigest(), f"search epoch {epoch + 1}: the sampled architectures")
+            n_child, n_policy = n_child * ranks.size, n_policy * ranks.size  # images of all ranks
 
         metrics = self.child.epoch_metrics()
         if child_steps and not math.isfinite(metrics["child_loss"]):

@@ -1,10 +1,16 @@
 """Training a CNN genotype from scratch (the paper's evaluation): SGD with cosine learning rate, auxiliary
 head, drop-path growing linearly over the epochs, cutout, gradient clipping; top-1 test error every epoch.
-Checkpointed atomically every epoch and resumed exactly, as the search is."""
+Checkpointed atomically every epoch and resumed exactly, as the search is.
+
+Several processes (torchrun, ednas_core.distributed): the model in DistributedDataParallel, each rank trains on
+its shard of the epoch's order with evaluate.batch_size (global batch = batch_size x world size; BatchNorm
+statistics per rank, as usual with DDP), the loss and accuracy sums are reduced on the device, the test set is
+sharded and its counts reduced; rank 0 alone writes the checkpoint."""
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,6 +18,9 @@ from typing import Iterable
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from . import distributed
 
 from .config import EvaluateConfig
 from .data import DeviceLoader, ImageDataset
@@ -60,13 +69,26 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
         if runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.params = count_parameters(self.model)
-        self.forward = runtime.compiled(self.model)  # the model itself unless runtime.compile
+        # the model itself unless runtime.compile; test evaluation runs it without DDP (its shards are uneven)
+        self.eval_forward = runtime.compiled(self.model)
+        self.world = world = distributed.world()
+        if world.distributed:  # the same initial weights on every rank (DDP broadcasts rank 0's), gradients averaged
+            self.forward = DistributedDataParallel(
+                self.eval_forward, device_ids=[device.index] if device.type == "cuda" else None)
+            if world.is_main:
+                print(f"{self.what}: {world.size} processes x batch {config.batch_size} = global batch "
+                      f"{world.size * config.batch_size} (learning rate as set, not scaled)", file=sys.stderr,
+                      flush=True)
+        else:
+            self.forward = self.eval_forward
         common = dict(mean=dataset.mean, std=dataset.std, channels_last=runtime.channels_last)
+        shard = dict(train="drop", test="keep") if world.distributed else dict(train=None, test=None)
         self.train_loader = DeviceLoader(dataset.train_images.to(device), dataset.train_labels.to(device),
                                          config.batch_size, seed=runtime.seed, shuffle=True, augment=config.augment,
-                                         cutout=getattr(config, "cutout", 0), **common)
+                                         cutout=getattr(config, "cutout", 0), shard=shard["train"], **common)
         self.test_loader = DeviceLoader(dataset.test_images.to(device), dataset.test_labels.to(device),
-                                        config.batch_size, seed=runtime.seed, shuffle=False, augment=False, **common)
+                                        config.batch_size, seed=runtime.seed, shuffle=False, augment=False,
+                                        shard=shard["test"], **common)
         self.optimizer = runtime.sgd(self.model.parameters(), lr=config.lr, momentum=config.momentum,
                                       nesterov=config.nesterov and config.momentum > 0,
                                       weight_decay=config.weight_decay)
@@ -108,7 +130,7 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
             self.progress("train", i, total)
         rt.synchronize()
         train_time = time.perf_counter() - t0
-        n = self.train_loader.num_samples
+        n = self.train_loader.num_samples * self.world.size  # every rank's shard
         train_loss, train_acc = self.sums.means()
         if not math.isfinite(train_loss):
             raise NonFiniteError(f"evaluate epoch {epoch + 1}: training loss is {train_loss}; "
@@ -136,14 +158,15 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Top-1 accuracy and loss on the test set."""
+        """Top-1 accuracy and loss on the test set (each rank its shard; the counts summed over the ranks)."""
         self.model.eval()
+        distributed.broadcast_buffers(self.model)  # rank 0's running statistics on every rank (as DDP's forward)
         sums = DeviceSums(self.runtime.device)
         total = len(self.test_loader)
         self.progress("test", 0, total)
         for i, (images, labels) in enumerate(self.test_loader.epoch(0), 1):
             with self.runtime.autocast():
-                logits, _ = self.forward(images)
+                logits, _ = self.eval_forward(images)
             sums.add(self.loss_fn(logits.float(), labels), labels, logits.argmax(1))
             self.progress("test", i, total)
         test_loss, test_acc = sums.means()

@@ -22,6 +22,7 @@ import torch
 from ruamel.yaml import YAML, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from ednas_core import distributed
 from ednas_core.checkpoint import atomic_write_text
 from ednas_core.config import TASKS, ConfigError, Params, TaskConfig, flatten, load_params
 from ednas_core.data import DataError
@@ -203,8 +204,11 @@ def run_stage(name: str, body: Callable[[], None]) -> None:
     state files, a folder the stage cannot write (checked first; a disk that fills up later is reported with the
     file), and a network too large for the memory (with the settings to lower)."""
     try:
-        check_writable(STAGE_OUTPUTS.get(name, ()))
-        body()
+        try:
+            check_writable(STAGE_OUTPUTS.get(name, ()))
+            body()
+        finally:
+            distributed.shutdown()  # a rank under torchrun leaves its process group (no-op otherwise)
     except KeyboardInterrupt:
         print(f"{name}: interrupted; a resumable checkpoint is kept where the stage supports it", file=sys.stderr)
         sys.exit(130)
@@ -222,6 +226,35 @@ def run_stage(name: str, body: Callable[[], None]) -> None:
         device = "the GPU" if isinstance(err, torch.OutOfMemoryError) else "host memory"
         _fail(name, f"out of memory ({device}): the network or batch does not fit; lower {_memory_hint(name)} "
                     "in params.yaml")
+
+
+def relaunched(stage: str, params: Params) -> bool:
+    """runtime.gpus > 1 outside torchrun: runs `python -m stages.<stage>` under torchrun (one process per GPU, or
+    gloo processes with runtime.device cpu) and returns True once it has succeeded (a failure exits with its
+    status; each rank printed its error line). False: this process does the work (one process, or a rank that
+    torchrun started, the stage's own re-launch or the user's multi-node torchrun command)."""
+    code = distributed.maybe_relaunch(f"stages.{stage}", params.runtime.gpus, params.runtime.device)
+    if code is None:
+        return False
+    if code:
+        sys.exit(code)
+    return True
+
+
+class RankRun:
+    """Stands in for the MLflow StageRun on ranks other than 0 of a multi-process stage: every call does nothing
+    (rank 0 alone logs and writes)."""
+
+    run_id = None
+
+    def __enter__(self) -> "RankRun":
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: None
 
 
 def _memory_hint(stage: str) -> str:

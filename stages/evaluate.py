@@ -3,12 +3,16 @@ evaluate.genotype) and reports top-1 test error (image tasks) or valid/test perp
 parameters. Writes data/evaluate/model.safetensors, metrics/evaluate.json and metrics/evaluate_epochs.csv. A
 resumable checkpoint (data/evaluate/checkpoint.safetensors, not a DVC output) is written every epoch and removed
 when training has finished. nb201: the cell is looked up in the benchmark table instead (evaluate_nb201), and with
-nb201.evaluate.train also trained here with the benchmark's recipe (ednas_core/train_nb201.py)."""
+nb201.evaluate.train also trained here with the benchmark's recipe (ednas_core/train_nb201.py).
+
+runtime.gpus > 1: the stage re-launches itself under torchrun (one process per GPU, DDP); under the user's own
+torchrun command (several nodes) it runs as the rank it is. Rank 0 alone logs to MLflow and writes files."""
 
 from __future__ import annotations
 
 import sys
 
+from ednas_core import distributed
 from ednas_core.checkpoint import save_checkpoint
 from ednas_core.data.prepared import load_prepared, read_manifest
 from ednas_core.config import Params
@@ -21,8 +25,8 @@ from ednas_core.tracking import StageRun
 from ednas_core.tasks import is_text, make_trainer
 from ednas_core.train import TrainCallback, TrainEpoch
 
-from .common import (DERIVE_DIR, EVALUATE_DIR, METRICS_DIR, PREPARED, Progress, code_version, epoch_rows,
-                     flat_params, read_params, run_stage, stage_tags, write_csv, write_json)
+from .common import (DERIVE_DIR, EVALUATE_DIR, METRICS_DIR, PREPARED, Progress, RankRun, code_version, epoch_rows,
+                     flat_params, read_params, relaunched, run_stage, stage_tags, write_csv, write_json)
 
 CHECKPOINT = EVALUATE_DIR / "checkpoint.safetensors"
 MODEL = EVALUATE_DIR / "model.safetensors"
@@ -77,8 +81,11 @@ def main() -> None:
     if params.task == "nb201" and not params.nb201.evaluate.train:
         evaluate_nb201(params, text)
         return
+    if relaunched("evaluate", params):  # runtime.gpus > 1: torchrun ran the ranks of this stage
+        return
     task = params.task_config()
-    runtime = Runtime.from_config(params.runtime)
+    runtime = Runtime.from_config(params.runtime)  # under torchrun: joins the process group, cuda:LOCAL_RANK
+    main_rank = distributed.is_main()
     source = task.evaluate.genotype
     if params.task == "nb201":  # trained with the benchmark's recipe, and looked up beside
         genotype, truth = _nb201_cell(source)
@@ -86,29 +93,38 @@ def main() -> None:
         genotype, truth = load_genotype(DERIVE_DIR / "genotype.json" if source == "derived" else source), None
     dataset = load_prepared(PREPARED, params.task)
     settings = {"code": code_version(), "data_md5": read_manifest(PREPARED).dataset_md5}  # checkpoint fingerprint
-    discard_unreadable(CHECKPOINT, "evaluate")  # an unreadable one is set aside before the MLflow run looks
-    with StageRun("evaluate", params.task, flat_params(params), text, extra_tags=stage_tags(params),
-                  checkpoint=CHECKPOINT) as run:
-        run.set_tags({"ednas.device": runtime.name, "ednas.genotype_source": source})
+    if main_rank:  # an unreadable one is set aside before the MLflow run looks
+        discard_unreadable(CHECKPOINT, "evaluate")
+    world = distributed.world()
+    # several processes: rank 0 alone logs to MLflow (one run per stage) and writes; the others train with it
+    with (StageRun("evaluate", params.task, flat_params(params), text, extra_tags=stage_tags(params),
+                   checkpoint=CHECKPOINT) if main_rank else RankRun()) as run:
+        run.set_tags({"ednas.device": runtime.name, "ednas.genotype_source": source,
+                      "ednas.world_size": str(world.size),
+                      "ednas.global_batch_size": str(world.size * task.evaluate.batch_size)})
         run.log_dict(genotype.to_dict(), "genotype.json")
         headline = ("train_ppl", "valid_ppl") if is_text(params.task) else ("train_loss", "train_acc", "test_acc")
         progress = Progress("evaluate", params.tracking.progress, headline)
 
         def build():
             return make_trainer(params.task, genotype, dataset, task.evaluate, runtime, CHECKPOINT,
-                                [MLflowTrainLogger(run), progress], settings=settings)
+                                [MLflowTrainLogger(run), progress] if main_rank else [], settings=settings)
 
         try:
             result = build().run()
         except CheckpointMismatch:
-            print(f"evaluate: {CHECKPOINT} is from other settings or code; starting over", file=sys.stderr)
-            CHECKPOINT.unlink()
+            if main_rank:
+                print(f"evaluate: {CHECKPOINT} is from other settings or code; starting over", file=sys.stderr)
+                CHECKPOINT.unlink()
+            distributed.barrier()
             run.restart()  # a run that went on from the killed execution holds the discarded epochs
             result = build().run()
+        if not main_rank:
+            return
 
         save_checkpoint({"model": result.model.state_dict(), "genotype": genotype.to_dict(),
                          "evaluate": flat_params(params)}, MODEL)
-        seconds = sum(h.metrics["epoch_time_s"] for h in result.history)
+        seconds = sum(h.metrics["epoch_time_s"] for h in result.history) * world.size  # device-hours of all ranks
         hours_key = "train_gpu_hours" if runtime.device.type == "cuda" else "train_cpu_hours"
         # metrics/evaluate.json: the headline numbers DVC compares; the rest, with the genotype source, the device
         # and the MLflow run id, in metrics/info/evaluate.json (a plain output, read by the report)

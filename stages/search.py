@@ -3,7 +3,11 @@ prepared data. Writes data/search/{supernet.safetensors, policy_history.npz, fin
 metrics/search.json and metrics/search_epochs.csv; logs every epoch to MLflow.
 
 A resumable checkpoint (data/search/checkpoint.safetensors, not a DVC output) is written every epoch: a killed
-`dvc repro` resumes the search where it stopped; it is removed once the search has finished."""
+`dvc repro` resumes the search where it stopped; it is removed once the search has finished.
+
+runtime.gpus > 1 (image tasks; a tabular nb201 search stays one process): the stage re-launches itself under
+torchrun; under the user's own torchrun command (several nodes) it runs as the rank it is. Every rank samples the
+same architectures; rank 0 alone logs to MLflow and writes."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import sys
 
 import numpy as np
 
+from ednas_core import distributed
 from ednas_core.checkpoint import atomic_write_bytes, save_checkpoint
 from ednas_core.data.dataset import ImageDataset, check_search_split
 from ednas_core.data.prepared import load_prepared, read_manifest
@@ -25,8 +30,8 @@ from ednas_core.search import SearchResult
 from ednas_core.strategies import STRATEGIES
 from ednas_core.tracking import MLflowPolicyFigures, MLflowSearchLogger, StageRun, policy_json
 
-from .common import (METRICS_DIR, PREPARED, Progress, SEARCH_DIR, code_version, epoch_rows, flat_params,
-                     read_params, run_stage, stage_tags, write_csv, write_json)
+from .common import (METRICS_DIR, PREPARED, Progress, RankRun, SEARCH_DIR, code_version, epoch_rows, flat_params,
+                     read_params, relaunched, run_stage, stage_tags, write_csv, write_json)
 
 CHECKPOINT = SEARCH_DIR / "checkpoint.safetensors"
 SUPERNET = SEARCH_DIR / "supernet.safetensors"
@@ -50,20 +55,32 @@ def history_arrays(result: SearchResult) -> dict[str, np.ndarray]:
 def main() -> None:
     params, text = read_params()
     task = params.task_config()
-    runtime = Runtime.from_config(params.runtime)
+    if not is_tabular(task.search) and relaunched("search", params):  # runtime.gpus > 1: torchrun ran the ranks
+        return
+    runtime = Runtime.from_config(params.runtime)  # under torchrun: joins the process group, cuda:LOCAL_RANK
+    main_rank = distributed.is_main()
+    world = distributed.world()
     table = load_prepared_table(PREPARED) if params.task == "nb201" else None
     dataset = None if is_tabular(task.search) else load_prepared(PREPARED, params.task)
     if isinstance(dataset, ImageDataset):  # each part of the split fills a batch, or nothing is written
         check_search_split(len(dataset.train_labels), params.data.train_portion, task.search.batch_size,
                            task.search.policy_batch_size, params.task_prefix())
-    discard_unreadable(CHECKPOINT, "search")  # an unreadable one is set aside before the MLflow run looks
-    with StageRun("search", params.task, flat_params(params), text, extra_tags=stage_tags(params),
-                  checkpoint=CHECKPOINT) as run:
-        run.set_tags({"ednas.device": runtime.name})
+    if main_rank:  # an unreadable one is set aside before the MLflow run looks
+        discard_unreadable(CHECKPOINT, "search")
+    # several processes: rank 0 alone logs to MLflow (one run per stage) and writes; the others search with it
+    with (StageRun("search", params.task, flat_params(params), text, extra_tags=stage_tags(params),
+                   checkpoint=CHECKPOINT) if main_rank else RankRun()) as run:
+        run.set_tags({"ednas.device": runtime.name, "ednas.world_size": str(world.size),
+                      "ednas.global_batch_size": str(world.size * task.search.batch_size)})
         progress = Progress("search", params.tracking.progress, ("child_loss", "child_acc", "reward", "entropy"))
         callbacks = [MLflowSearchLogger(run, params.tracking.policy_every),
                      MLflowPolicyFigures(run, params.tracking.heatmap_every,
-                                         title=STRATEGIES[task.search.strategy].distribution_title), progress]
+                                         title=STRATEGIES[task.search.strategy].distribution_title),
+                     progress] if main_rank else []
+        if main_rank and world.distributed:
+            print(f"search: {world.size} processes x batch {task.search.batch_size} = global batch "
+                  f"{world.size * task.search.batch_size} (policy batch {task.search.policy_batch_size} per rank; "
+                  "learning rates as set, not scaled)", file=sys.stderr, flush=True)
         manifest = read_manifest(PREPARED)
         settings = {"code": code_version(), "data_md5": manifest.dataset_md5,
                     **({"table_md5": manifest.table_md5} if manifest.table_md5 else {})}
@@ -76,16 +93,22 @@ def main() -> None:
         try:
             result = search.run()
         except CheckpointMismatch:
-            print(f"search: {CHECKPOINT} is from other settings or code; starting a new search", file=sys.stderr)
-            CHECKPOINT.unlink()
+            if main_rank:
+                print(f"search: {CHECKPOINT} is from other settings or code; starting a new search",
+                      file=sys.stderr)
+                CHECKPOINT.unlink()
+            distributed.barrier()
             run.restart()  # a run that went on from the killed execution holds the discarded epochs
             search = build()
             result = search.run()
 
+        child_state = search.child.state_dict()  # every rank: it averages the ranks' BatchNorm statistics
+        if not main_rank:
+            return
         final = result.history[-1].metrics
-        search_seconds = sum(r.metrics["epoch_time_s"] for r in result.history)
+        search_seconds = sum(r.metrics["epoch_time_s"] for r in result.history) * world.size  # all ranks' hours
         argmax = from_architecture(search.space, result.final_architecture)
-        save_checkpoint({"child": search.child.state_dict(), "policy": search.strategy.state_dict(),
+        save_checkpoint({"child": child_state, "policy": search.strategy.state_dict(),
                          "fingerprint": search.fingerprint}, SUPERNET)
         arrays = history_arrays(result)
         buffer = io.BytesIO()

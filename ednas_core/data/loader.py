@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from ednas_core import distributed
 from ednas_core.data.augment import augment_batch, draw_augmentation
 
 CROP_PAD = 4
@@ -28,13 +29,19 @@ class DeviceLoader:
         cutout: int = 0,
         drop_last: bool = False,
         channels_last: bool = False,
+        shard: str | None = None,
     ) -> None:
+        """shard (several processes, ednas_core.distributed): None: every sample (one process, or each rank the
+        whole set); "drop": this rank's slice of the epoch's order, the remainder dropped so that every rank has
+        as many batches (training); "keep": this rank's slice with every sample kept (evaluation)."""
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"expected uint8 [N,C,H,W] images, got {images.dtype} {tuple(images.shape)}")
         if labels.shape != (images.shape[0],) or labels.device != images.device:
             raise ValueError(
                 f"labels must be [{images.shape[0]}] on {images.device}, got {tuple(labels.shape)} on {labels.device}"
             )
+        if shard not in (None, "drop", "keep"):
+            raise ValueError(f"shard must be None, 'drop' or 'keep', got {shard!r}")
         if batch_size < 1 or cutout < 0:
             raise ValueError(f"need batch_size >= 1 and cutout >= 0, got {batch_size} and {cutout}")
         self.images = images
@@ -48,15 +55,22 @@ class DeviceLoader:
         self.cutout = cutout
         self.drop_last = drop_last
         self.channels_last = channels_last
+        self.shard = shard
+
+    @property
+    def shard_samples(self) -> int:
+        """Samples of this rank's shard of an epoch (all of them without sharding)."""
+        n = self.images.shape[0]
+        return n if self.shard is None else distributed.shard_size(n, self.shard == "drop")
 
     def __len__(self) -> int:
-        n = self.images.shape[0]
+        n = self.shard_samples
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     @property
     def num_samples(self) -> int:
         """Samples yielded per epoch."""
-        return min(len(self) * self.batch_size, self.images.shape[0])
+        return min(len(self) * self.batch_size, self.shard_samples)
 
     def _plan(self, epoch: int) -> torch.Tensor:
         """Per position of the epoch, int64 columns (index, dy, dx, flip, cy, cx), drawn on the CPU, moved once."""
@@ -68,6 +82,8 @@ class DeviceLoader:
             draws = draw_augmentation(n, h, w, CROP_PAD, generator)
             columns += [draws["crop_offsets"], draws["flips"].long()[:, None], draws["cutout_centers"]]
         plan = torch.cat(columns, dim=1)
+        if self.shard is not None:  # the same plan on every rank; this rank's rows of it
+            plan = distributed.shard(plan, drop_remainder=self.shard == "drop")
         if self.images.device.type == "cuda":  # from pinned memory the copy is asynchronous: no host sync
             return plan.pin_memory().to(self.images.device, non_blocking=True)
         return plan

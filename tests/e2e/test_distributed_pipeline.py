@@ -1,0 +1,35 @@
+"""`runtime.gpus: 2` on the CPU: `dvc repro` runs search and evaluate as two gloo processes each (the stages
+re-launch themselves under torchrun); rank 0 alone writes the outputs and logs one MLflow run per stage."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline import TINY, dvc, mlflow_runs
+from tools.workspace import make_workspace
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_processes_run_the_pipeline_and_rank_0_alone_logs(tmp_path):
+    ws = make_workspace(tmp_path / "repo", {**TINY, "runtime.gpus": 2})
+    done = dvc(ws, "repro")
+    out = done.stdout + done.stderr
+    assert "torch.distributed.run" in out or "torchrun" in out, out[-3000:]
+    runs = mlflow_runs(ws)
+    stages = sorted(r.data.tags["ednas.stage"] for r in runs)
+    assert stages == ["derive", "evaluate", "prepare-data", "report", "search"]  # one run per stage, not per rank
+    by_stage = {r.data.tags["ednas.stage"]: r for r in runs}
+    for name in ("search", "evaluate"):
+        run = by_stage[name]
+        assert run.info.status == "FINISHED" and run.data.tags.get("ednas.world_size") == "2", run.data.tags
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")
+    history = client.get_metric_history(by_stage["search"].info.run_id, "child_acc")
+    assert sorted(m.step for m in history) == [1, 2]  # each epoch logged once, by rank 0
+    evaluate = json.loads((ws / "metrics/evaluate.json").read_text())
+    assert 0.0 <= evaluate["test_error"] <= 100.0 and evaluate["params"] > 0
+    assert not list((ws / "data").rglob("*.tmp*")) and not (ws / "data/search/checkpoint.safetensors").exists()
