@@ -18,6 +18,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -239,8 +241,6 @@ def check_gpus(gpus: int, device: str) -> None:
 
 def relaunch_args(module: str, gpus: int) -> list[str]:
     """The torchrun command that runs `python -m module` in `gpus` processes on this machine."""
-    import sys
-
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
             "-m", module]
 
@@ -251,9 +251,6 @@ def maybe_relaunch(module: str, gpus: int, device: str) -> int | None:
     if gpus <= 1 or under_torchrun():
         return None
     check_gpus(gpus, device)
-    import subprocess
-    import sys
-
     print(f"{module.rsplit('.', 1)[-1]}: runtime.gpus {gpus}: re-launching under torchrun "
           f"({'gloo on the CPU' if device == 'cpu' else 'nccl'})", file=sys.stderr, flush=True)
     return subprocess.call(relaunch_args(module, gpus))

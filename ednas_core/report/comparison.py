@@ -2,7 +2,8 @@
 the task's main metric, written as comparison.{md,csv}.
 
 Works on run-like objects (`info.status`, `info.start_time`, `data.tags`, `data.params`, `data.metrics`, as
-MLflow's runs have them); reading them from the tracking store is ednas_core.tracking's."""
+MLflow's runs have them); reading them from the tracking store is ednas_core.tracking's (ednas_runs: the report
+stage and tools/study.py read them once)."""
 
 from __future__ import annotations
 
@@ -152,13 +153,6 @@ def comparison_table(pipelines: Sequence[Mapping[str, Any]], task: str,
     rows = [[p[k] for k in COMPARISON_FIXED] + ["yes" if p["pipeline"] == current else ""] +
             [p["params"].get(k, "") for k in varying] + [p[m] for m in metrics] for p in ranked]
     return header, rows
-
-
-def collect_comparison(current: str = "", task: str = "") -> tuple[list[str], list[list[Any]]]:
-    """The comparison table of every pipeline in the tracking store (ednas_core.tracking.tracking_uri())."""
-    from ednas_core.tracking import ednas_runs
-
-    return comparison_table(pipelines_from_runs(ednas_runs(), current), task, current)
 
 
 def write_comparison(header: list[str], rows: list[list[Any]], md_path: Path, csv_path: Path) -> str:
