@@ -26,6 +26,7 @@ from typing import Sequence
 import torch
 import torch.distributed as dist
 
+from . import gpu_claim
 from .knobs import ConfigError
 
 TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -247,10 +248,23 @@ def relaunch_args(module: str, gpus: int) -> list[str]:
 
 def maybe_relaunch(module: str, gpus: int, device: str) -> int | None:
     """Single-node multi-GPU: with gpus > 1 and not already under torchrun, runs the stage under torchrun and
-    returns its exit code (the caller exits with it); None when this process should do the work itself."""
+    returns its exit code (the caller exits with it); None when this process should do the work itself.
+
+    runtime.device auto on CUDA: this process first claims `gpus` free GPUs (ednas_core.gpu_claim, all or none,
+    waiting while fewer are free) and holds them while torchrun runs with CUDA_VISIBLE_DEVICES set to them, so
+    that queue workers of multi-GPU experiments take disjoint GPUs. `cuda` takes GPUs 0..N-1 of those visible."""
     if gpus <= 1 or under_torchrun():
         return None
     check_gpus(gpus, device)
-    print(f"{module.rsplit('.', 1)[-1]}: runtime.gpus {gpus}: re-launching under torchrun "
-          f"({'gloo on the CPU' if device == 'cpu' else 'nccl'})", file=sys.stderr, flush=True)
-    return subprocess.call(relaunch_args(module, gpus))
+    env = dict(os.environ)
+    where = "gloo on the CPU" if device == "cpu" else "nccl"
+    if device == "auto" and torch.cuda.is_available():
+        claimed = gpu_claim.claim_from_env(gpus)
+        env["CUDA_VISIBLE_DEVICES"] = gpu_claim.visible_devices_value(claimed)
+        where += f" on {', '.join(g.describe() for g in claimed)}, held until the stage ends"
+    print(f"{module.rsplit('.', 1)[-1]}: runtime.gpus {gpus}: re-launching under torchrun ({where})",
+          file=sys.stderr, flush=True)
+    try:
+        return subprocess.call(relaunch_args(module, gpus), env=env)
+    finally:
+        gpu_claim.release_claim()

@@ -49,7 +49,7 @@ class _Claim:
     handle: IO[bytes]  # kept open: the flock lives as long as this file object
 
 
-_claim: _Claim | None = None  # the registry: at most one claim per process
+_claims: list[_Claim] = []  # the registry: what this process holds (one GPU, or a multi-GPU stage's N)
 
 
 def visible_gpus() -> list[GpuInfo]:
@@ -100,65 +100,91 @@ def wait_s_from_env() -> float | None:
 
 
 def current_claim() -> GpuInfo | None:
-    """The GPU this process holds, or None (for a stage that wants to tag it)."""
-    return _claim.gpu if _claim is not None else None
+    """The (first) GPU this process holds, or None (for a stage that wants to tag it)."""
+    return _claims[0].gpu if _claims else None
+
+
+def current_claims() -> list[GpuInfo]:
+    """Every GPU this process holds."""
+    return [c.gpu for c in _claims]
 
 
 def release_claim() -> None:
-    """Gives the held GPU back before the process ends (the OS does it at exit anyway)."""
-    global _claim
-    if _claim is not None:
-        _claim.handle.close()
-        _claim = None
+    """Gives the held GPUs back before the process ends (the OS does it at exit anyway)."""
+    while _claims:
+        _claims.pop().handle.close()
 
 
-def claim_from_env() -> GpuInfo:
-    """Claims one of `visible_gpus()`, with the lock folder and wait bound from the environment."""
+def claim_from_env(count: int = 1) -> list[GpuInfo]:
+    """Claims `count` of `visible_gpus()`, with the lock folder and wait bound from the environment."""
     gpus = visible_gpus()
     if not gpus:
         raise ConfigError("runtime.device: auto wanted to claim a GPU but no CUDA device is visible")
-    return claim_gpu(gpus, lock_dir_from_env(), wait_s_from_env(), POLL_S)
+    return claim_gpus(gpus, count, lock_dir_from_env(), wait_s_from_env(), POLL_S)
 
 
 def claim_gpu(devices: Sequence[GpuInfo], lock_dir: Path, wait_s: float | None, poll_s: float = POLL_S,
               report_every_s: float = REPORT_EVERY_S, out: TextIO | None = None) -> GpuInfo:
-    """Claims the first free GPU of `devices` (index order) for the rest of the process, waiting while all are
-    held: one line on `out` (stderr) at the start, then one about every `report_every_s`, naming the holders.
-    wait_s None waits forever; after wait_s seconds a one-line ConfigError names the holders. A process that
-    already holds a GPU gets that one back."""
-    global _claim
-    if _claim is not None:
-        return _claim.gpu
+    """Claims one free GPU (claim_gpus with count 1)."""
+    return claim_gpus(devices, 1, lock_dir, wait_s, poll_s, report_every_s, out)[0]
+
+
+def claim_gpus(devices: Sequence[GpuInfo], count: int, lock_dir: Path, wait_s: float | None,
+               poll_s: float = POLL_S, report_every_s: float = REPORT_EVERY_S,
+               out: TextIO | None = None) -> list[GpuInfo]:
+    """Claims the first `count` free GPUs of `devices` (index order) for the rest of the process, all or none
+    (holding some while waiting for the rest could deadlock two multi-GPU stages), waiting while fewer are free:
+    one line on `out` (stderr) at the start, then one about every `report_every_s`, naming the holders. wait_s
+    None waits forever; after wait_s seconds a one-line ConfigError names the holders. A process that already
+    holds GPUs gets those back."""
+    if _claims:
+        return current_claims()
     if not devices:
         raise ConfigError("runtime.device: auto found no GPU to claim")
+    if count > len(devices):
+        raise ConfigError(f"runtime.gpus: {count} asked for but {len(devices)} CUDA device(s) are visible; lower "
+                          "runtime.gpus")
     out = out if out is not None else sys.stderr
     _make_lock_dir(lock_dir)
     start = time.monotonic()
     next_report = start
     waited_before = False
+    # what is missing: "all 2 visible GPUs are held" (one wanted), "no 2 free GPUs among the 3 visible GPUs"
+    short = (f"all {len(devices)} visible GPUs are held" if count == 1 else
+             f"no {count} free GPUs among the {len(devices)} visible GPUs")
     while True:
         for gpu in devices:
             claim = _try_lock(gpu, lock_dir)
             if claim is not None:
-                _claim = claim
-                if waited_before:
-                    print(f"runtime.device auto: claimed {gpu.describe()} after waiting "
-                          f"{time.monotonic() - start:.0f}s", file=out, flush=True)
-                return gpu
+                _claims.append(claim)
+                if len(_claims) == count:
+                    if waited_before:
+                        print(f"runtime.device auto: claimed {', '.join(g.describe() for g in current_claims())} "
+                              f"after waiting {time.monotonic() - start:.0f}s", file=out, flush=True)
+                    return current_claims()
+        release_claim()  # fewer than count: give them back and wait for enough
         waited = time.monotonic() - start
         if wait_s is not None and waited >= wait_s:
-            raise ConfigError(f"runtime.device auto: all {len(devices)} visible GPUs are held after waiting "
+            raise ConfigError(f"runtime.device auto: {short} after waiting "
                               f"{waited:.0f}s ({_holders(devices, lock_dir)}); lower `dvc queue start -j` to the "
                               f"number of GPUs, raise {WAIT_ENV}, or set runtime.device to cuda:N (shares the GPU) "
                               f"or cpu")
         if time.monotonic() >= next_report:
             bound = "forever" if wait_s is None else f"up to {wait_s:.0f}s"
-            print(f"runtime.device auto: all {len(devices)} visible GPUs are held, waiting {bound} "
+            print(f"runtime.device auto: {short}, waiting {bound} "
                   f"(waited {waited:.0f}s): {_holders(devices, lock_dir)}", file=out, flush=True)
             next_report = time.monotonic() + report_every_s
         waited_before = True
         pause = poll_s if wait_s is None else max(0.0, min(poll_s, wait_s - waited))
         time.sleep(pause)
+
+
+def visible_devices_value(gpus: Sequence[GpuInfo]) -> str:
+    """CUDA_VISIBLE_DEVICES for a child process that must see exactly `gpus` (indices of this process): the
+    entries of this process's own CUDA_VISIBLE_DEVICES when it has one, else the indices."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    entries = [e.strip() for e in visible.split(",")] if visible else None
+    return ",".join(entries[g.index] if entries and g.index < len(entries) else str(g.index) for g in gpus)
 
 
 def _make_lock_dir(lock_dir: Path) -> None:

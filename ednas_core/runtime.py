@@ -30,7 +30,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if not torch.cuda.is_available():
             return torch.device("cpu")
-        gpu = gpu_claim.claim_from_env()
+        [gpu] = gpu_claim.claim_from_env()
         torch.cuda.set_device(gpu.index)  # a bare "cuda" elsewhere then means the claimed GPU too
         print(f"runtime.device auto: using {gpu.describe()}, held until this process exits", file=sys.stderr,
               flush=True)

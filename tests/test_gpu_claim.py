@@ -228,3 +228,59 @@ def test_auto_with_cuda_claims_a_free_gpu_and_explicit_cuda_never_locks(lock_dir
     with pytest.raises(ConfigError, match="held after waiting") as raised:
         resolve_device("auto")
     assert "\n" not in str(raised.value)
+
+
+THREE = [*TWO, GpuInfo(2, "33333333-cccc", "Fake C")]
+
+
+def test_several_gpus_are_claimed_all_or_none(lock_dir, claimants):
+    holder = start(claimants, THREE, lock_dir)
+    assert holder.claimed() == THREE[0]
+    assert gpu_claim.claim_gpus(THREE, 2, lock_dir, wait_s=0.0) == THREE[1:]
+    assert gpu_claim.current_claims() == THREE[1:]
+    release_claim()
+    second = start(claimants, THREE, lock_dir)
+    assert second.claimed() == THREE[1]
+    with pytest.raises(ConfigError, match="no 2 free GPUs among the 3 visible GPUs") as error:
+        gpu_claim.claim_gpus(THREE, 2, lock_dir, wait_s=0.2, poll_s=0.05)
+    assert "\n" not in str(error.value)
+    assert gpu_claim.current_claims() == []  # the one free GPU was not kept while waiting for a second
+    assert start(claimants, THREE, lock_dir).claimed() == THREE[2]
+    with pytest.raises(ConfigError, match="runtime.gpus: 4 asked for but 3 CUDA device"):
+        gpu_claim.claim_gpus(THREE, 4, lock_dir, wait_s=0.0)
+
+
+def test_the_child_sees_exactly_the_claimed_gpus(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert gpu_claim.visible_devices_value(THREE[1:]) == "1,2"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,GPU-abc")  # indices are positions in the parent's list
+    assert gpu_claim.visible_devices_value(THREE[1:]) == "5,GPU-abc"
+
+
+def test_a_multi_gpu_stage_claims_its_gpus_for_torchrun_and_gives_them_back(lock_dir, monkeypatch):
+    from ednas_core import distributed
+
+    for var in distributed.TORCHRUN_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr(gpu_claim, "visible_gpus", lambda: list(THREE))
+    monkeypatch.setenv(gpu_claim.LOCK_DIR_ENV, str(lock_dir))
+    monkeypatch.setenv(gpu_claim.WAIT_ENV, "0")
+    seen = {}
+
+    def torchrun(args, env):
+        seen.update(args=args, visible=env["CUDA_VISIBLE_DEVICES"], held=gpu_claim.current_claims())
+        return 0
+
+    monkeypatch.setattr(distributed.subprocess, "call", torchrun)
+    gpu_claim.claim_gpus(THREE[:1], 1, lock_dir, wait_s=0.0)  # another holder of GPU 0 (a separate open file)
+    held_by_other = gpu_claim._claims.pop()  # keep its lock, but not as this process's claim
+    try:
+        assert distributed.maybe_relaunch("stages.search", 2, "auto") == 0
+    finally:
+        held_by_other.handle.close()
+    assert seen["visible"] == "1,2" and seen["held"] == THREE[1:]
+    assert "--nproc-per-node=2" in seen["args"]
+    assert gpu_claim.current_claims() == []  # released when the stage's torchrun ended
