@@ -437,6 +437,14 @@ def load_params(data: Mapping[str, Any]) -> Params:
     return from_mapping(Params, data, strict=True)
 
 
+_ABSENT = object()
+
+
+def changed_keys(now: Mapping[str, Any], before: Mapping[str, Any]) -> list[str]:
+    """Dotted keys added, removed or changed between two flat versions of params.yaml, in the order of `now`."""
+    return [k for k in now if before.get(k, _ABSENT) != now[k]] + [k for k in before if k not in now]
+
+
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'search': {'lr': 0.05}} -> {'search.lr': 0.05} (MLflow params, change detection)."""
     out: dict[str, Any] = {}

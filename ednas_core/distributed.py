@@ -170,15 +170,6 @@ def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
 
 # --- host values ---------------------------------------------------------------------------------------------
 
-def broadcast_object(value, src: int = 0):
-    """Rank `src`'s value on every rank (a decision only rank 0 may take, e.g. after reading a file)."""
-    if not world().distributed:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 def stable_hash(value) -> int:
     """A hash of a host value (nested lists/tuples/dicts of ints/strs) that is the same in every process."""
     return int.from_bytes(hashlib.sha256(repr(value).encode()).digest()[:7], "big")

@@ -169,9 +169,8 @@ def validate_points(repo: Path, points: Sequence[Point]) -> tuple[list[str], lis
     from ruamel.yaml import YAML
 
     from ednas_core.config import ConfigError, flatten, load_params
-    from stages.check_params import (changed_keys, check_dvc_yaml, flat_params_text, locked_params, other_task_line,
-                                     own_changes)
-    from stages.common import StageError, key_task, read_params
+    from stages.check_params import check_dvc_yaml, flat_params_text, locked_params, other_task_warning
+    from stages.common import StageError, read_params
 
     try:
         _, text = read_params(repo / PARAMS_FILE)
@@ -189,13 +188,12 @@ def validate_points(repo: Path, points: Sequence[Point]) -> tuple[list[str], lis
         except (ConfigError, StageError) as err:
             raise SweepError(str(err)) from None
         tasks.add(params.task)
-        now = flatten(data)
-        other = [k for k in changed_keys(now, committed) if key_task(k) not in (None, params.task)]
-        if other:
-            line = other_task_line(other, params)
-            if not own_changes(now, committed, locked, params.task):
-                raise SweepError(f"{point.name}: {line}")
-            warnings.append(f"{point.name}: {line.replace('nothing will change', 'that change does nothing')}")
+        try:
+            warning = other_task_warning(flatten(data), committed, locked, params)
+        except StageError as err:
+            raise SweepError(f"{point.name}: {err}") from None
+        if warning:
+            warnings.append(f"{point.name}: {warning}")
     return sorted(tasks), warnings
 
 

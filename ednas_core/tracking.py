@@ -132,7 +132,7 @@ def changed_params(params_text: str, rev: str, cwd: Path | None = None) -> dict[
     commit or file)."""
     from ruamel.yaml import YAML, YAMLError
 
-    from .config import flatten
+    from .config import changed_keys, flatten
 
     try:
         out = subprocess.run(["git", "show", f"{rev}:params.yaml"], cwd=cwd, capture_output=True, text=True,
@@ -145,7 +145,7 @@ def changed_params(params_text: str, rev: str, cwd: Path | None = None) -> dict[
         now, before = (flatten(YAML(typ="safe").load(text) or {}) for text in (params_text, out.stdout))
     except (YAMLError, AttributeError):
         return None
-    return {k: now.get(k) for k in sorted(set(now) | set(before)) if now.get(k) != before.get(k)}
+    return {k: now.get(k) for k in sorted(changed_keys(now, before))}
 
 
 def _retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ednas_core.config import TASKS, Params, flatten
+from ednas_core.config import TASKS, Params, changed_keys, flatten
 
 from .common import PARAMS_FILE, StageError, key_task, read_params, run_stage
 
@@ -66,11 +66,6 @@ def locked_params(path: Path = DVC_LOCK) -> dict[str, Any]:
     return out
 
 
-def changed_keys(now: dict[str, Any], before: dict[str, Any]) -> list[str]:
-    """Dotted keys added, removed or changed between two flat versions of params.yaml, in the order of `now`."""
-    return [k for k in now if before.get(k, MISSING) != now[k]] + [k for k in before if k not in now]
-
-
 def own_changes(now: dict[str, Any], committed: dict[str, Any], locked: dict[str, Any], task: str) -> list[str]:
     """The keys the selected task reads (or all tasks share) whose value differs from its last run: the value in
     dvc.lock where it has the key, else the commit's (a `dvc exp run` starts from the workspace, which may hold
@@ -93,6 +88,20 @@ def other_task_line(other: list[str], params: Params) -> str:
     return line + (f"use -S {own[0]}=..." if own else f"run task {owners[0]} with -S task={owners[0]}")
 
 
+def other_task_warning(now: dict[str, Any], committed: dict[str, Any], locked: dict[str, Any],
+                       params: Params) -> str:
+    """Keys of other tasks than the selected one changed since the commit: StageError when none that the task
+    reads changed since its last run (the change would do nothing), else the warning line; '' when no other task's
+    key changed (or there is no commit to compare with)."""
+    other = [k for k in changed_keys(now, committed) if key_task(k) not in (None, params.task)] if committed else []
+    if not other:
+        return ""
+    line = other_task_line(other, params)
+    if not own_changes(now, committed, locked, params.task):
+        raise StageError(line)
+    return line.replace("nothing will change", "that change does nothing")
+
+
 def check_dvc_yaml(task: str, path: Path = DVC_YAML) -> None:
     """Fails when dvc.yaml's params lists name task sections, none of the selected task."""
     data = _load(path.read_text()) if path.is_file() else None
@@ -108,15 +117,10 @@ def check_dvc_yaml(task: str, path: Path = DVC_YAML) -> None:
 def main() -> None:
     params, text = read_params()
     check_dvc_yaml(params.task)
-    before = committed_params()
-    now, committed = flat_params_text(text), flat_params_text(before)
-    other = [k for k in changed_keys(now, committed) if key_task(k) not in (None, params.task)] if committed else []
-    if other:
-        line = other_task_line(other, params)
-        if not own_changes(now, committed, locked_params(), params.task):
-            raise StageError(line)
-        print(f"check-params: warning: {line.replace('nothing will change', 'that change does nothing')}",
-              file=sys.stderr)
+    warning = other_task_warning(flat_params_text(text), flat_params_text(committed_params()), locked_params(),
+                                 params)
+    if warning:
+        print(f"check-params: warning: {warning}", file=sys.stderr)
     print(f"check-params: params.yaml is valid (task: {params.task})")
 
 

@@ -37,6 +37,7 @@ from torchvision.transforms import v2
 from ..checkpoint import atomic_write_text
 from .augment import augment_batch
 from .dataset import DataError
+from .loader import epoch_generator
 
 SPLITS = ("train", "val")
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")  # compared with the lower-cased name
@@ -417,7 +418,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
         return self.n
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        generator = epoch_generator(self.seed, self.epoch)  # the order DeviceLoader's epochs follow
         order = torch.randperm(self.n, generator=generator) if self.shuffle else torch.arange(self.n)
         seeds = torch.randint(0, 2**62, (self.n,), generator=generator)
         return zip(order.tolist(), seeds.tolist())

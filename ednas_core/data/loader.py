@@ -12,6 +12,12 @@ from ednas_core.data.augment import augment_batch, draw_augmentation
 CROP_PAD = 4
 
 
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The CPU generator of one epoch's order (and augmentation draws): the same for the same (seed, epoch), so
+    that an epoch replays exactly on resume (seeds.py: why seed * 1_000_003 + epoch stays in range)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
 class DeviceLoader:
     """Yields (normalized float images, labels) on the images' device; order and augmentation follow (seed, epoch)."""
 
@@ -75,7 +81,7 @@ class DeviceLoader:
     def _plan(self, epoch: int) -> torch.Tensor:
         """Per position of the epoch, int64 columns (index, dy, dx, flip, cy, cx), drawn on the CPU, moved once."""
         n, _, h, w = self.images.shape
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        generator = epoch_generator(self.seed, epoch)
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         columns = [order[:, None]]
         if self.augment:
