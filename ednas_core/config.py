@@ -201,7 +201,69 @@ class NB201EvaluateConfig:
     augment: bool = True                         # random crop + flip
 
 
-TASKS: tuple[str, ...] = ("cifar10", "digits", "ptb", "markov", "nb201")
+@dataclass
+class ImageNetSearchConfig(SearchConfig):
+    """The direct ImageNet search (paper section 4.2): the search network behind DARTS's ImageNet stems (224x224
+    inputs reduced to 28x28), the paper's 1M / 0.2M split of the training images instead of data.train_portion,
+    images decoded from their files by worker processes."""
+
+    train_images: int = knob(1_000_000, ge=1)   # training images that train the shared weights (paper: 1M)
+    policy_images: int = knob(200_000, ge=1)    # other training images that train the policy (paper: 0.2M)
+    image_size: int = knob(224, ge=32)          # side of the crops fed to the network (the stems divide it by 8)
+    workers: int = knob(8, ge=0)                # decoding processes per data loader and process (0: in the process)
+    on_unreadable: str = knob("skip", choices=("skip", "stop"))  # skip (counted, logged) or stop at a bad image
+
+
+@dataclass
+class ImageNetEvaluateConfig:
+    """Training a CNN genotype on ImageNet in the mobile setting (paper section 4.2, DARTS's train_imagenet.py):
+    14 cells, C=48, auxiliary head, label smoothing, SGD with 0.97 decay per epoch after a linear warm-up; top-1
+    and top-5 error on the 50,000 validation images."""
+
+    genotype: str = "derived"                   # derived | paper-imagenet | paper-cifar10 | path to a genotype JSON
+    epochs: int = knob(250, ge=1)
+    batch_size: int = knob(200, ge=1)           # per process; global batch = batch_size x runtime.gpus
+    scale_lr: bool = True                       # lr x runtime.gpus with the global batch (linear scaling rule)
+    layers: int = knob(14, ge=3)
+    init_channels: int = knob(48, ge=2)
+    lr: float = knob(0.1, gt=0.0)               # for batch_size on one process
+    lr_gamma: float = knob(0.97, gt=0.0, le=1.0)  # multiplied in every epoch
+    warmup_epochs: int = knob(5, ge=0)          # lr x (epoch + 1) / warmup_epochs in the first epochs (0: none)
+    momentum: float = knob(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    weight_decay: float = knob(3e-5, ge=0.0)
+    grad_clip: float = knob(5.0, gt=0.0)
+    label_smoothing: float = knob(0.1, ge=0.0, lt=1.0)
+    auxiliary_weight: float = knob(0.4, ge=0.0)  # 0 disables the auxiliary head
+    drop_path: float = knob(0.0, ge=0.0, lt=1.0)  # DARTS's ImageNet recipe: none
+    image_size: int = knob(224, ge=32)          # training crops and validation centre crops
+    resize: int = knob(256, ge=32)              # validation: shorter side resized to this, then centre-cropped
+    workers: int = knob(8, ge=0)                # decoding processes per data loader and process
+    on_unreadable: str = knob("skip", choices=("skip", "stop"))
+
+    def check_consistency(self, prefix: str) -> None:
+        if self.resize < self.image_size:
+            raise ConfigError(f"{prefix}resize: {self.resize} is smaller than {prefix}image_size {self.image_size}; "
+                              "the validation centre crop needs resize >= image_size (DARTS: 256 and 224)")
+
+
+@dataclass
+class ImageNetTaskConfig:
+    """The per-task sections of the direct ImageNet search and its mobile-setting evaluation."""
+
+    search: ImageNetSearchConfig = field(default_factory=lambda: imagenet_search_defaults())
+    derive: DeriveConfig = field(default_factory=lambda: DeriveConfig(samples=100, batch_size=50))
+    evaluate: ImageNetEvaluateConfig = field(default_factory=ImageNetEvaluateConfig)
+
+
+def imagenet_search_defaults() -> ImageNetSearchConfig:
+    """EDNAS_SPEC.md section 4: SGD without Nesterov, lr 0.05 divided by 10 every 10 epochs, child batch 200,
+    policy batch 50, 50 epochs; the rest as the CIFAR-10 search."""
+    return ImageNetSearchConfig(epochs=50, batch_size=200, policy_batch_size=50, lr=0.05, lr_min=0.0, lr_schedule="step",
+                                lr_step_epochs=10, lr_step_gamma=0.1, nesterov=False)
+
+
+TASKS: tuple[str, ...] = ("cifar10", "digits", "ptb", "markov", "nb201", "imagenet")
 
 
 @dataclass
@@ -300,6 +362,7 @@ class Params:
     ptb: TextTaskConfig = field(default_factory=TextTaskConfig)
     markov: TextTaskConfig = field(default_factory=markov_defaults)
     nb201: NB201TaskConfig = field(default_factory=NB201TaskConfig)
+    imagenet: ImageNetTaskConfig = field(default_factory=ImageNetTaskConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def check_consistency(self, prefix: str) -> None:
@@ -314,9 +377,9 @@ class Params:
                                   f"search (nb201.search.mode: tabular); use best or argmax here")
         if self.runtime.gpus > 1 and self.task in ("ptb", "markov"):
             raise ConfigError(f"{prefix}runtime.gpus: {self.runtime.gpus} processes train image tasks only (cifar10, "
-                              f"digits, nb201); the text task {self.task} runs in one process: set runtime.gpus: 1")
+                              f"digits, nb201, imagenet); the text task {self.task} runs in one process: set runtime.gpus: 1")
 
-    def task_config(self) -> TaskConfig | TextTaskConfig | NB201TaskConfig:
+    def task_config(self) -> TaskConfig | TextTaskConfig | NB201TaskConfig | ImageNetTaskConfig:
         if self.task == "cifar10":
             return TaskConfig(self.search, self.derive, self.evaluate)
         return getattr(self, self.task)

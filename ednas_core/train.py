@@ -26,6 +26,7 @@ from .config import EvaluateConfig
 from .data import DeviceLoader, ImageDataset
 from .device_sums import DeviceSums
 from .genotypes import Genotype
+from .metrics import topk_correct
 from .models.cnn import EvalNetwork, count_parameters
 from .runtime import Runtime, seed_for
 from .schedules import cosine_lr, set_lr
@@ -48,19 +49,24 @@ class TrainResult:
     test_acc: float
     params: int              # auxiliary head excluded
     history: list[TrainEpoch]
-    model: nn.Module         # EvalNetwork, or train_nb201.NB201EvalNetwork
+    model: nn.Module         # EvalNetwork, train_nb201.NB201EvalNetwork or models.imagenet.ImageNetEvalNetwork
+    top5_error: float | None = None  # % top-5 error, for trainers that report it (ImageNet)
 
 
 class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
+    """A subclass trains another network (build_model), on other data (make_loaders, data_size), with another
+    schedule (lr_at) or also counts top-5 accuracy (top5)."""
+
     what = "training run"
     report_type = TrainEpoch
+    top5 = False
 
     def __init__(self, genotype: Genotype, dataset: ImageDataset, config: EvaluateConfig, runtime: Runtime,
                  checkpoint_path: Path | None = None, callbacks: Iterable[TrainCallback] = (),
                  settings: dict | None = None):
         super().__init__(config.epochs, checkpoint_path, callbacks,
                          fingerprint(evaluate=asdict(config), seed=runtime.seed, genotype=genotype.to_dict(),
-                                     data=[len(dataset.train_labels), len(dataset.test_labels)], **(settings or {})))
+                                     data=self.data_size(dataset), **(settings or {})))
         self.config = config
         self.runtime = runtime
         device = runtime.device
@@ -77,23 +83,46 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
                 self.eval_forward, device_ids=[device.index] if device.type == "cuda" else None)
             if world.is_main:
                 print(f"{self.what}: {world.size} processes x batch {config.batch_size} = global batch "
-                      f"{world.size * config.batch_size} (learning rate as set, not scaled)", file=sys.stderr,
-                      flush=True)
+                      f"{world.size * config.batch_size} ({self.lr_note()})", file=sys.stderr, flush=True)
         else:
             self.forward = self.eval_forward
-        common = dict(mean=dataset.mean, std=dataset.std, channels_last=runtime.channels_last)
-        shard = dict(train="drop", test="keep") if world.distributed else dict(train=None, test=None)
-        self.train_loader = DeviceLoader(dataset.train_images.to(device), dataset.train_labels.to(device),
-                                         config.batch_size, seed=runtime.seed, shuffle=True, augment=config.augment,
-                                         cutout=getattr(config, "cutout", 0), shard=shard["train"], **common)
-        self.test_loader = DeviceLoader(dataset.test_images.to(device), dataset.test_labels.to(device),
-                                        config.batch_size, seed=runtime.seed, shuffle=False, augment=False,
-                                        shard=shard["test"], **common)
-        self.optimizer = runtime.sgd(self.model.parameters(), lr=config.lr, momentum=config.momentum,
+        self.train_loader, self.test_loader = self.make_loaders(dataset, config, runtime, world.distributed)
+        self.optimizer = runtime.sgd(self.model.parameters(), lr=self.lr_at(0), momentum=config.momentum,
                                       nesterov=config.nesterov and config.momentum > 0,
                                       weight_decay=config.weight_decay)
-        self.loss_fn = nn.CrossEntropyLoss()
+        # training with label smoothing where the recipe has it (ImageNet); the test loss is the plain one
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=getattr(config, "label_smoothing", 0.0))
+        self.test_loss_fn = nn.CrossEntropyLoss()
         self.sums = DeviceSums(device)  # the epoch's training loss and accuracy, added to by train_step
+
+    @staticmethod
+    def data_size(dataset: ImageDataset) -> list[int]:
+        """What the checkpoint fingerprint records of the data (its sizes)."""
+        return [len(dataset.train_labels), len(dataset.test_labels)]
+
+    @staticmethod
+    def make_loaders(dataset: ImageDataset, config: EvaluateConfig, runtime: Runtime,
+                     sharded: bool) -> tuple[DeviceLoader, DeviceLoader]:
+        """(training, test) batches on the device; sharded (several processes): each rank its slice of the
+        epoch's order, the training remainder dropped, every test sample kept."""
+        device = runtime.device
+        common = dict(mean=dataset.mean, std=dataset.std, channels_last=runtime.channels_last)
+        shard = dict(train="drop", test="keep") if sharded else dict(train=None, test=None)
+        train = DeviceLoader(dataset.train_images.to(device), dataset.train_labels.to(device), config.batch_size,
+                             seed=runtime.seed, shuffle=True, augment=config.augment,
+                             cutout=getattr(config, "cutout", 0), shard=shard["train"], **common)
+        test = DeviceLoader(dataset.test_images.to(device), dataset.test_labels.to(device), config.batch_size,
+                            seed=runtime.seed, shuffle=False, augment=False, shard=shard["test"], **common)
+        return train, test
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of `epoch` (cosine annealing to lr_min)."""
+        c = self.config
+        return cosine_lr(c.lr, c.lr_min, epoch, c.epochs)
+
+    def lr_note(self) -> str:
+        """What several processes do to the learning rate, for the log."""
+        return "learning rate as set, not scaled"
 
     @staticmethod
     def build_model(genotype: Genotype, dataset: ImageDataset, config: EvaluateConfig) -> nn.Module:
@@ -111,13 +140,14 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
     def run(self) -> TrainResult:
         self.run_epochs()
         last = self.history[-1].metrics if self.history else self.evaluate()
+        top5 = 100.0 - last["test_top5_acc"] * 100.0 if "test_top5_acc" in last else None
         return TrainResult(test_error=100.0 - last["test_acc"] * 100.0, test_acc=last["test_acc"],
-                           params=self.params, history=self.history, model=self.model)
+                           params=self.params, history=self.history, model=self.model, top5_error=top5)
 
     def run_epoch(self, epoch: int) -> TrainEpoch:
         c, rt = self.config, self.runtime
         rt.seed_epoch(epoch, "train")
-        lr = cosine_lr(c.lr, c.lr_min, epoch, c.epochs)
+        lr = self.lr_at(epoch)
         set_lr(self.optimizer, lr)
         self.model.drop_path_prob = getattr(c, "drop_path", 0.0) * epoch / c.epochs
         self.model.train()
@@ -158,7 +188,8 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Top-1 accuracy and loss on the test set (each rank its shard; the counts summed over the ranks)."""
+        """Top-1 (and with `top5` top-5) accuracy and loss on the test set (each rank its shard; the counts summed
+        over the ranks)."""
         self.model.eval()
         distributed.broadcast_buffers(self.model)  # rank 0's running statistics on every rank (as DDP's forward)
         sums = DeviceSums(self.runtime.device)
@@ -167,7 +198,8 @@ class GenotypeTrainer(CheckpointedLoop[TrainEpoch]):
         for i, (images, labels) in enumerate(self.test_loader.epoch(0), 1):
             with self.runtime.autocast():
                 logits, _ = self.eval_forward(images)
-            sums.add(self.loss_fn(logits.float(), labels), labels, logits.argmax(1))
+            top5 = topk_correct(logits, labels, (5,))[5] if self.top5 else None
+            sums.add(self.test_loss_fn(logits.float(), labels), labels, logits.argmax(1), top5)
             self.progress("test", i, total)
-        test_loss, test_acc = sums.means()
-        return {"test_loss": test_loss, "test_acc": test_acc}
+        test_loss, test_acc, test_top5_acc = sums.means_with_top5()
+        return {"test_loss": test_loss, "test_acc": test_acc, **({"test_top5_acc": test_top5_acc} if self.top5 else {})}

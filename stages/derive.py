@@ -14,13 +14,12 @@ import json
 
 
 from ednas_core.checkpoint import load_checkpoint, require_keys
-from ednas_core.data.prepared import load_prepared
 from ednas_core.derive import Candidate, derive
 from ednas_core.genotypes import from_architecture, save_genotype, to_architecture
 from ednas_core.runtime import Runtime
 from ednas_core.spaces import NB201_SPACE
-from ednas_core.tasks import derive_scorer, restore_search
-from ednas_core.tasks.nb201 import best_queried, is_tabular, load_prepared_table, lookup
+from ednas_core.tasks import derive_scorer, load_data, restore_search
+from ednas_core.tasks.nb201 import best_queried, load_prepared_table, lookup
 from ednas_core.tracking import StageRun
 
 from .common import (DERIVE_DIR, METRICS_DIR, PREPARED, StageError, flat_params, read_params, run_stage,
@@ -38,7 +37,7 @@ def main() -> None:
         raise StageError(f"{SUPERNET} is missing; run the search stage first (dvc repro search)")
     state = require_keys(load_checkpoint(SUPERNET, RERUN_SEARCH), ("child", "policy"), SUPERNET, RERUN_SEARCH)
     table = load_prepared_table(PREPARED) if params.task == "nb201" else None
-    dataset = None if is_tabular(task.search) else load_prepared(PREPARED, params.task)
+    dataset = load_data(params.task, PREPARED, params.data, task.search)
     with StageRun("derive", params.task, flat_params(params), text, extra_tags=stage_tags(params)) as run:
         child, strategy = restore_search(params.task, dataset, task.search, params.data, runtime, state, SUPERNET,
                                          RERUN_SEARCH, table=table)

@@ -14,7 +14,7 @@ import sys
 
 from ednas_core import distributed
 from ednas_core.checkpoint import save_checkpoint
-from ednas_core.data.prepared import load_prepared, read_manifest
+from ednas_core.data.prepared import read_manifest
 from ednas_core.config import Params
 from ednas_core.genotypes import Genotype, from_architecture, load_genotype
 from ednas_core.spaces import NB201_SPACE
@@ -22,7 +22,7 @@ from ednas_core.tasks.nb201 import TABLE_DATASETS, load_prepared_table, lookup, 
 from ednas_core.runtime import Runtime
 from ednas_core.epochs import CheckpointMismatch, discard_unreadable
 from ednas_core.tracking import StageRun
-from ednas_core.tasks import is_text, make_trainer
+from ednas_core.tasks import is_text, load_data, make_trainer
 from ednas_core.train import TrainCallback, TrainEpoch
 
 from .common import (DERIVE_DIR, EVALUATE_DIR, METRICS_DIR, PREPARED, Progress, RankRun, code_version, epoch_rows,
@@ -91,7 +91,7 @@ def main() -> None:
         genotype, truth = _nb201_cell(source)
     else:
         genotype, truth = load_genotype(DERIVE_DIR / "genotype.json" if source == "derived" else source), None
-    dataset = load_prepared(PREPARED, params.task)
+    dataset = load_data(params.task, PREPARED, params.data, task.search)
     settings = {"code": code_version(), "data_md5": read_manifest(PREPARED).dataset_md5}  # checkpoint fingerprint
     if main_rank:  # an unreadable one is set aside before the MLflow run looks
         discard_unreadable(CHECKPOINT, "evaluate")
@@ -133,9 +133,11 @@ def main() -> None:
             more = {"best_valid_ppl": result.best_valid_ppl, "test_epoch": result.test_epoch}
             headline = f"test perplexity {result.test_ppl:.2f} (weights of epoch {result.test_epoch})"
         else:
-            scores = {"test_error": result.test_error}
+            scores = {"test_error": result.test_error,
+                      **({"top5_error": result.top5_error} if result.top5_error is not None else {})}
             more = {"test_acc": result.test_acc}
-            headline = f"test error {result.test_error:.2f}%"
+            headline = f"test error {result.test_error:.2f}%" + (
+                f", top-5 error {result.top5_error:.2f}%" if result.top5_error is not None else "")
         summary = {**scores, "params": result.params}
         info = {"genotype": source, "epochs": len(result.history), **more, "params_m": result.params / 1e6,
                 hours_key: seconds / 3600.0, "device": runtime.name, "mlflow_run_id": run.run_id}
@@ -148,7 +150,7 @@ def main() -> None:
         write_json(METRICS_DIR / "info" / "evaluate.json", info)
         write_csv(METRICS_DIR / "evaluate_epochs.csv", epoch_rows(result.history))
         # per-epoch values (test_acc, valid/test ppl) are already logged by epoch; add what only the end knows
-        final = ({"test_error": result.test_error} if "test_error" in scores
+        final = ({k: v for k, v in scores.items() if k in ("test_error", "top5_error")} if "test_error" in scores
                  else {"best_valid_ppl": result.best_valid_ppl, "test_epoch": result.test_epoch})
         run.log_metrics({**final, "params_m": result.params / 1e6, hours_key: seconds / 3600})
         run.log_pipeline_metrics({**scores, "params_m": result.params / 1e6, "evaluate_hours": seconds / 3600,

@@ -4,7 +4,9 @@ PTB is read from data.root (or data.root/ptb), downloaded from the standard URL 
 generates its corpus. nb201 reads the NAS-Bench-201 table from data.root/nb201 (checked, written as
 data/prepared/nb201.csv) and, in weight_sharing mode or to train the found cell (nb201.evaluate.train),
 CIFAR-10 as the cifar10 task does; the table cannot be
-downloaded here (the stage says which files to place where).
+downloaded here (the stage says which files to place where). imagenet indexes data.root/imagenet/{train,val}/
+(file names and sizes, data/prepared/imagenet_index.json): the 150 GB of images stay where they are, and
+ImageNet cannot be downloaded automatically (the stage says what to place where).
 
 CIFAR-10 is read from data.root (binary or python version); when missing it is downloaded with torchvision
 (python version, md5-checked); offline, the stage stops with one line saying which files to place where.
@@ -22,6 +24,7 @@ from ednas_core.config import Params
 from ednas_core.data.nb201_table import NB201Table
 from ednas_core.data.prepared import TABLE_FILE, Manifest, md5sum, save_prepared, save_table_manifest
 from ednas_core.data.ptb import PTB_FILES, PTB_URL, Corpus, load_ptb, make_synthetic_corpus
+from ednas_core.tasks.imagenet import imagenet_root, prepare_imagenet
 from ednas_core.tracking import StageRun
 
 from .common import METRICS_DIR, PREPARED, flat_params, read_params, run_stage, stage_tags, write_json
@@ -125,6 +128,8 @@ def _nb201_table(root: Path) -> tuple[NB201Table, str, dict[str, str]]:
 
 def _prepare(params: Params, root: Path) -> tuple[Manifest, NB201Table | None]:
     """Prepares the task's data into data/prepared; nb201 also (in tabular mode: only) its benchmark table."""
+    if params.task == "imagenet":
+        return prepare_imagenet(params.data, PREPARED)[0], None
     if params.task != "nb201":
         dataset, sources = load_task_data(params.task, root)
         return save_prepared(dataset, PREPARED, params.task, sources), None
@@ -150,6 +155,17 @@ def main() -> None:
             print(f"prepare-data: {params.task}: table of {len(table)} architectures (tabular mode) -> {PREPARED}")
             return
         unit = "tokens" if manifest.kind == "text" else "images"
+        if manifest.kind == "index":  # the images stay in place; the counts are of the files indexed
+            summary = {"train_images": manifest.train, "val_images": manifest.test, "classes": len(manifest.classes)}
+            write_json(METRICS_DIR / "prepare.json", summary)
+            write_json(METRICS_DIR / "info" / "prepare.json", {
+                "task": params.task, "images": str(imagenet_root(params.data)), "index_md5": manifest.dataset_md5,
+                "mlflow_run_id": run.run_id})
+            run.log_metrics(summary)
+            run.log_artifact(PREPARED / "manifest.json")
+            print(f"prepare-data: imagenet: indexed {manifest.train:,} train / {manifest.test:,} val images of "
+                  f"{len(manifest.classes):,} classes in {imagenet_root(params.data)} -> {PREPARED}")
+            return
         # metrics: numbers only (DVC compares them); names and ids beside them in metrics/info/ (a plain output)
         summary = {f"train_{unit}": manifest.train, f"test_{unit}": manifest.test,
                    **({"vocab_size": manifest.vocab_size} if manifest.kind == "text" else {})}

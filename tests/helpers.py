@@ -146,3 +146,22 @@ def nb201_search_config(**overrides):
     from ednas_core.config import nb201_search_defaults
 
     return dataclasses.replace(nb201_search_defaults(), **overrides)
+
+
+def write_pattern_imagefolder(root: Path, classes: int = 6, train_per_class: int = 10, val_per_class: int = 3,
+                              size: int = 40, seed: int = 0) -> Path:
+    """An ImageNet layout (root/{train,val}/<wnid>/*.JPEG) of small JPEGs whose class is its dominant colour
+    channel and brightness plus noise: a network learns it within a few steps. Returns root."""
+    from torchvision.io import encode_jpeg
+
+    generator = torch.Generator().manual_seed(seed)
+    for split, per_class in (("train", train_per_class), ("val", val_per_class)):
+        for c in range(classes):
+            folder = root / split / f"n{c:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(per_class):
+                image = torch.randint(0, 96, (3, size, size), generator=generator)
+                image[c % 3] += 80 + 60 * (c // 3)
+                (folder / f"n{c:08d}_{k}.JPEG").write_bytes(
+                    encode_jpeg(image.clamp(0, 255).to(torch.uint8), quality=90).numpy().tobytes())
+    return root

@@ -142,7 +142,7 @@ def test_committed_params_comment_every_non_obvious_key():
     pytest.param(("search", "strategy"), "darts",
                  "search.strategy: got 'darts'; expected one of ednas, random, enas, evnas, nao, rea",
                  id="unknown_choice"),
-    pytest.param(("task",), "imagenet", "task: got 'imagenet'; expected one of cifar10, digits, ptb, markov, nb201",
+    pytest.param(("task",), "mnist", "task: got 'mnist'; expected one of cifar10, digits, ptb, markov, nb201, imagenet",
                  id="unknown_top_level_choice"),
     pytest.param(("digits", "search", "lr"), 0, "digits.search.lr: got 0; expected a number > 0",
                  id="nested_error_names_full_key"),
@@ -183,7 +183,7 @@ def test_unknown_top_level_key(raw):
     d = data(raw)
     d["serach"] = {"lr": 0.01}
     assert error_of(d) == ("serach: unknown key; did you mean search? known keys of params: task, runtime, data, "
-                           "search, derive, evaluate, digits, ptb, markov, nb201, tracking")
+                           "search, derive, evaluate, digits, ptb, markov, nb201, imagenet, tracking")
 
 
 def test_unknown_key_without_a_close_match_lists_the_known_keys(raw):

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
+from .. import distributed
 from ..checkpoint import atomic_write_text
 from .augment import augment_batch
 from .dataset import DataError
@@ -406,35 +407,76 @@ class DeviceNormalize:
 class EpochSampler(Sampler[tuple[int, int]]):
     """(position, sample seed) for positions 0..n-1, in an order fixed by (seed, epoch) — the generator seeding of
     DeviceLoader — with each sample's transform seed drawn from the same generator after the permutation. Call
-    set_epoch before each epoch (as with DistributedSampler); a resumed run replays an epoch exactly."""
+    set_epoch before each epoch (as with DistributedSampler); a resumed run replays an epoch exactly.
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True, epoch: int = 0) -> None:
-        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, epoch
+    shard (several processes, ednas_core.distributed), as DeviceLoader's: None: every sample; "drop": this rank's
+    slice of the epoch's (position, seed) pairs, the remainder dropped so that every rank has as many; "keep":
+    this rank's slice, every sample kept (evaluation)."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True, epoch: int = 0, shard: str | None = None) -> None:
+        if shard not in (None, "drop", "keep"):
+            raise ValueError(f"shard must be None, 'drop' or 'keep', got {shard!r}")
+        self.n, self.seed, self.shuffle, self.epoch, self.shard = n, seed, shuffle, epoch, shard
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n
+        return self.n if self.shard is None else distributed.shard_size(self.n, self.shard == "drop")
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = epoch_generator(self.seed, self.epoch)  # the order DeviceLoader's epochs follow
         order = torch.randperm(self.n, generator=generator) if self.shuffle else torch.arange(self.n)
         seeds = torch.randint(0, 2**62, (self.n,), generator=generator)
-        return zip(order.tolist(), seeds.tolist())
+        pairs = torch.stack([order, seeds], dim=1)
+        if self.shard is not None:  # the same pairs on every rank; this rank's rows of them
+            pairs = distributed.shard(pairs, drop_remainder=self.shard == "drop")
+        return iter(map(tuple, pairs.tolist()))
 
 
 def imagenet_loader(dataset: ImageNetDataset, batch_size: int, workers: int, shuffle: bool, seed: int,
                     epoch: int = 0, pin_memory: bool = True, prefetch_factor: int = 2,
-                    drop_last: bool = False) -> DataLoader:
+                    drop_last: bool = False, shard: str | None = None) -> DataLoader:
     """Batches (uint8 images [B,3,H,W], int64 labels [B], int64 skipped [B]) of `dataset` in the order of
     (seed, epoch), decoded by `workers` persistent worker processes (0: in this process). For the next epoch
     call loader.sampler.set_epoch(e) and iterate again: the workers stay. Memory is pinned when asked and a
-    CUDA device is present; move batches with DeviceNormalize."""
+    CUDA device is present; move batches with DeviceNormalize. shard: as EpochSampler's."""
     if batch_size < 1 or workers < 0 or prefetch_factor < 1:
         raise ValueError(f"need batch_size >= 1, workers >= 0 and prefetch_factor >= 1, got {batch_size}, "
                          f"{workers} and {prefetch_factor}")
-    return DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), seed, shuffle, epoch),
+    return DataLoader(dataset, batch_size=batch_size,
+                      sampler=EpochSampler(len(dataset), seed, shuffle, epoch, shard=shard),
                       num_workers=workers, pin_memory=pin_memory and torch.cuda.is_available(),
                       drop_last=drop_last, persistent_workers=workers > 0,
                       prefetch_factor=prefetch_factor if workers > 0 else None)
+
+
+class ImageNetBatches:
+    """DeviceLoader's interface over ImageNet files: epoch(e) yields (normalized float images, labels) on
+    `device`, in the order of (seed, e) whatever the worker count; len() is the batches of an epoch and
+    num_samples its images (this rank's shard). Images the dataset substituted for unreadable files
+    (on_unreadable 'skip') are counted in `skipped` (host integer, summed as batches arrive: no device read)."""
+
+    def __init__(self, dataset: ImageNetDataset, batch_size: int, *, workers: int, seed: int, shuffle: bool,
+                 device: torch.device | str, channels_last: bool = False, drop_last: bool = False,
+                 shard: str | None = None, prefetch_factor: int = 2) -> None:
+        self.dataset, self.batch_size, self.drop_last = dataset, batch_size, drop_last
+        self.loader = imagenet_loader(dataset, batch_size, workers, shuffle, seed, drop_last=drop_last,
+                                      prefetch_factor=prefetch_factor, shard=shard)
+        self.normalize = DeviceNormalize(device, channels_last=channels_last)
+        self.device = torch.device(device)
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    @property
+    def num_samples(self) -> int:
+        n = len(self.loader.sampler)
+        return min(len(self) * self.batch_size, n)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.loader.sampler.set_epoch(epoch)
+        for images, labels, skipped in self.loader:
+            self.skipped += int(skipped.sum())
+            yield self.normalize(images), labels.to(self.device, non_blocking=True)

@@ -15,6 +15,7 @@ import torch
 
 from ..checkpoint import atomic_write_bytes, atomic_write_text
 from .dataset import DataError, ImageDataset
+from .imagenet import INDEX_FILE
 from .ptb import Corpus
 
 DATASET_FILE = "dataset.pt"
@@ -40,6 +41,7 @@ class Manifest:
     classes: list[str]           # class names; [] for a corpus
     sources: dict[str, str]      # raw file -> md5
     kind: str = "images"         # images | text | table (nb201 tabular: the benchmark table alone, no dataset file)
+                                 # | index (imagenet: an index of the image files, data/imagenet.py)
     vocab_size: int = 0
     table_md5: str = ""          # nb201: md5 of the prepared benchmark table (TABLE_FILE)
 
@@ -53,8 +55,19 @@ def save_table_manifest(folder: Path, task: str, table_md5: str, sources: dict[s
     """The manifest of a task whose prepared data is its benchmark table alone (nb201, tabular mode); a dataset
     file of an earlier preparation is removed, so that nothing stale travels with the outputs."""
     (folder / DATASET_FILE).unlink(missing_ok=True)
+    (folder / INDEX_FILE).unlink(missing_ok=True)
     return _write_manifest(folder, Manifest(task=task, dataset_md5=table_md5, train=0, test=0, shape=[], classes=[],
                                             sources=sources, kind="table", table_md5=table_md5))
+
+
+def save_index_manifest(folder: Path, task: str, index_md5: str, train: int, test: int, classes: list[str],
+                        sources: dict[str, str]) -> Manifest:
+    """The manifest of a task whose prepared data is an index of image files left in place (imagenet); a dataset
+    file of an earlier preparation is removed."""
+    (folder / DATASET_FILE).unlink(missing_ok=True)
+    (folder / TABLE_FILE).unlink(missing_ok=True)
+    return _write_manifest(folder, Manifest(task=task, dataset_md5=index_md5, train=train, test=test, shape=[],
+                                            classes=classes, sources=sources, kind="index"))
 
 
 def save_prepared(data: ImageDataset | Corpus, folder: Path, task: str, sources: dict[str, str],
@@ -72,6 +85,7 @@ def save_prepared(data: ImageDataset | Corpus, folder: Path, task: str, sources:
                      classes=list(data.classes))
     payload = buffer.getvalue()
     atomic_write_bytes(folder / DATASET_FILE, payload)
+    (folder / INDEX_FILE).unlink(missing_ok=True)  # an earlier imagenet preparation's
     manifest = Manifest(task=task, dataset_md5=hashlib.md5(payload).hexdigest(), sources=sources,
                         table_md5=table_md5, **sizes)
     return _write_manifest(folder, manifest)
@@ -87,7 +101,7 @@ def _fits(key: str, value: object) -> bool:
     """Whether a manifest value has its field's JSON type (true/false is no number) and, for kind, a known kind."""
     if isinstance(value, bool) or not isinstance(value, _JSON_TYPES[_FIELD_TYPES[key]]):
         return False
-    return key != "kind" or value in ("images", "text", "table")
+    return key != "kind" or value in ("images", "text", "table", "index")
 
 
 def read_manifest(folder: Path) -> Manifest:
@@ -116,6 +130,9 @@ def load_prepared(folder: Path, task: str) -> ImageDataset | Corpus:
     """Loads and checks a prepared dataset; a missing, foreign or corrupt one gets a one-line DataError."""
     folder = Path(folder)
     manifest_path, data_path = folder / MANIFEST_FILE, folder / DATASET_FILE
+    if manifest_path.is_file() and read_manifest(folder).kind == "index":
+        raise DataError(f"{folder} holds the index of ImageNet's files, not the {task!r} dataset; run the "
+                        "prepare-data stage again (dvc repro)")
     if manifest_path.is_file() and read_manifest(folder).kind == "table":
         raise DataError(f"{folder} holds only the {read_manifest(folder).task} benchmark table (tabular mode), "
                         "no images; run the prepare-data stage again (dvc repro)")

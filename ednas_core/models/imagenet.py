@@ -23,23 +23,32 @@ class AuxiliaryHeadImageNet(AuxiliaryHead):
         super().__init__(channels, num_classes, map_size=7, pool_stride=2, last_batchnorm=False)
 
 
+def imagenet_stems(in_channels: int, channels: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """DARTS NetworkImageNet's stems: stem0, two stride-2 3x3 convolutions (224 -> 56, `channels` // 2 then
+    `channels`), and stem1, one more (56 -> 28). The search network on ImageNet uses them too (the paper: the
+    stem reduced to 28x28)."""
+    c = channels
+    stem0 = nn.Sequential(
+        nn.Conv2d(in_channels, c // 2, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(c // 2),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c // 2, c, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(c),
+    )
+    stem1 = nn.Sequential(  # DARTS's ReLU here is in place, rectifying s0 too; the first cell's
+        nn.ReLU(inplace=False),  # FactorizedReduce rectifies s0 anyway, so keeping s0 intact changes nothing
+        nn.Conv2d(c, c, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(c),
+    )
+    return stem0, stem1
+
+
 class ImageNetEvalNetwork(CellStackNetwork):
     def __init__(self, genotype: Genotype, init_channels: int = 48, layers: int = 14, num_classes: int = 1000,
                  auxiliary: bool = True, in_channels: int = 3):
         super().__init__(genotype)
         c = init_channels
-        self.stem0 = nn.Sequential(
-            nn.Conv2d(in_channels, c // 2, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(c // 2),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c // 2, c, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(c),
-        )
-        self.stem1 = nn.Sequential(  # DARTS's ReLU here is in place, rectifying s0 too; the first cell's
-            nn.ReLU(inplace=False),  # FactorizedReduce rectifies s0 anyway, so keeping s0 intact changes nothing
-            nn.Conv2d(c, c, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(c),
-        )
+        self.stem0, self.stem1 = imagenet_stems(in_channels, c)
         # the first cell's s0 (stem0, 56x56) has twice the resolution of its s1 (stem1, 28x28)
         self.build_stack(c, layers, c, num_classes, AuxiliaryHeadImageNet if auxiliary else None,
                          reduction_prev=True)

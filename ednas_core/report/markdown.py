@@ -43,8 +43,11 @@ def _images(refs: Sequence[FigureRef]) -> list[str]:
 def _paper_rows(task: str, strategy: str, evaluate: dict, search_days: float, kind: str) -> list[list[Any]]:
     paper = published(strategy, task)
     metric = main_metric(task)
-    label = "test perplexity" if metric == "test_ppl" else "test error (%)"
+    label = ("test perplexity" if metric == "test_ppl" else
+             "top-1 error (%)" if task == "imagenet" else "test error (%)")
     rows = [[label, evaluate.get(metric, math.nan), metric],
+            *([["top-5 error (%)", evaluate.get("top5_error", math.nan), "top5_error"]]
+              if "top5_error" in evaluate or (paper and "top5_error" in paper) else []),
             ["parameters (M)", evaluate.get("params_m", math.nan), "params_m"],
             [f"search cost ({kind}-days)", search_days, "search_gpu_days"]]
     out = []
@@ -121,7 +124,10 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
                   f"- genotype: {evaluate['genotype']}, {evaluate['epochs']} epochs, "
                   f"{train_hours:.4g} {train_kind}-hours on {evaluate.get('device', '?')}",
                   (f"- test perplexity {evaluate['test_ppl']:.2f}" if "test_ppl" in evaluate else
-                   f"- top-1 test error {evaluate['test_error']:.2f}% (accuracy {evaluate['test_acc']:.4f})")
+                   f"- top-1 test error {evaluate['test_error']:.2f}% (accuracy {evaluate['test_acc']:.4f})"
+                   + (f", top-5 error {evaluate['top5_error']:.2f}%" if "top5_error" in evaluate else "")
+                   + (" on the 50,000 validation images (ImageNet's test labels are not public)"
+                      if task == "imagenet" else ""))
                   + f", {evaluate['params']:,} parameters (auxiliary head excluded)", ""]
     if figures:
         lines += _images(figures.evaluate)

@@ -1,6 +1,7 @@
 """The tasks the pipeline runs and what each needs: image tasks search CNN cells (child_cnn, train), text
 tasks search recurrent cells (child_rnn, train_rnn), nb201 searches the NAS-Bench-201 cell against the benchmark's
-table (tasks/nb201.py). The stages call these instead of branching themselves."""
+table (tasks/nb201.py), imagenet searches and trains CNN cells on image files (tasks/imagenet.py). The stages
+call these instead of branching themselves."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from ..strategies import Strategy, make_strategy
 from ..runtime import Runtime
 from ..search import EDNASSearch
 from ..spaces import CNN_SPACE, NB201_SPACE, RNN_SPACE, Architecture, SearchSpace
-from . import nb201
+from . import imagenet, nb201
+from .imagenet import ImageNetChild, PreparedImageNet
 
-IMAGE_TASKS = ("cifar10", "digits")
+IMAGE_TASKS = ("cifar10", "digits", "imagenet")
 TEXT_TASKS = ("ptb", "markov")
 
 
@@ -34,7 +36,22 @@ def space_of(task: str) -> SearchSpace:
     return RNN_SPACE if is_text(task) else NB201_SPACE if task == "nb201" else CNN_SPACE
 
 
-def make_search(task: str, data: ImageDataset | Corpus | None, search_config: Any, data_config: DataConfig,
+TaskData = ImageDataset | Corpus | PreparedImageNet
+
+
+def load_data(task: str, folder: Path, data_config: DataConfig, search_config: Any) -> TaskData | None:
+    """What prepare-data wrote for `task` in `folder`: tensors (image and text tasks), the index of ImageNet's
+    files, or nothing (nb201 tabular: the table alone, loaded by tasks.nb201.load_prepared_table)."""
+    if task == "imagenet":
+        return imagenet.load_prepared_imagenet(folder, data_config)
+    if nb201.is_tabular(search_config):
+        return None
+    from ..data.prepared import load_prepared
+
+    return load_prepared(folder, task)
+
+
+def make_search(task: str, data: TaskData | None, search_config: Any, data_config: DataConfig,
                 runtime: Runtime, checkpoint: Path | None, callbacks: Iterable[EpochCallback],
                 settings: dict, table: "nb201.NB201Table | None" = None) -> EDNASSearch:
     """The search of `task`; nb201 also takes its benchmark `table` (and no `data` in tabular mode)."""
@@ -42,12 +59,14 @@ def make_search(task: str, data: ImageDataset | Corpus | None, search_config: An
         assert table is not None, "task nb201 needs its table"
         return nb201.make_nb201_search(table, data, search_config, data_config, runtime, checkpoint, callbacks,
                                        settings)
+    if task == "imagenet":
+        return imagenet.imagenet_search(data, search_config, data_config, runtime, checkpoint, callbacks, settings)
     if is_text(task):
         return rnn_search(data, search_config, runtime, checkpoint, callbacks, settings)
     return cnn_search(data, search_config, data_config, runtime, checkpoint, callbacks, settings)
 
 
-def restore_search(task: str, data: ImageDataset | Corpus | None, search_config: Any, data_config: DataConfig,
+def restore_search(task: str, data: TaskData | None, search_config: Any, data_config: DataConfig,
                    runtime: Runtime, state: dict, source: Path, fix: str = "rerun the search that wrote it",
                    table: "nb201.NB201Table | None" = None) -> tuple[Any, Strategy]:
     """The child network and strategy of a finished search (`state`, loaded from `source`:
@@ -56,6 +75,8 @@ def restore_search(task: str, data: ImageDataset | Corpus | None, search_config:
     if task == "nb201":
         assert table is not None, "task nb201 needs its table"
         return nb201.restore_nb201(table, data, search_config, data_config, runtime, state, source, fix)
+    if task == "imagenet":
+        return imagenet.restore_imagenet(data, search_config, data_config, runtime, state, source, fix)
     if is_text(task):
         child: ImageChild | TextChild = TextChild.build(data, search_config, runtime)
     else:
@@ -74,6 +95,8 @@ def derive_scorer(task: str, child: Any, batch_size: int,
     (images, or predicted tokens; 0 for table look-ups)."""
     if task == "nb201":
         return nb201.nb201_scorer(child, batch_size, runtime)
+    if isinstance(child, ImageNetChild):
+        return imagenet.imagenet_scorer(child, batch_size, runtime)
     if isinstance(child, TextChild):
         valid = batchify(child.valid_data.t().reshape(-1), batch_size, runtime.device)
         window = min(child.config.bptt, valid.shape[0] - 1)
@@ -86,7 +109,7 @@ def derive_scorer(task: str, child: Any, batch_size: int,
     return (lambda arch: child.reward(arch, (images, labels))), int(labels.shape[0])
 
 
-def make_trainer(task: str, genotype: Genotype, data: ImageDataset | Corpus, evaluate_config: Any,
+def make_trainer(task: str, genotype: Genotype, data: TaskData, evaluate_config: Any,
                  runtime: Runtime, checkpoint: Path | None, callbacks: Iterable[EpochCallback], settings: dict):
     if genotype.space != space_of(task).name:
         raise ValueError(f"task {task} trains {space_of(task).name} genotypes, got a {genotype.space} genotype; "
@@ -95,6 +118,10 @@ def make_trainer(task: str, genotype: Genotype, data: ImageDataset | Corpus, eva
         from ..train_nb201 import NB201Trainer
 
         return NB201Trainer(genotype, data, evaluate_config, runtime, checkpoint, callbacks, settings)
+    if task == "imagenet":
+        from ..train_imagenet import ImageNetTrainer
+
+        return ImageNetTrainer(genotype, data, evaluate_config, runtime, checkpoint, callbacks, settings)
     if is_text(task):
         from ..train_rnn import RNNTrainer
 

@@ -467,3 +467,24 @@ def test_sampler_seeds_differ_per_sample_and_loader_arguments_are_checked(root: 
     dataset = ImageNetDataset(index, "train", None, None, root)
     with pytest.raises(ValueError, match="need batch_size >= 1, workers >= 0 and prefetch_factor >= 1"):
         imagenet_loader(dataset, 0, 0, True, seed=0)
+
+
+def test_sampler_shards_one_epoch_order_across_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several processes: each rank its slice of the same (position, seed) pairs, the remainder dropped for training
+    (equal step counts) or kept for evaluation (every image once)."""
+    from ednas_core import distributed
+
+    whole = list(EpochSampler(11, seed=3, epoch=2))
+    shards = {}
+    for mode in ("drop", "keep"):
+        for rank in range(2):
+            monkeypatch.setattr(distributed, "world", lambda rank=rank: distributed.World(rank, 2))
+            sampler = EpochSampler(11, seed=3, epoch=2, shard=mode)
+            shards[mode, rank] = list(sampler)
+            assert len(sampler) == len(shards[mode, rank])
+    assert [len(shards["drop", r]) for r in range(2)] == [5, 5]
+    assert sorted(shards["keep", 0] + shards["keep", 1]) == sorted(whole)
+    assert shards["drop", 0] + shards["drop", 1] == whole[0:10:2] + whole[1:10:2]
+    assert not set(shards["drop", 0]) & set(shards["drop", 1])
+    with pytest.raises(ValueError, match="shard must be"):
+        EpochSampler(11, seed=3, shard="half")
