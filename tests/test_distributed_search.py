@@ -117,3 +117,40 @@ def test_a_rank_sampling_other_architectures_is_detected(tmp_path):
         assert message is not None, f"rank {r} did not detect the divergence"
         assert message.startswith("search epoch 1: the first sampled architecture differs between ranks")
         assert "\n" not in message
+
+
+def _killed_search_rank(rank: int, ckpt: Path, out: Path) -> None:
+    from helpers import StopAfter
+
+    def search(name, callbacks=()):
+        return cnn_search(dataset(), tiny_search_config(**{**SEARCH, "epochs": 3}), DataConfig(), make_runtime("cpu"),
+                          ckpt / name, callbacks)
+
+    full = search("full.pt")
+    full_result = full.run()
+    try:
+        search("k.pt", [StopAfter(0)]).run()
+    except StopAfter.Killed:
+        pass
+    resumed = search("k.pt")
+    resumed_result = resumed.run()
+    torch.save({"full": _summary(full, full_result), "resumed": _summary(resumed, resumed_result),
+                "resumed_from": resumed_result.resumed_from}, out / f"rank{rank}.pt")
+
+
+def test_two_rank_search_killed_after_epoch_1_resumes_to_the_uninterrupted_result(tmp_path):
+    ckpt, out = tmp_path / "ckpt", tmp_path / "out"
+    ckpt.mkdir(), out.mkdir()
+    spawn(_killed_search_rank, ckpt, out)
+    timing = ("_time_s", "_per_s")
+    for r in range(WORLD):
+        rank = torch.load(out / f"rank{r}.pt", weights_only=False)
+        assert rank["resumed_from"] == 1
+        full, resumed = rank["full"], rank["resumed"]
+        for name, value in full["net"].items():
+            assert torch.equal(value, resumed["net"][name]), name
+        for a, b in zip(full["policy"], resumed["policy"]):
+            assert torch.equal(a, b)
+        for a, b in zip(full["metrics"], resumed["metrics"]):
+            assert ({k: v for k, v in a.items() if not k.endswith(timing)}
+                    == {k: v for k, v in b.items() if not k.endswith(timing)})

@@ -201,3 +201,19 @@ def test_params_yaml_holds_the_papers_imagenet_recipe() -> None:
     assert (e.layers, e.init_channels, e.epochs, e.batch_size, e.lr, e.lr_gamma, e.warmup_epochs) == (
         14, 48, 250, 200, 0.1, 0.97, 5)
     assert (e.weight_decay, e.label_smoothing, e.auxiliary_weight) == (3e-5, 0.1, 0.4)
+
+
+def test_a_centre_crop_larger_than_the_resize_is_refused_by_name() -> None:
+    from dataclasses import asdict
+
+    from ednas_core.config import load_params
+
+    data = asdict(Params())
+    data["imagenet"]["evaluate"]["resize"] = 200
+    with pytest.raises(ConfigError, match=r"^imagenet\.evaluate\.resize: 200 is smaller than "
+                                          r"imagenet\.evaluate\.image_size 224"):
+        load_params(data)
+    data["imagenet"]["evaluate"]["resize"] = 256
+    data["imagenet"]["search"]["on_unreadable"] = "ignore"
+    with pytest.raises(ConfigError, match=r"^imagenet\.search\.on_unreadable: got 'ignore'; expected one of skip, stop"):
+        load_params(data)
