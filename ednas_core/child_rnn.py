@@ -4,7 +4,18 @@ no-grad forward). The hidden state is carried (detached) from window to window w
 the training and the validation stream, and reset when a stream starts over. Token counts stand in for images.
 With variable_bptt the training windows have AWD-LSTM / DARTS random lengths, drawn per epoch from a seed of
 (run seed, epoch) so that a resumed search is exact, each step's learning rate scaled by length / bptt; the
-validation windows keep the fixed bptt (every reward on the same window length)."""
+validation windows keep the fixed bptt (every reward on the same window length).
+
+Several processes (ednas_core.distributed; per-process batch, as the image tasks): each stream is batchified into
+W x batch_size (training) or W x policy_batch_size (validation) columns and each rank keeps columns rank::W
+(data.ptb.shard_columns), so rank r's window i is columns r::W of window i of one process with W times as many
+columns. Every rank walks the same windows (the same rows; the variable lengths are drawn from (seed, epoch) alone),
+so the step counts are equal; each rank carries the hidden state of its own columns. Every rank trains the same
+sampled cell; the gradients that exist (the sampled edges', the embedding's, W0's) are averaged with one all-reduce
+per step before clipping (child_base); the dropout masks are each rank's own (Runtime.seed_epoch). Each rank's
+reward is c / perplexity of its columns of the window (the search loop averages the rewards over the ranks); the
+epoch's loss and accuracy sums are reduced over the ranks (DeviceSums). The network has no buffers, so nothing else
+is synchronised."""
 
 from __future__ import annotations
 
@@ -16,10 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import distributed
 from .child_base import SharedWeightsChild
 from .device_sums import DeviceSums
 from .config import RNNSearchConfig
-from .data.ptb import Corpus, batchify, bptt_batches, bptt_lengths, check_windows, windows
+from .data.ptb import Corpus, batchify, bptt_batches, bptt_lengths, check_windows, shard_columns, windows
 from .strategies import make_strategy
 from .runtime import Runtime, seed_for
 from .schedules import set_lr
@@ -47,14 +59,16 @@ class TextChild(SharedWeightsChild):
 
     @classmethod
     def build(cls, corpus: Corpus, config: RNNSearchConfig, runtime: Runtime) -> "TextChild":
-        """Training stream for the shared weights, validation stream for the policy, both on the device."""
+        """Training stream for the shared weights, validation stream for the policy, both on the device; several
+        processes: each rank its batch_size (policy_batch_size) columns of the W times as many."""
         device = runtime.device
+        processes = distributed.world().size
         check_windows(corpus.train.numel(), config.batch_size, config.bptt, "training", "search.batch_size",
-                      "search.bptt")
+                      "search.bptt", processes)
         check_windows(corpus.valid.numel(), config.policy_batch_size, config.bptt, "validation",
-                      "search.policy_batch_size", "search.bptt")
-        train_data = batchify(corpus.train, config.batch_size, device)
-        valid_data = batchify(corpus.valid, config.policy_batch_size, device)
+                      "search.policy_batch_size", "search.bptt", processes)
+        train_data = shard_columns(batchify(corpus.train, processes * config.batch_size, device))
+        valid_data = shard_columns(batchify(corpus.valid, processes * config.policy_batch_size, device))
         torch.manual_seed(seed_for(runtime.seed, "search-init"))
         net = RNNSearchNetwork(len(corpus.vocab), config.emb, config.hidden, dropout=config.dropout,
                                dropouth=config.dropouth, dropoutx=config.dropoutx, dropouti=config.dropouti,
@@ -98,6 +112,7 @@ class TextChild(SharedWeightsChild):
         loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
         self.optimizer.zero_grad(set_to_none=True)
         (loss + activation_regularisation(raw, dropped, c.ar_alpha, c.tar_beta)).backward()
+        self._sync_gradients()  # several processes: the sampled cell's gradients averaged over the ranks
         nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
         lr = self.optimizer.param_groups[0]["lr"]
         set_lr(self.optimizer, lr * x.shape[0] / c.bptt)  # AWD-LSTM / DARTS: lr scaled by the window length
@@ -112,6 +127,7 @@ class TextChild(SharedWeightsChild):
         validation stream's hidden state; carry=False starts from zeros and keeps nothing (derive's fixed score)."""
         x, y = batch
         self._set_mode("eval")
+        self._sync_buffers()  # as the CNN child; the network has no floating-point buffers: no collective
         hidden = self._valid_hidden if carry else self.net.init_hidden(x.shape[1])
         logits, hidden = self.net(x, hidden, arch)
         if carry:
@@ -126,7 +142,7 @@ class TextChild(SharedWeightsChild):
 
     @property
     def images_per_epoch(self) -> tuple[int, int]:
-        """Predicted tokens per pass over the training and the validation stream."""
+        """Predicted tokens per pass over this rank's columns of the training and the validation stream."""
         return ((self.train_data.shape[0] - 1) * self.train_data.shape[1],
                 (self.valid_data.shape[0] - 1) * self.valid_data.shape[1])
 

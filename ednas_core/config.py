@@ -366,8 +366,8 @@ class Params:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def check_consistency(self, prefix: str) -> None:
-        """derive.mode queried picks among a tabular search's own look-ups: nb201 in tabular mode only; several
-        processes (runtime.gpus) train image tasks only."""
+        """derive.mode queried picks among a tabular search's own look-ups: nb201 in tabular mode only. (Several
+        processes, runtime.gpus, train every task: the text tasks shard the columns of their token streams.)"""
         for task in TASKS:
             where = "" if task == "cifar10" else f"{task}."
             config = TaskConfig(self.search, self.derive, self.evaluate) if task == "cifar10" else getattr(self, task)
@@ -375,9 +375,6 @@ class Params:
             if config.derive.mode == "queried" and not tabular:
                 raise ConfigError(f"{prefix}{where}derive.mode: queried picks among the table look-ups of a tabular "
                                   f"search (nb201.search.mode: tabular); use best or argmax here")
-        if self.runtime.gpus > 1 and self.task in ("ptb", "markov"):
-            raise ConfigError(f"{prefix}runtime.gpus: {self.runtime.gpus} processes train image tasks only (cifar10, "
-                              f"digits, nb201, imagenet); the text task {self.task} runs in one process: set runtime.gpus: 1")
 
     def task_config(self) -> TaskConfig | TextTaskConfig | NB201TaskConfig | ImageNetTaskConfig:
         if self.task == "cifar10":

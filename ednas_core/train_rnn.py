@@ -4,12 +4,25 @@ t0=0, lambd=0) by the non-monotonic trigger; once averaging, validation and test
 and test perplexity every epoch (eval_batch_size columns); the weights of the best validation epoch are kept (on
 the host, and in the checkpoint) and, as in DARTS and AWD-LSTM, the final test pass on test_batch_size columns
 (DARTS: 1) runs with them, not with the last epoch's. Checkpointed atomically every epoch and resumed exactly, as
-the CNN training is."""
+the CNN training is.
+
+Several processes (torchrun, ednas_core.distributed; per-process batch, as the CNN training): the training stream
+is batchified into W x batch_size columns and each rank trains on columns rank::W (data.ptb.shard_columns), all
+ranks on the same windows (the variable lengths are drawn from (seed, epoch) alone), each carrying the hidden state
+of its own columns, with its own dropout masks. The model is in DistributedDataParallel, as in train.py: the
+carried hidden state is a detached input of each window's forward and every parameter is used in every window, so
+DDP's once-per-backward gradient averaging fits as it is (and DDP's broadcast of rank 0's initial weights). The
+gradients being the same on every rank, so are the clipped steps, the SGD and the ASGD weights and ASGD's averages.
+Validation and test perplexity cover the whole streams: their eval_batch_size (test_batch_size) columns are shared
+out among the ranks (every column kept, a rank may have none), the summed losses and token counts are all-reduced,
+and every rank gets the same number, from which it takes the ASGD trigger and best-epoch decisions (identical on
+every rank, so the ranks never diverge). The loop's rank 0 alone writes the checkpoint (epochs.CheckpointedLoop)."""
 
 from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,8 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch.nn.parallel import DistributedDataParallel
+
+from . import distributed
 from .config import RNNEvaluateConfig
-from .data.ptb import Corpus, batchify, bptt_batches, bptt_lengths, check_windows
+from .data.ptb import Corpus, batchify, bptt_batches, bptt_lengths, check_windows, shard_columns
 from .device_sums import DeviceSums
 from .genotypes import Genotype
 from .models.rnn import RNNEvalNetwork, count_parameters
@@ -66,21 +82,33 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
         self.config = config
         self.runtime = runtime
         device = runtime.device
-        for split, tokens, setting in (("training", corpus.train, "batch_size"),
-                                       ("validation", corpus.valid, "eval_batch_size"),
-                                       ("test", corpus.test, "eval_batch_size"),
-                                       ("test", corpus.test, "test_batch_size")):
+        self.world = world = distributed.world()
+        # training: batch_size columns per process; validation and test: their columns shared out among the ranks
+        for split, tokens, setting, processes in (("training", corpus.train, "batch_size", world.size),
+                                                  ("validation", corpus.valid, "eval_batch_size", 1),
+                                                  ("test", corpus.test, "eval_batch_size", 1),
+                                                  ("test", corpus.test, "test_batch_size", 1)):
             check_windows(tokens.numel(), getattr(config, setting), config.bptt, split, f"evaluate.{setting}",
-                          "evaluate.bptt")
+                          "evaluate.bptt", processes)
         torch.manual_seed(seed_for(runtime.seed, "evaluate-init"))
         self.model = RNNEvalNetwork(genotype, len(corpus.vocab), config.emb, config.hidden, dropout=config.dropout,
                                     dropouth=config.dropouth, dropoutx=config.dropoutx, dropouti=config.dropouti,
                                     dropoute=config.dropoute).to(device)
         self.params = count_parameters(self.model)
-        self.train_data = batchify(corpus.train, config.batch_size, device)
-        self.valid_data = batchify(corpus.valid, config.eval_batch_size, device)
-        self.test_data = batchify(corpus.test, config.eval_batch_size, device)
-        self.final_test_data = batchify(corpus.test, config.test_batch_size, device)
+        if world.distributed:  # the same initial weights on every rank (DDP broadcasts rank 0's), gradients averaged
+            self.forward: nn.Module = DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None)
+            if world.is_main:
+                print(f"{self.what}: {world.size} processes x batch {config.batch_size} = global batch "
+                      f"{world.size * config.batch_size} columns (learning rate as set, not scaled)",
+                      file=sys.stderr, flush=True)
+        else:
+            self.forward = self.model
+        # this rank's columns: training batch_size of W x batch_size; evaluation its share, every column kept
+        self.train_data = shard_columns(batchify(corpus.train, world.size * config.batch_size, device))
+        self.valid_data = shard_columns(batchify(corpus.valid, config.eval_batch_size, device), False)
+        self.test_data = shard_columns(batchify(corpus.test, config.eval_batch_size, device), False)
+        self.final_test_data = shard_columns(batchify(corpus.test, config.test_batch_size, device), False)
         self.optimizer: torch.optim.Optimizer = runtime.sgd(self.model.parameters(), lr=config.lr,
                                                              weight_decay=config.weight_decay)
         self.sgd_valid_losses: list[float] = []  # the trigger's memory: validation losses of the SGD epochs
@@ -174,8 +202,8 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
             self.progress("train", i, total)
         rt.synchronize()
         train_time = time.perf_counter() - t0
-        train_loss, _ = self.sums.means()
-        tokens = self.sums.seen
+        train_loss, _ = self.sums.means()  # several processes: every rank's sums
+        tokens = self.sums.seen * self.world.size  # every rank's columns
         if not math.isfinite(train_loss):
             raise NonFiniteError(f"evaluate epoch {epoch + 1}: training loss is {train_loss}; "
                                  "lower evaluate.lr or evaluate.grad_clip")
@@ -195,7 +223,7 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
         accumulates on the device (nothing is read on the host)."""
         c = self.config
         set_lr(self.optimizer, c.lr * x.shape[0] / c.bptt)  # AWD-LSTM: lr scaled by the window length
-        logits, hidden, raw, dropped = self.model(x, hidden, return_outputs=True)
+        logits, hidden, raw, dropped = self.forward(x, hidden, return_outputs=True)  # DDP: averaged gradients
         loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
         self.optimizer.zero_grad(set_to_none=True)
         (loss + activation_regularisation(raw, dropped, c.ar_alpha, c.tar_beta)).backward()
@@ -212,11 +240,20 @@ class RNNTrainer(CheckpointedLoop[TrainEpoch]):
 
     @torch.no_grad()
     def _mean_loss(self, data: torch.Tensor) -> float:
-        """Mean next-token cross-entropy over a batchified stream, hidden state carried across windows."""
+        """Mean next-token cross-entropy over a batchified stream, hidden state carried across windows. Several
+        processes: `data` is this rank's columns (maybe none); the summed losses and token counts of every rank
+        are all-reduced (a collective: every rank calls it), so every rank returns the same value."""
         self.model.eval()
-        hidden = self.model.init_hidden(data.shape[1])
-        total = torch.zeros((), device=self.runtime.device)
-        for x, y in bptt_batches(data, self.config.bptt):
-            logits, hidden = self.model(x, hidden)
-            total += F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
-        return float(total) / ((data.shape[0] - 1) * data.shape[1])
+        device = self.runtime.device
+        total = torch.zeros((), device=device)
+        if data.shape[1]:  # (without DDP: no collective per window, the shards may differ in width)
+            hidden = self.model.init_hidden(data.shape[1])
+            for x, y in bptt_batches(data, self.config.bptt):
+                logits, hidden = self.model(x, hidden)
+                total += F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
+        sums = torch.stack([total.double(), torch.tensor(float((data.shape[0] - 1) * data.shape[1]),
+                                                         dtype=torch.float64, device=device)])
+        if self.world.distributed:
+            distributed.all_reduce_sum_(sums)
+        loss, tokens = sums.tolist()
+        return loss / tokens

@@ -5,9 +5,9 @@ metrics/search.json and metrics/search_epochs.csv; logs every epoch to MLflow.
 A resumable checkpoint (data/search/checkpoint.safetensors, not a DVC output) is written every epoch: a killed
 `dvc repro` resumes the search where it stopped; it is removed once the search has finished.
 
-runtime.gpus > 1 (image tasks; a tabular nb201 search stays one process): the stage re-launches itself under
-torchrun; under the user's own torchrun command (several nodes) it runs as the rank it is. Every rank samples the
-same architectures; rank 0 alone logs to MLflow and writes."""
+runtime.gpus > 1 (image and text tasks; a tabular nb201 search stays one process): the stage re-launches itself
+under torchrun; under the user's own torchrun command (several nodes) it runs as the rank it is. Every rank samples
+the same architectures; rank 0 alone logs to MLflow and writes."""
 
 from __future__ import annotations
 

@@ -1,5 +1,10 @@
 """Penn Treebank (Mikolov's word-level files) as token ids, a generated Markov-chain corpus for demos and tests,
-and the language-model batching of DARTS / AWD-LSTM: columns of a long token stream, read in bptt windows."""
+and the language-model batching of DARTS / AWD-LSTM: columns of a long token stream, read in bptt windows.
+
+Several processes (ednas_core.distributed): a stream is batchified into all the ranks' columns and each rank keeps
+columns rank, rank + W, rank + 2W, ... (shard_columns: distributed.shard's layout, over columns), so that rank r's
+window i is columns r::W of window i of one process with W times as many columns. Every rank keeps the same number
+of rows, so every rank reads the same windows (the same lengths) and the collectives stay in lockstep."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from ednas_core import distributed
 from ednas_core.data.dataset import DataError
 from ednas_core.knobs import ConfigError
 
@@ -107,12 +113,36 @@ def batchify(ids: torch.Tensor, batch_size: int, device: torch.device | str) -> 
     return ids[: steps * batch_size].view(batch_size, steps).t().contiguous().to(device)
 
 
-def check_windows(tokens: int, batch_size: int, bptt: int, split: str, setting: str, bptt_setting: str) -> None:
+def shard_columns(data: torch.Tensor, drop_remainder: bool = True,
+                  w: distributed.World | None = None) -> torch.Tensor:
+    """This rank's columns of a batchified stream [steps, columns]: columns rank, rank + W, ... (one process: all
+    of them). drop_remainder (training: columns = W x batch_size, nothing is dropped then) gives every rank
+    columns // W; otherwise every column is kept (evaluation: each token counted once, shards differ by at most one
+    column and may be empty when there are fewer columns than ranks)."""
+    w = w or distributed.world()
+    if w.size == 1:
+        return data
+    return distributed.shard(data.t(), drop_remainder, w).t().contiguous()
+
+
+def check_windows(tokens: int, batch_size: int, bptt: int, split: str, setting: str, bptt_setting: str,
+                  processes: int = 1) -> None:
     """One-line ConfigError when `batch_size` columns of a `tokens`-long split are shorter than one bptt window
     (bptt inputs and the next token): names `setting` and the largest batch size that fits, or `bptt_setting`
-    when not even one column fits."""
-    if tokens // batch_size >= bptt + 1:
+    when not even one column fits. `processes` > 1: `batch_size` columns per process, batch_size x processes
+    columns of the split in all (runtime.gpus, named when not even one column per process fits)."""
+    columns = batch_size * processes
+    if tokens // columns >= bptt + 1:
         return
+    if processes > 1 and tokens // (bptt + 1) >= processes:
+        raise ConfigError(f"{setting}: {batch_size} columns x {processes} processes ({columns} columns) of the "
+                          f"{split} split ({tokens} tokens) hold {tokens // columns} tokens each, fewer than one bptt "
+                          f"window ({bptt} + 1); lower {setting} to at most {tokens // (bptt + 1) // processes}")
+    if processes > 1 and tokens >= bptt + 1:
+        raise ConfigError(f"{bptt_setting}: {processes} processes (runtime.gpus) need a column each of the {split} "
+                          f"split ({tokens} tokens), {tokens // processes} tokens, fewer than one bptt window "
+                          f"({bptt} + 1); lower {bptt_setting} to at most {max(tokens // processes - 1, 1)} or "
+                          f"runtime.gpus to at most {tokens // (bptt + 1)}")
     if tokens >= bptt + 1:
         raise ConfigError(f"{setting}: {batch_size} columns of the {split} split ({tokens} tokens) hold "
                           f"{tokens // batch_size} tokens each, fewer than one bptt window ({bptt} + 1); "
