@@ -156,11 +156,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                      f"least 2x2, got {images}, {batch}, {args.epochs}, {workers} and {size}")
     warnings.filterwarnings("ignore", "The image decoding and encoding capabilities", DeprecationWarning)
     result = measure(images, width, height, batch, workers, args.epochs)
-    out = Path(args.out)
+    return report(result, table(result), Path(args.out), "imagenet-input", args.quick)
+
+
+def report(result: dict[str, Any], text: str, out: Path, name: str, quick: bool) -> dict[str, Any]:
+    """Prints `text` and writes `result` as out/<name>-<time>[-quick].json; returns `result`."""
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"imagenet-input-{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
+    path = out / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if quick else ''}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    print(table(result))
+    print(text)
     print(f"written to {path}")
     return result
 

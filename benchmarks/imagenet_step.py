@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from benchmarks.imagenet_input import IMAGENET_TRAIN_IMAGES
+from benchmarks.imagenet_input import IMAGENET_TRAIN_IMAGES, report
 from ednas_core.config import ImageNetEvaluateConfig, ImageNetSearchConfig
 from ednas_core.data.imagenet import PAPER_TRAIN_IMAGES
 from ednas_core.genotypes import load_genotype
@@ -220,12 +220,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "search_step": search_step(device, batch, size, search_layers, warmup, steps)}
     if input_rate is not None and input_json is not None:
         bounds(result, input_rate, input_json)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"imagenet-step-{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(table(result))
-    print(f"written to {path}")
-    return result
+    return report(result, table(result), out, "imagenet-step", args.quick)
 
 
 if __name__ == "__main__":

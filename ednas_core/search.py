@@ -32,6 +32,7 @@ import torch
 
 from . import distributed
 from .config import SearchConfig
+from .checkpoint import applying, require_keys
 from .epochs import CheckpointedLoop, EpochCallback, NonFiniteError, fingerprint
 from .strategies import Strategy, strategy_settings
 from .strategies.base import distribution_entropy
@@ -261,6 +262,16 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
             metrics["probe_time_s"] = time.perf_counter() - t3
         return EpochReport(epoch=epoch, epochs=self.config.epochs, metrics=metrics,
                            probabilities=probabilities, counts=counts)
+
+
+def load_search_state(child: Child, strategy: Strategy, state: dict, source: Path, fix: str) -> None:
+    """Puts a finished search's state (data/search/supernet.safetensors, read from `source`) into a freshly built
+    child and strategy, for derive; a state that does not fit raises one StateFileError line naming `source` and
+    saying `fix`."""
+    require_keys(state, ("child", "policy"), source, fix)
+    with applying(source, fix):
+        child.load_state_dict(state["child"])
+        strategy.load_state_dict(state["policy"])
 
 
 def _cycle(make: Any) -> Iterator[Batch]:

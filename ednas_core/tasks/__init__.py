@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 
-from ..checkpoint import applying, require_keys
 from ..child_cnn import ImageChild, cnn_search
 from ..child_rnn import TextChild, rnn_search
 from ..config import DataConfig
@@ -19,7 +18,7 @@ from ..epochs import EpochCallback
 from ..genotypes import Genotype
 from ..strategies import Strategy, make_strategy
 from ..runtime import Runtime
-from ..search import EDNASSearch
+from ..search import EDNASSearch, load_search_state
 from ..spaces import CNN_SPACE, NB201_SPACE, RNN_SPACE, Architecture, SearchSpace
 from . import imagenet, nb201
 from .imagenet import ImageNetChild, PreparedImageNet
@@ -82,10 +81,7 @@ def restore_search(task: str, data: TaskData | None, search_config: Any, data_co
     else:
         child = ImageChild.build(data, search_config, data_config, runtime)
     strategy = make_strategy(space_of(task), search_config, seed=0)
-    require_keys(state, ("child", "policy"), source, fix)
-    with applying(source, fix):
-        child.load_state_dict(state["child"])
-        strategy.load_state_dict(state["policy"])
+    load_search_state(child, strategy, state, source, fix)
     return child, strategy
 
 

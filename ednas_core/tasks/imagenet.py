@@ -18,7 +18,6 @@ from typing import Any, Callable, Iterable
 import torch
 
 from .. import distributed
-from ..checkpoint import applying, require_keys
 from ..child_cnn import ImageChild
 from ..config import DataConfig, ImageNetSearchConfig
 from ..data import DataError
@@ -28,7 +27,7 @@ from ..data.imagenet import (INDEX_FILE, ImageNetBatches, ImageNetDataset, Image
 from ..data.prepared import Manifest, read_manifest, save_index_manifest
 from ..epochs import EpochCallback
 from ..runtime import Runtime, seed_for
-from ..search import EDNASSearch
+from ..search import EDNASSearch, load_search_state
 from ..spaces import CNN_SPACE, Architecture
 from ..strategies import Strategy, make_strategy
 from ..supernet.cnn import ImageNetSearchNetwork
@@ -158,10 +157,7 @@ def restore_imagenet(data: PreparedImageNet, search: ImageNetSearchConfig, data_
     """The trained search network and the strategy of a finished ImageNet search, for derive."""
     child = ImageNetChild.build(data, search, data_config, runtime)
     strategy = make_strategy(CNN_SPACE, search, seed=0)
-    require_keys(state, ("child", "policy"), source, fix)
-    with applying(source, fix):
-        child.load_state_dict(state["child"])
-        strategy.load_state_dict(state["policy"])
+    load_search_state(child, strategy, state, source, fix)
     return child, strategy
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..checkpoint import applying, require_keys
 from ..config import DataConfig, NB201SearchConfig
 from ..data import DataError, DeviceLoader, ImageDataset
 from ..data.nb201_table import NB201Table
@@ -20,7 +19,7 @@ from ..data.prepared import TABLE_FILE, read_manifest
 from ..epochs import EpochCallback
 from ..genotypes import Genotype, to_architecture
 from ..runtime import Runtime
-from ..search import EDNASSearch
+from ..search import EDNASSearch, load_search_state
 from ..spaces import NB201_SPACE, Architecture, from_nb201_string, to_nb201_string
 from ..strategies import Strategy, make_strategy
 from ..tabular import TableChild, tabular_search
@@ -75,10 +74,7 @@ def restore_nb201(table: NB201Table, data: ImageDataset | None, search_config: N
             raise DataError("search.mode weight_sharing needs CIFAR-10 in data/prepared; rerun prepare-data")
         child = NB201Child.build(data, search_config, data_config, runtime)
     strategy = make_strategy(NB201_SPACE, search_config, seed=0)
-    require_keys(state, ("child", "policy"), source, fix)
-    with applying(source, fix):
-        child.load_state_dict(state["child"])
-        strategy.load_state_dict(state["policy"])
+    load_search_state(child, strategy, state, source, fix)
     return child, strategy
 
 
