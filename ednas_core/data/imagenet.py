@@ -60,7 +60,8 @@ _SHOWN = 5  # wnids named in an error
 def _how_to_get(root: Path) -> str:
     return (f"ImageNet cannot be downloaded automatically: register at {_URL}, download ILSVRC2012_img_train.tar "
             f"and ILSVRC2012_img_val.tar, extract them to {root}/train/<wnid>/*.JPEG (each inner n*.tar into a "
-            f"folder of its name) and {root}/val/<wnid>/*.JPEG ({_VALPREP_SHORT})")
+            f"folder of its name) and {root}/val/<wnid>/*.JPEG ({_VALPREP_SHORT}), or place both archives and "
+            f"ILSVRC2012_devkit_t12.tar.gz in {root}/ and the prepare-data stage extracts them")
 
 
 def _first(names: Sequence[str]) -> str:

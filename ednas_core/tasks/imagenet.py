@@ -24,6 +24,7 @@ from ..data import DataError
 from ..knobs import ConfigError
 from ..data.imagenet import (INDEX_FILE, ImageNetBatches, ImageNetDataset, ImageNetIndex, index_imagenet, load_index,
                              save_index, search_split, train_transform, val_transform)
+from ..data.imagenet_archives import extract_official_archives
 from ..data.prepared import Manifest, read_manifest, save_index_manifest
 from ..epochs import EpochCallback
 from ..runtime import Runtime, seed_for
@@ -58,8 +59,11 @@ def imagenet_root(data: DataConfig) -> Path:
 
 def prepare_imagenet(data: DataConfig, folder: Path) -> tuple[Manifest, ImageNetIndex]:
     """Indexes data.root/imagenet (names and sizes of every image, no pixel read) into `folder`; a missing or
-    partial layout gets one DataError line saying what to place where."""
+    partial layout gets one DataError line saying what to place where. The official archives placed in the
+    folder instead are extracted first (data/imagenet_archives.py: torchvision's md5-checked parsers)."""
     root = imagenet_root(data)
+    if root.is_dir():
+        extract_official_archives(root)
     index = index_imagenet(root)
     folder.mkdir(parents=True, exist_ok=True)
     save_index(index, folder / INDEX_FILE)

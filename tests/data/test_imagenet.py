@@ -105,7 +105,8 @@ def _get(root: Path) -> str:
     return (f"ImageNet cannot be downloaded automatically: register at https://image-net.org, download "
             f"ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar, extract them to {root}/train/<wnid>/*.JPEG "
             f"(each inner n*.tar into a folder of its name) and {root}/val/<wnid>/*.JPEG (sort val/ into <wnid> "
-            f"folders with the well-known valprep.sh run inside val/)")
+            f"folders with the well-known valprep.sh run inside val/), or place both archives and "
+            f"ILSVRC2012_devkit_t12.tar.gz in {root}/ and the prepare-data stage extracts them")
 
 
 def test_missing_root_says_what_to_place_where(tmp_path: Path) -> None:
