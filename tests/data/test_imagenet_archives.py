@@ -94,6 +94,7 @@ def test_prepare_data_extracts_the_official_archives_and_indexes_them(archives: 
 
 def test_an_interrupted_extraction_starts_over(archives: Path) -> None:
     (archives / ".train.partial" / "n01440764").mkdir(parents=True)  # left by a killed stage
+    (archives / ".train.partial" / "n01440764" / "half-written.JPEG").write_bytes(b"\xff\xd8")
     assert extract_official_archives(archives, say=lambda _: None) == ["train", "val"]
     assert len(list((archives / "train").rglob("*.JPEG"))) == 12
 
