@@ -91,7 +91,8 @@ def main() -> None:
         genotype, truth = _nb201_cell(source)
     else:
         genotype, truth = load_genotype(DERIVE_DIR / "genotype.json" if source == "derived" else source), None
-    dataset = load_data(params.task, PREPARED, params.data, task.search)
+    # the images to train on (no search config: a tabular nb201 search has no images, its evaluation does)
+    dataset = load_data(params.task, PREPARED, params.data, None)
     settings = {"code": code_version(), "data_md5": read_manifest(PREPARED).dataset_md5}  # checkpoint fingerprint
     if main_rank:  # an unreadable one is set aside before the MLflow run looks
         discard_unreadable(CHECKPOINT, "evaluate")

@@ -38,9 +38,10 @@ def space_of(task: str) -> SearchSpace:
 TaskData = ImageDataset | Corpus | PreparedImageNet
 
 
-def load_data(task: str, folder: Path, data_config: DataConfig, search_config: Any) -> TaskData | None:
+def load_data(task: str, folder: Path, data_config: DataConfig, search_config: Any | None) -> TaskData | None:
     """What prepare-data wrote for `task` in `folder`: tensors (image and text tasks), the index of ImageNet's
-    files, or nothing (nb201 tabular: the table alone, loaded by tasks.nb201.load_prepared_table)."""
+    files, or, for the search of a tabular nb201 `search_config`, nothing (the table alone, loaded by
+    tasks.nb201.load_prepared_table). search_config None: the data to train on, whatever the search."""
     if task == "imagenet":
         return imagenet.load_prepared_imagenet(folder, data_config)
     if nb201.is_tabular(search_config):

@@ -17,8 +17,8 @@ NB201_CELL = "|nor_conv_1x1~0|+|skip_connect~0|nor_conv_3x3~1|+|none~0|avg_pool_
 
 
 def test_spaces_of_the_tasks():
-    assert [space_of(t) for t in ("cifar10", "digits", "ptb", "markov", "nb201")] == [
-        CNN_SPACE, CNN_SPACE, RNN_SPACE, RNN_SPACE, NB201_SPACE]
+    assert [space_of(t) for t in ("cifar10", "digits", "ptb", "markov", "nb201", "imagenet")] == [
+        CNN_SPACE, CNN_SPACE, RNN_SPACE, RNN_SPACE, NB201_SPACE, CNN_SPACE]
 
 
 @pytest.mark.parametrize("task, trainer", [("digits", "GenotypeTrainer"), ("markov", "RNNTrainer"),
@@ -30,3 +30,18 @@ def test_make_trainer_builds_each_tasks_trainer(task, trainer, pattern_dataset):
     data = make_synthetic_corpus() if task == "markov" else pattern_dataset
     built = make_trainer(task, genotype, data, getattr(params, task).evaluate, cpu_runtime(0), None, [], {})
     assert type(built).__name__ == trainer
+
+
+def test_a_tabular_nb201_search_reads_no_images_but_its_evaluation_does(tmp_path, pattern_dataset):
+    """nb201.search.mode tabular with nb201.evaluate.train: prepare-data writes CIFAR-10 beside the table; the
+    search reads none of it, the evaluate stage (search_config None) trains on it."""
+    from ednas_core.config import DataConfig
+    from ednas_core.data.prepared import save_prepared
+    from ednas_core.tasks import load_data
+
+    save_prepared(pattern_dataset, tmp_path, "nb201", {})
+    tabular = Params().nb201.search
+    assert tabular.mode == "tabular"
+    assert load_data("nb201", tmp_path, DataConfig(), tabular) is None
+    images = load_data("nb201", tmp_path, DataConfig(), None)
+    assert len(images.train_labels) == len(pattern_dataset.train_labels)
