@@ -61,6 +61,27 @@ def test_tabular_pipeline_reports_true_accuracies(tmp_path):
     assert 1 <= rea["rank"] <= 15625
 
 
+CIFAR = TABLES.parent / "cifar-10-batches-bin"
+
+
+@needs_tables
+@pytest.mark.skipif(not CIFAR.is_dir(), reason="EDNAS_DATA_ROOT/cifar-10-batches-bin is absent")
+def test_a_tabular_search_whose_cell_is_trained_here(tmp_path):
+    """nb201.evaluate.train: the search looks cells up, the evaluation trains the found one on the real CIFAR-10
+    (one epoch of a tiny skeleton) and reports it beside the table's number."""
+    ws = make_workspace(tmp_path / "repo", {**NB201, "nb201.evaluate.train": True, "nb201.evaluate.epochs": 1,
+                                            "nb201.evaluate.init_channels": 4, "nb201.evaluate.layers": 1,
+                                            "nb201.evaluate.batch_size": 512})
+    shutil.copytree(TABLES, ws / "data/raw/nb201")
+    shutil.copytree(CIFAR, ws / "data/raw/cifar-10-batches-bin")
+    dvc(ws, "repro")
+    evaluate = json.loads((ws / "metrics/evaluate.json").read_text())
+    info = json.loads((ws / "metrics/info/evaluate.json").read_text())
+    assert 0.0 < evaluate["test_error"] < 90.0 and evaluate["params"] > 0  # trained: better than chance
+    assert evaluate["table_test_acc"] == pytest.approx(float(_table_rows()[info["arch_string"]]
+                                                             ["CIFAR10TestAccuracy200Epochs"]))
+
+
 def test_missing_table_is_one_line_naming_the_files(tmp_path):
     ws = make_workspace(tmp_path / "repo", NB201)
     done = stage(ws, "prepare_data")
