@@ -32,7 +32,7 @@ def params_restored(workspace):
 @pytest.mark.parametrize("key, value, message", [
     ("digits.search.lr", -1, "digits.search.lr: got -1; expected a number > 0"),
     ("digits.search.lr", "fast", "digits.search.lr: got 'fast'; expected a number > 0"),
-    ("task", "mnist", "task: got 'mnist'; expected one of cifar10, digits, ptb, markov, nb201"),
+    ("task", "mnist", "task: got 'mnist'; expected one of cifar10, digits, ptb, markov, nb201, imagenet"),
     ("digits.search.batch_size", 0, "digits.search.batch_size: got 0; expected an integer >= 1"),
     ("digits.search.alternate", "sometimes", "digits.search.alternate: got 'sometimes'; expected one of epoch, step"),
     ("runtime.device", "tpu", "runtime.device: got 'tpu'; expected auto, cpu, cuda or cuda:N"),
@@ -71,7 +71,7 @@ def test_missing_key_is_named(workspace, params_restored):
     ("  amp: true", "  amp: yes", "runtime.amp: got 'yes'; expected true or false (params.yaml is YAML 1.2, as DVC "
      "reads it: yes/no/on/off are strings)"),
     ("tracking:", "serach:\n  lr: 0.01\ntracking:", "serach: unknown key; did you mean search? known keys of params: "
-     "task, runtime, data, search, derive, evaluate, digits, ptb, markov, nb201, tracking"),
+     "task, runtime, data, search, derive, evaluate, digits, ptb, markov, nb201, imagenet, tracking"),
     ("  seed: 2", "  seed: 2\n  seed: 3", "runtime.seed: duplicate key at line {line} of params.yaml (first at line "
      "{first}); keep one of them"),
 ], ids=["yaml11_boolean_word", "unknown_top_level_key", "duplicate_key"])
