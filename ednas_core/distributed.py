@@ -125,6 +125,13 @@ def mean_of_host_values(values: Sequence[float], device: torch.device) -> list[f
     return all_reduce_mean_(t).tolist()
 
 
+def sum_of_host_value(value: float, device: torch.device) -> float:
+    """A per-rank count (e.g. images skipped this epoch) summed over the ranks: one all-reduce, one read."""
+    if not world().distributed:
+        return float(value)
+    return float(all_reduce_sum_(torch.tensor(float(value), dtype=torch.float64, device=device)))
+
+
 def average_gradients(params: Sequence[torch.nn.Parameter]) -> None:
     """Averages the gradients that exist over the ranks with ONE all-reduce of their flat concatenation (a
     weight-sharing supernet: only the sampled ops have gradients, and every rank sampled the same ops, so the

@@ -71,6 +71,5 @@ class ImageNetTrainer(GenotypeTrainer):
         before = self.train_loader.skipped + self.test_loader.skipped
         report = super().run_epoch(epoch)
         mine = float(self.train_loader.skipped + self.test_loader.skipped - before)
-        report.metrics["skipped_images"] = (distributed.mean_of_host_values([mine], self.runtime.device)[0]
-                                            * self.world.size)
+        report.metrics["skipped_images"] = distributed.sum_of_host_value(mine, self.runtime.device)
         return report

@@ -140,43 +140,41 @@ def _prepare(params: Params, root: Path) -> tuple[Manifest, NB201Table | None]:
     return save_prepared(dataset, PREPARED, params.task, {**sources, **cifar_sources}, table_md5), table
 
 
+def _describe(params: Params, manifest: Manifest,
+              table: NB201Table | None) -> tuple[dict, dict, dict, str]:
+    """What the stage records of its data: metrics/prepare.json's numbers (DVC compares them), the names and md5s
+    for metrics/info/prepare.json (a plain output), the metrics logged to MLflow, and the line it prints."""
+    if manifest.kind == "table":
+        summary = {"architectures": len(table), "optimum_test_acc": table.optimum(), "mean_test_acc": table.mean()}
+        return (summary, {"task": params.task, "table_md5": manifest.table_md5}, summary,
+                f"prepare-data: {params.task}: table of {len(table)} architectures (tabular mode) -> {PREPARED}")
+    if manifest.kind == "index":  # the images stay in place; the counts are of the files indexed
+        summary = {"train_images": manifest.train, "val_images": manifest.test, "classes": len(manifest.classes)}
+        images = imagenet_root(params.data)
+        return (summary, {"task": params.task, "images": str(images), "index_md5": manifest.dataset_md5}, summary,
+                f"prepare-data: imagenet: indexed {manifest.train:,} train / {manifest.test:,} val images of "
+                f"{len(manifest.classes):,} classes in {images} -> {PREPARED}")
+    unit = "tokens" if manifest.kind == "text" else "images"
+    counts = {f"train_{unit}": manifest.train, f"test_{unit}": manifest.test}
+    summary = {**counts, **({"vocab_size": manifest.vocab_size} if manifest.kind == "text" else {})}
+    shape = {} if manifest.kind == "text" else {"image_shape": manifest.shape, "classes": len(manifest.classes)}
+    info = {"task": params.task, **shape, "dataset_md5": manifest.dataset_md5,
+            **({"table_md5": manifest.table_md5} if manifest.table_md5 else {})}
+    return (summary, info, counts,
+            f"prepare-data: {params.task}: {manifest.train} train / {manifest.test} test {unit} -> {PREPARED}")
+
+
 def main() -> None:
     params, text = read_params()
     root = Path(params.data.root)
     with StageRun("prepare-data", params.task, flat_params(params), text, extra_tags=stage_tags(params)) as run:
         manifest, table = _prepare(params, root)
-        if manifest.kind == "table":
-            summary = {"architectures": len(table), "optimum_test_acc": table.optimum(), "mean_test_acc": table.mean()}
-            write_json(METRICS_DIR / "prepare.json", summary)
-            write_json(METRICS_DIR / "info" / "prepare.json", {"task": params.task, "table_md5": manifest.table_md5,
-                                                                "mlflow_run_id": run.run_id})
-            run.log_metrics(summary)
-            run.log_artifact(PREPARED / "manifest.json")
-            print(f"prepare-data: {params.task}: table of {len(table)} architectures (tabular mode) -> {PREPARED}")
-            return
-        unit = "tokens" if manifest.kind == "text" else "images"
-        if manifest.kind == "index":  # the images stay in place; the counts are of the files indexed
-            summary = {"train_images": manifest.train, "val_images": manifest.test, "classes": len(manifest.classes)}
-            write_json(METRICS_DIR / "prepare.json", summary)
-            write_json(METRICS_DIR / "info" / "prepare.json", {
-                "task": params.task, "images": str(imagenet_root(params.data)), "index_md5": manifest.dataset_md5,
-                "mlflow_run_id": run.run_id})
-            run.log_metrics(summary)
-            run.log_artifact(PREPARED / "manifest.json")
-            print(f"prepare-data: imagenet: indexed {manifest.train:,} train / {manifest.test:,} val images of "
-                  f"{len(manifest.classes):,} classes in {imagenet_root(params.data)} -> {PREPARED}")
-            return
-        # metrics: numbers only (DVC compares them); names and ids beside them in metrics/info/ (a plain output)
-        summary = {f"train_{unit}": manifest.train, f"test_{unit}": manifest.test,
-                   **({"vocab_size": manifest.vocab_size} if manifest.kind == "text" else {})}
-        shape = {} if manifest.kind == "text" else {"image_shape": manifest.shape, "classes": len(manifest.classes)}
-        info = {"task": params.task, **shape, "dataset_md5": manifest.dataset_md5,
-                **({"table_md5": manifest.table_md5} if manifest.table_md5 else {}), "mlflow_run_id": run.run_id}
+        summary, info, logged, line = _describe(params, manifest, table)
         write_json(METRICS_DIR / "prepare.json", summary)
-        write_json(METRICS_DIR / "info" / "prepare.json", info)
-        run.log_metrics({f"train_{unit}": manifest.train, f"test_{unit}": manifest.test})
+        write_json(METRICS_DIR / "info" / "prepare.json", {**info, "mlflow_run_id": run.run_id})
+        run.log_metrics(logged)
         run.log_artifact(PREPARED / "manifest.json")
-        print(f"prepare-data: {params.task}: {manifest.train} train / {manifest.test} test {unit} -> {PREPARED}")
+        print(line)
 
 
 if __name__ == "__main__":

@@ -461,7 +461,7 @@ class ImageNetBatches:
     def __init__(self, dataset: ImageNetDataset, batch_size: int, *, workers: int, seed: int, shuffle: bool,
                  device: torch.device | str, channels_last: bool = False, drop_last: bool = False,
                  shard: str | None = None, prefetch_factor: int = 2) -> None:
-        self.dataset, self.batch_size, self.drop_last = dataset, batch_size, drop_last
+        self.dataset, self.batch_size = dataset, batch_size
         self.loader = imagenet_loader(dataset, batch_size, workers, shuffle, seed, drop_last=drop_last,
                                       prefetch_factor=prefetch_factor, shard=shard)
         self.normalize = DeviceNormalize(device, channels_last=channels_last)

@@ -141,8 +141,7 @@ class ImageNetChild(ImageChild):
         return super().start_epoch(epoch)
 
     def epoch_metrics(self) -> dict[str, float]:
-        skipped = distributed.mean_of_host_values([float(self._skipped() - self._skipped_before)],
-                                                  self.runtime.device)[0] * distributed.world().size
+        skipped = distributed.sum_of_host_value(self._skipped() - self._skipped_before, self.runtime.device)
         return {**super().epoch_metrics(), "skipped_images": skipped}
 
 
