@@ -122,7 +122,7 @@ def _nb201_table(root: Path) -> tuple[NB201Table, str, dict[str, str]]:
     table = NB201Table.load(folder)
     PREPARED.mkdir(parents=True, exist_ok=True)
     table_md5 = table.save(PREPARED / TABLE_FILE)
-    sources = {f"{NB201_DIR}/{f.name}": md5sum(f) for f in sorted(folder.glob("*.csv"))}
+    sources = {f"{NB201_DIR}/{name}": md5 for name, md5 in table.sources.items()}
     return table, table_md5, sources
 
 

