@@ -177,10 +177,7 @@ def _from_records(path: Path, records: Iterator[tuple[str, bytes]]) -> NATSTable
     if meta is None:
         raise DataError(f"{path} has no {META_FILE}: it is incomplete or not NATS-Bench's topology archive; "
                         f"{HOW_TO_GET} {path.parent}")
-    missing = [i for i in range(len(meta)) if i not in found]
-    if missing:
-        raise DataError(f"{path} holds {len(found):,} of the {len(meta):,} architecture records (the first missing: "
-                        f"{missing[0]:06d}.pickle.pbz2); the archive is incomplete: extract or download it again")
+    _check_complete(path, len(meta), found, "extract or download it again")
     extra = sorted(set(found) - set(range(len(meta))))
     if extra:
         raise DataError(f"{path}: record {extra[0]:06d}.pickle.pbz2 is beyond the {len(meta):,} architectures of "
@@ -199,12 +196,17 @@ def _from_benchmark_file(path: Path) -> NATSTable:
     if not isinstance(infos, dict):
         raise DataError(f"{path} has no 'arch2infos' dict; it is not NATS-Bench's topology benchmark file: "
                         f"{HOW_TO_GET} {path.parent}")
-    missing = [i for i in range(len(meta)) if i not in infos]
-    if missing:
-        raise DataError(f"{path} holds records of {len(infos):,} of the {len(meta):,} architectures (the first "
-                        f"missing: {missing[0]}); download it again")
+    _check_complete(path, len(meta), infos, "download it again")
     found = {i: _record(infos[i], i, f"{path} architecture {i}") for i in range(len(meta))}
     return _table(path, meta, found, {path.name: md5})
+
+
+def _check_complete(path: Path, n: int, have: dict, fix: str) -> None:
+    """Every architecture index 0..n-1 has a record in `have`."""
+    missing = next((i for i in range(n) if i not in have), None)
+    if missing is not None:
+        raise DataError(f"{path} holds {len(have):,} of the {n:,} architecture records (the first missing: "
+                        f"{missing:06d}); it is incomplete: {fix}")
 
 
 class _HashingReader(io.RawIOBase):

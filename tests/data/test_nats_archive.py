@@ -169,7 +169,7 @@ def test_an_incompletely_extracted_archive_names_the_first_missing_record(tmp_pa
     records = {i: r for i, r in table_records(STRINGS[:7], valid, tests).items()}
     write_archive(tmp_path / ARCHIVE_DIR, STRINGS, records)
     message = _error(tmp_path)
-    assert "holds 7 of the 15,625 architecture records (the first missing: 000007.pickle.pbz2)" in message
+    assert "holds 7 of the 15,625 architecture records (the first missing: 000007)" in message
 
 
 def test_an_archive_without_its_meta_file(tmp_path):
