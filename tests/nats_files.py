@@ -111,3 +111,13 @@ def table_records(arch_strings: list[str], valid_12: np.ndarray, tests: dict[str
     names = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet16": "ImageNet16-120"}
     return {i: record(i, s, seeds(valid_12[i]), {names[d]: seeds(tests[d][i]) for d in names})
             for i, s in enumerate(arch_strings)}
+
+
+def write_nb201_pth(path: Path, arch_strings: list[str], records: dict[int, dict]) -> Path:
+    """NAS-Bench-201's own benchmark file (nas_201_api): torch.save of {'meta_archs', 'arch2infos': {index:
+    {'less': 12-epoch results, 'full': 200-epoch results}}, 'evaluated_indexes'}."""
+    import torch
+
+    infos = {i: {"less": r["12"], "full": r["200"]} for i, r in records.items()}
+    torch.save({"meta_archs": list(arch_strings), "arch2infos": infos, "evaluated_indexes": sorted(records)}, path)
+    return path

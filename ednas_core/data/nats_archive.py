@@ -11,6 +11,9 @@ Any one of these, as downloaded, in data.root/nb201 (searched in this order):
                                           meta.pickle.pbz2 and one file per architecture, 000000 .. 015624.pickle.pbz2
     - NATS-tss-v1_0-3ffb9-simple.tar    the same archive unextracted (read as a stream, nothing written)
     - NATS-tss-v1_0-3ffb9.pickle.pbz2   the single benchmark file (held in memory whole while it is read)
+    - NAS-Bench-201-v1_1-096897.pth,   NAS-Bench-201's own benchmark files (nas_201_api; the same records, under
+      NAS-Bench-201-v1_0-e61699.pth     'less' and 'full' for the 12- and 200-epoch schedules), saved by torch.save:
+                                          read by torch.load(weights_only=True), numpy numbers admitted as above
 The "-full" archive (the same records with every trained network's weights) is refused: it holds torch objects.
 
 What is taken of each architecture's record (nats_bench's ArchResults / ResultsCount state dicts: per training
@@ -44,6 +47,7 @@ from .dataset import DataError
 ARCHIVE_DIR = "NATS-tss-v1_0-3ffb9-simple"
 ARCHIVE_TAR = f"{ARCHIVE_DIR}.tar"
 BENCHMARK_FILE = "NATS-tss-v1_0-3ffb9.pickle.pbz2"
+NB201_FILES = ("NAS-Bench-201-v1_1-096897.pth", "NAS-Bench-201-v1_0-e61699.pth")
 META_FILE = "meta.pickle.pbz2"
 N_ARCHITECTURES = 15_625
 _RECORD = re.compile(r"^(\d+)\.pickle\.pbz2$")
@@ -53,6 +57,7 @@ COLUMNS = {"cifar10_valid_12": ("12", "cifar10-valid", "x-valid"),
            "cifar10_test_200": ("200", "cifar10", "ori-test"),
            "cifar100_test_200": ("200", "cifar100", "x-test"),
            "imagenet16_test_200": ("200", "ImageNet16-120", "x-test")}
+NB201_HP = {"12": "less", "200": "full"}  # NAS-Bench-201's .pth files name the two schedules so
 
 # Everything a NATS-Bench record needs beyond what pickle builds itself (dict, list, tuple, str, numbers, sets):
 # ordered dicts and numpy numbers and arrays (written by numpy 1.x as numpy.core.*, by numpy 2 as numpy._core.*).
@@ -113,7 +118,7 @@ class NATSTable:
 
 def find_benchmark(folder: Path) -> Path | None:
     """The NATS-Bench topology benchmark in `folder`, in the module docstring's order; None when there is none."""
-    for name in (ARCHIVE_DIR, ARCHIVE_TAR, BENCHMARK_FILE):
+    for name in (ARCHIVE_DIR, ARCHIVE_TAR, BENCHMARK_FILE, *NB201_FILES):
         if (folder / name).exists():
             return folder / name
     return None
@@ -126,7 +131,10 @@ def load_benchmark(path: Path) -> NATSTable:
         return _from_records(path, _directory_records(path))
     if path.name.endswith(".tar"):
         return _from_records(path, _tar_records(path))
-    return _from_benchmark_file(path)
+    if path.suffix == ".pth":
+        return _from_benchmark_content(path, _torch_load(path))
+    with open(path, "rb") as stream:
+        return _from_benchmark_content(path, safe_load(stream, str(path)))
 
 
 # --- the three layouts ---------------------------------------------------------------------------------------
@@ -185,12 +193,29 @@ def _from_records(path: Path, records: Iterator[tuple[str, bytes]]) -> NATSTable
     return _table(path, meta, found, {f"{path.name} ({len(found):,} records)": digest.hexdigest()})
 
 
-def _from_benchmark_file(path: Path) -> NATSTable:
-    """Reads the single benchmark file: {'meta_archs': [...], 'arch2infos': {index: record}, ...}."""
-    with open(path, "rb") as stream:
-        hashing = _HashingReader(stream)
-        content = safe_load(hashing, str(path))
-        md5 = hashing.hexdigest()
+def _torch_load(path: Path) -> Any:
+    """A NAS-Bench-201 .pth file through torch.load(weights_only=True), numpy numbers admitted."""
+    import torch
+
+    allowed: list = [(obj, f"{module}.{name}") for (module, name), obj in SAFE_GLOBALS.items()]
+    allowed += [t for t in vars(np.dtypes).values() if isinstance(t, type) and issubclass(t, np.dtype)]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reasons = [line for line in lines if "unsupported global" in line.lower() or "but got" in line]
+        detail = (reasons or lines or ["refused"])[0]
+        raise DataError(f"{path}: torch.load(weights_only=True) refuses it ({detail}); it is not NAS-Bench-201's "
+                        f"benchmark file: download {NB201_FILES[0]} again") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise DataError(f"{path} is not a readable torch file ({type(err).__name__}: "
+                        f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}); it is truncated or "
+                        "corrupt: download it again") from None
+
+
+def _from_benchmark_content(path: Path, content: Any) -> NATSTable:
+    """A whole benchmark file's content: {'meta_archs': [...], 'arch2infos': {index: record}, ...}."""
     meta = _meta_archs(content, str(path))
     infos = content.get("arch2infos")
     if not isinstance(infos, dict):
@@ -198,7 +223,15 @@ def _from_benchmark_file(path: Path) -> NATSTable:
                         f"{HOW_TO_GET} {path.parent}")
     _check_complete(path, len(meta), infos, "download it again")
     found = {i: _record(infos[i], i, f"{path} architecture {i}") for i in range(len(meta))}
-    return _table(path, meta, found, {path.name: md5})
+    return _table(path, meta, found, {path.name: _file_md5(path)})
+
+
+def _file_md5(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as stream:
+        while block := stream.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _check_complete(path: Path, n: int, have: dict, fix: str) -> None:
@@ -207,25 +240,6 @@ def _check_complete(path: Path, n: int, have: dict, fix: str) -> None:
     if missing is not None:
         raise DataError(f"{path} holds {len(have):,} of the {n:,} architecture records (the first missing: "
                         f"{missing:06d}); it is incomplete: {fix}")
-
-
-class _HashingReader(io.RawIOBase):
-    """A read-only stream that computes the md5 of what passes through it."""
-
-    def __init__(self, stream: IO[bytes]):
-        self._stream, self._md5 = stream, hashlib.md5()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        n = self._stream.readinto(buffer)  # type: ignore[attr-defined]
-        self._md5.update(memoryview(buffer)[:n])
-        return n
-
-    def hexdigest(self) -> str:
-        self._md5.update(self._stream.read())  # whatever bz2 left unread
-        return self._md5.hexdigest()
 
 
 # --- one record -----------------------------------------------------------------------------------------------
@@ -248,7 +262,7 @@ def _record(content: Any, index: int, where: str) -> tuple[str, dict[str, float]
     arch_str: str | None = None
     for column, (hp, dataset, eval_set) in COLUMNS.items():
         try:
-            results = content[hp]
+            results = content[hp] if hp in content else content[NB201_HP[hp]]
             arch_str = results["arch_str"] if arch_str is None else arch_str
             seeds = results["dataset_seed"][dataset]
             accuracies = []
@@ -278,4 +292,4 @@ def _table(path: Path, meta: list[str], found: dict[int, tuple[str, dict[str, fl
 
 
 __all__ = ["ARCHIVE_DIR", "ARCHIVE_TAR", "BENCHMARK_FILE", "COLUMNS", "NATSTable", "SAFE_GLOBALS",
-           "SafeUnpickler", "find_benchmark", "load_benchmark", "safe_load"]
+           "NB201_FILES", "SafeUnpickler", "find_benchmark", "load_benchmark", "safe_load"]

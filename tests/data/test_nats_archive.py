@@ -20,11 +20,12 @@ import pytest
 import torch
 
 from ednas_core.data import DataError
-from ednas_core.data.nats_archive import (ARCHIVE_DIR, ARCHIVE_TAR, BENCHMARK_FILE, find_benchmark, load_benchmark,
-                                          safe_load)
+from ednas_core.data.nats_archive import (ARCHIVE_DIR, ARCHIVE_TAR, BENCHMARK_FILE, NB201_FILES, find_benchmark,
+                                          load_benchmark, safe_load)
 from ednas_core.data.nb201_table import N_ARCHITECTURES, NB201Table, all_arch_strings
 from helpers import NB201_TABLES, needs_nb201_table
-from nats_files import pbz2, record, table_records, write_archive, write_benchmark_file, write_tar
+from nats_files import (pbz2, record, table_records, write_archive, write_benchmark_file, write_nb201_pth,
+                        write_tar)
 
 STRINGS = all_arch_strings()[::-1]  # index order differs from edge-code order, as the benchmark's does
 TESTS = ("cifar10", "cifar100", "imagenet16")
@@ -52,17 +53,19 @@ def published(tmp_path_factory):
     valid, tests = _accuracies(0)
     records = table_records(STRINGS, valid, tests, spread=0.375)
     archive = write_archive(root / "dir" / ARCHIVE_DIR, STRINGS, records)
-    for layout in ("tar", "file"):
+    for layout in ("tar", "file", "pth"):
         (root / layout).mkdir()
     write_tar(archive, root / "tar" / ARCHIVE_TAR)
     write_benchmark_file(root / "file" / BENCHMARK_FILE, STRINGS, records)
+    write_nb201_pth(root / "pth" / NB201_FILES[0], STRINGS, records)
     means = {"valid": np.array([np.mean([v - 0.375, v + 0.375]) for v in valid]),
              **{d: np.array([np.mean([v - 0.375, v + 0.375]) for v in tests[d]]) for d in TESTS}}
     return root, means
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layout, source", [("dir", ARCHIVE_DIR), ("tar", ARCHIVE_TAR), ("file", BENCHMARK_FILE)])
+@pytest.mark.parametrize("layout, source", [("dir", ARCHIVE_DIR), ("tar", ARCHIVE_TAR), ("file", BENCHMARK_FILE),
+                                            ("pth", NB201_FILES[0])])
 def test_each_published_layout_gives_the_seed_means_of_the_records(published, layout, source):
     root, means = published
     table = NB201Table.load(root / layout)
@@ -80,7 +83,7 @@ def test_each_published_layout_gives_the_seed_means_of_the_records(published, la
 @pytest.mark.slow
 def test_the_three_layouts_agree_and_the_tar_is_read_without_extracting(published):
     root, _ = published
-    tables = [NB201Table.load(root / layout) for layout in ("dir", "tar", "file")]
+    tables = [NB201Table.load(root / layout) for layout in ("dir", "tar", "file", "pth")]
     assert {t.to_csv() for t in tables} == {tables[0].to_csv()}
     assert sorted(p.name for p in (root / "tar").iterdir()) == [ARCHIVE_TAR]
 
@@ -152,6 +155,19 @@ def test_numpy_1_pickles_of_numpy_numbers_and_arrays_load():
     assert old != data
     loaded = safe_load(io.BytesIO(bz2.compress(old)), "x")
     assert loaded["a"] == 93.5 and loaded["b"].tolist() == [0.0, 1.0, 2.0] and loaded["c"] == [7]
+
+
+def test_a_nas_bench_201_file_is_read_without_running_code(tmp_path):
+    """NAS-Bench-201's .pth files go through torch.load(weights_only=True): a code-running object is refused."""
+    marker = tmp_path / "ran"
+    torch.save({"meta_archs": STRINGS, "arch2infos": {0: _RunsCode(marker)}}, tmp_path / NB201_FILES[1])
+    message = _error(tmp_path)
+    assert f"{NB201_FILES[1]}: torch.load(weights_only=True) refuses it" in message
+    assert "unsupported GLOBAL posix.system" in message
+    assert not marker.exists()
+    data = (tmp_path / NB201_FILES[1]).read_bytes()
+    (tmp_path / NB201_FILES[1]).write_bytes(data[: len(data) // 2])
+    assert "is not a readable torch file" in _error(tmp_path) and not marker.exists()
 
 
 # --- incomplete or corrupt files: one line naming the file --------------------------------------------------
