@@ -137,7 +137,7 @@ def load_benchmark(path: Path) -> NATSTable:
         return _from_benchmark_content(path, safe_load(stream, str(path)))
 
 
-# --- the three layouts ---------------------------------------------------------------------------------------
+# --- the layouts ------------------------------------------------------------------------------------------------
 
 
 def _directory_records(folder: Path) -> Iterator[tuple[str, bytes]]:
