@@ -1,0 +1,78 @@
+"""Which strategies find a planted cell of the NAS-Bench-201 space, and in how many rewards:
+
+    python -m benchmarks.planted_nb201 [--strategies ednas,rea,evnas,nao,enas,random] [--seeds 4] [--epochs 15]
+                                       [--enas-steps N]
+
+Each search is the real loop (ednas_core.search.EDNASSearch) with the task nb201's default settings
+(ednas_core.config.nb201_search_defaults, what params.yaml's nb201.search holds) over a SyntheticChild whose reward
+is the fraction of the 6 edges a cell shares with a planted one (1 for the planted cell, 5/6 for its nearest
+neighbours), 2 child steps and 20 reward batches per epoch. For each strategy and seed it prints the rewards
+spent, whether the strategy's final architecture is the planted cell, its reward, the first query that hit the
+planted cell, and the mean reward of 200 of the strategy's derive candidates. --enas-steps sets ENAS's Adam steps
+per epoch (the task's default: 1 step of 20 samples; NAS-Bench-201's ENAS baseline: 50).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ednas_core.config import RuntimeConfig, nb201_search_defaults
+from ednas_core.runtime import Runtime
+from ednas_core.search import EDNASSearch
+from ednas_core.spaces import NB201_SPACE
+from ednas_core.strategies import make_strategy
+from ednas_core.synthetic import SyntheticChild, planted_architecture, planted_reward
+
+CHILD_STEPS, REWARD_BATCHES = 2, 20
+
+
+def planted_run(name: str, seed: int, epochs: int,
+                enas_steps: int | None = None) -> dict[str, float | int | bool | None]:
+    """One search of strategy `name` against the cell planted by `seed`."""
+    planted = planted_architecture(NB201_SPACE, seed=seed)
+    reward = planted_reward(NB201_SPACE, planted)
+    config = dataclasses.replace(nb201_search_defaults(), strategy=name, epochs=epochs)
+    if enas_steps is not None:
+        config = dataclasses.replace(config, enas=dataclasses.replace(config.enas, train_steps=enas_steps))
+    strategy = make_strategy(NB201_SPACE, config, seed)
+    child = SyntheticChild(reward, CHILD_STEPS, REWARD_BATCHES, seed=seed)
+    runtime = Runtime.from_config(RuntimeConfig(device="cpu", seed=seed))
+    start = time.perf_counter()
+    EDNASSearch(NB201_SPACE, child, strategy, config, runtime, None, []).run()
+    final = strategy.final_architecture()
+    candidates = strategy.derive_candidates(torch.Generator().manual_seed(0), 200)
+    return {"rewards": len(child.scored), "found": final == planted, "final_reward": reward(final),
+            "first_hit": next((i + 1 for i, a in enumerate(child.scored) if a == planted), None),
+            "candidates_mean": float(np.mean([reward(a) for a in candidates])),
+            "seconds": time.perf_counter() - start}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.planted_nb201", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--strategies", default="ednas,rea,evnas,nao,enas,random")
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=15, help="search epochs of every strategy")
+    parser.add_argument("--enas-steps", type=int, default=None, help="ENAS's Adam steps per epoch")
+    args = parser.parse_args(argv)
+    print(f"{'strategy':<9} {'seed':>4} {'rewards':>7} {'found':>5} {'final':>6} {'1st hit':>7} {'samples':>7} "
+          f"{'s':>6}")
+    for name in args.strategies.split(","):
+        found = 0
+        for seed in range(args.seeds):
+            r = planted_run(name, seed, args.epochs, args.enas_steps)
+            found += bool(r["found"])
+            print(f"{name:<9} {seed:>4} {r['rewards']:>7} {str(r['found']):>5} {r['final_reward']:>6.3f} "
+                  f"{str(r['first_hit'] or '-'):>7} {r['candidates_mean']:>7.3f} {r['seconds']:>6.1f}", flush=True)
+        print(f"{name}: the planted cell found by {found} of {args.seeds} seeds")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
