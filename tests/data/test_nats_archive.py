@@ -1,7 +1,7 @@
 """NATS-Bench's own topology files (ednas_core/data/nats_archive.py), read without nats_bench and without running
-code: the extracted -simple archive, the .tar as downloaded and the single benchmark file give the same table,
-whose every accuracy is the seed mean of the record's last-epoch accuracy (as nats_bench's get_more_info with
-is_random=False); a record that asks for any other global (a code-running pickle, the -full archive's torch
+code: the extracted -simple archive, the .tar as downloaded, the single benchmark file and NAS-Bench-201's .pth give
+the same table, whose every accuracy is the seed mean of the record's last-epoch accuracy (as nats_bench's
+get_more_info with is_random=False); a record that asks for any other global (a code-running pickle, the -full archive's torch
 tensors) is refused before anything runs; and every incomplete or corrupt file is a one-line DataError naming it.
 
 The files are written by tests/nats_files.py in nats_bench's structure; the real download is not on this machine.
@@ -47,8 +47,8 @@ def _error(folder: Path) -> str:
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
-    """The three published layouts of one benchmark whose records have two seeds each; and the expected seed
-    means."""
+    """The four published layouts (three of NATS-Bench, one of NAS-Bench-201) of one benchmark whose records have
+    two seeds each; and the expected seed means."""
     root = tmp_path_factory.mktemp("nats")
     valid, tests = _accuracies(0)
     records = table_records(STRINGS, valid, tests, spread=0.375)
@@ -81,7 +81,7 @@ def test_each_published_layout_gives_the_seed_means_of_the_records(published, la
 
 
 @pytest.mark.slow
-def test_the_three_layouts_agree_and_the_tar_is_read_without_extracting(published):
+def test_the_four_layouts_agree_and_the_tar_is_read_without_extracting(published):
     root, _ = published
     tables = [NB201Table.load(root / layout) for layout in ("dir", "tar", "file", "pth")]
     assert {t.to_csv() for t in tables} == {tables[0].to_csv()}
