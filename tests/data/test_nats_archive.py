@@ -1,8 +1,9 @@
 """NATS-Bench's own topology files (ednas_core/data/nats_archive.py), read without nats_bench and without running
 code: the extracted -simple archive, the .tar as downloaded, the single benchmark file and NAS-Bench-201's .pth give
 the same table, whose every accuracy is the seed mean of the record's last-epoch accuracy (as nats_bench's
-get_more_info with is_random=False); a record that asks for any other global (a code-running pickle, the -full archive's torch
-tensors) is refused before anything runs; and every incomplete or corrupt file is a one-line DataError naming it.
+get_more_info with is_random=False); a record that asks for any other global (a code-running pickle, the -full
+archive's torch tensors) is refused before anything runs; and every incomplete or corrupt file is a one-line
+DataError naming it.
 
 The files are written by tests/nats_files.py in nats_bench's structure; the real download is not on this machine.
 With EDNAS_DATA_ROOT, the published CSV tables written as NATS files load back to exactly the CSV's table."""
