@@ -43,6 +43,7 @@ import numpy as np
 from numpy._core import multiarray
 
 from .dataset import DataError
+from .prepared import md5sum
 
 ARCHIVE_DIR = "NATS-tss-v1_0-3ffb9-simple"
 ARCHIVE_TAR = f"{ARCHIVE_DIR}.tar"
@@ -223,15 +224,7 @@ def _from_benchmark_content(path: Path, content: Any) -> NATSTable:
                         f"{HOW_TO_GET} {path.parent}")
     _check_complete(path, len(meta), infos, "download it again")
     found = {i: _record(infos[i], i, f"{path} architecture {i}") for i in range(len(meta))}
-    return _table(path, meta, found, {path.name: _file_md5(path)})
-
-
-def _file_md5(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as stream:
-        while block := stream.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    return _table(path, meta, found, {path.name: md5sum(path)})
 
 
 def _check_complete(path: Path, n: int, have: dict, fix: str) -> None:
