@@ -34,7 +34,9 @@ import hashlib
 import io
 import pickle
 import re
+import sys
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -51,6 +53,7 @@ BENCHMARK_FILE = "NATS-tss-v1_0-3ffb9.pickle.pbz2"
 NB201_FILES = ("NAS-Bench-201-v1_1-096897.pth", "NAS-Bench-201-v1_0-e61699.pth")
 META_FILE = "meta.pickle.pbz2"
 N_ARCHITECTURES = 15_625
+PROGRESS_EVERY = 2_500  # records of an archive between two progress lines
 _RECORD = re.compile(r"^(\d+)\.pickle\.pbz2$")
 
 # (hp, dataset, evaluation set) of each column of the table (module docstring)
@@ -125,13 +128,19 @@ def find_benchmark(folder: Path) -> Path | None:
     return None
 
 
-def load_benchmark(path: Path) -> NATSTable:
-    """The four columns of every architecture of the benchmark at `path` (a find_benchmark answer)."""
+def say_on_stderr(message: str) -> None:
+    print(f"prepare-data: {message}", file=sys.stderr, flush=True)
+
+
+def load_benchmark(path: Path, say: Callable[[str], None] = say_on_stderr) -> NATSTable:
+    """The four columns of every architecture of the benchmark at `path` (a find_benchmark answer); `say` hears
+    what is being read, and every PROGRESS_EVERY records of an archive how many were."""
     path = Path(path)
+    say(f"reading the benchmark {path}")
     if path.is_dir():
-        return _from_records(path, _directory_records(path))
+        return _from_records(path, _directory_records(path), say)
     if path.name.endswith(".tar"):
-        return _from_records(path, _tar_records(path))
+        return _from_records(path, _tar_records(path), say)
     if path.suffix == ".pth":
         return _from_benchmark_content(path, _torch_load(path))
     with open(path, "rb") as stream:
@@ -167,7 +176,7 @@ def _tar_records(path: Path) -> Iterator[tuple[str, bytes]]:
                         "or corrupt: download it again") from None
 
 
-def _from_records(path: Path, records: Iterator[tuple[str, bytes]]) -> NATSTable:
+def _from_records(path: Path, records: Iterator[tuple[str, bytes]], say: Callable[[str], None]) -> NATSTable:
     """Reads the meta file and the per-architecture records of an archive (a folder or a tar)."""
     digest = hashlib.md5()
     meta: list[str] | None = None
@@ -183,6 +192,9 @@ def _from_records(path: Path, records: Iterator[tuple[str, bytes]]) -> NATSTable
         if index in found:
             raise DataError(f"{where}: architecture {index} appears twice; extract {ARCHIVE_TAR} afresh")
         found[index] = _record(content, index, where)
+        if len(found) % PROGRESS_EVERY == 0:
+            say(f"read {len(found):,} architecture records of {path.name}")
+    say(f"read {len(found):,} architecture records of {path.name} in all")
     if meta is None:
         raise DataError(f"{path} has no {META_FILE}: it is incomplete or not NATS-Bench's topology archive; "
                         f"{HOW_TO_GET} {path.parent}")

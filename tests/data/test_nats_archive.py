@@ -69,7 +69,8 @@ def published(tmp_path_factory):
                                             ("pth", NB201_FILES[0])])
 def test_each_published_layout_gives_the_seed_means_of_the_records(published, layout, source):
     root, means = published
-    table = NB201Table.load(root / layout)
+    said = []
+    table = NB201Table.from_nats(load_benchmark(root / layout / source, said.append))
     assert table.arch_strings == tuple(STRINGS)
     np.testing.assert_array_equal(table.valid_12, means["valid"])
     for d in TESTS:
@@ -79,6 +80,10 @@ def test_each_published_layout_gives_the_seed_means_of_the_records(published, la
         "cifar100"][i]
     [(name, md5)] = table.sources.items()
     assert name.startswith(source) and len(md5) == 32
+    assert said[0] == f"reading the benchmark {root / layout / source}"
+    if layout in ("dir", "tar"):  # an archive says every 2,500 records how many it has read
+        assert said[1:] == [f"read {n:,} architecture records of {source}" for n in range(2500, 15625, 2500)] + [
+            f"read 15,625 architecture records of {source} in all"]
 
 
 @pytest.mark.slow
@@ -181,12 +186,15 @@ def test_a_truncated_record_names_the_file(tmp_path):
     assert "000000.pickle.pbz2 is not a readable bz2 pickle" in message and "download it again" in message
 
 
-def test_an_incompletely_extracted_archive_names_the_first_missing_record(tmp_path):
+def test_an_incompletely_extracted_archive_names_the_first_missing_record(tmp_path, capsys):
     valid, tests = _accuracies(1)
     records = {i: r for i, r in table_records(STRINGS[:7], valid, tests).items()}
     write_archive(tmp_path / ARCHIVE_DIR, STRINGS, records)
     message = _error(tmp_path)
     assert "holds 7 of the 15,625 architecture records (the first missing: 000007)" in message
+    assert capsys.readouterr().err.splitlines() == [  # what prepare-data prints while it reads
+        f"prepare-data: reading the benchmark {tmp_path / ARCHIVE_DIR}",
+        f"prepare-data: read 7 architecture records of {ARCHIVE_DIR} in all"]
 
 
 def test_an_archive_without_its_meta_file(tmp_path):
