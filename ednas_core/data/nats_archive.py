@@ -181,9 +181,10 @@ def _from_records(path: Path, records: Iterator[tuple[str, bytes]], say: Callabl
     digest = hashlib.md5()
     meta: list[str] | None = None
     found: dict[int, tuple[str, dict[str, float]]] = {}
+    prefix = f"{path}/" if path.is_dir() else f"{path} member "
     for name, data in records:
         digest.update(name.encode() + b"\0" + hashlib.md5(data).digest())
-        where = f"{path}/{name}" if path.is_dir() else f"{path} member {name}"
+        where = prefix + name
         content = safe_load(io.BytesIO(data), where)
         if name == META_FILE:
             meta = _meta_archs(content, where)

@@ -46,8 +46,9 @@ from ..spaces import Architecture, from_nb201_string, to_nb201_string
 from ..spaces.nb201 import NB201_CELL
 from . import nats_archive
 from .dataset import DataError
+from .prepared import md5sum
 
-N_ARCHITECTURES = 15_625
+N_ARCHITECTURES = nats_archive.N_ARCHITECTURES  # 5^6 cells
 SINGLE_FILE = "nb201.csv"
 NATS_FILE = "nats_bench.csv"
 EPOCH12_FILE = "nb201_12epoch_accs.csv"
@@ -98,7 +99,7 @@ class NB201Table:
         single, nats, epoch12 = folder / SINGLE_FILE, folder / NATS_FILE, folder / EPOCH12_FILE
         if single.is_file():
             table = cls.load_prepared(single)
-            table.sources = {single.name: _md5(single.read_bytes())}
+            table.sources = {single.name: md5sum(single)}
             return table
         if not nats.is_file() and not epoch12.is_file():
             benchmark = nats_archive.find_benchmark(folder)
@@ -120,7 +121,7 @@ class NB201Table:
         order = np.array([where[s] for s in strings])
         valid = _accuracies(extra[VALID], VALID, epoch12, EPOCH12_COLUMNS)[order]
         tests = {d: _accuracies(main[c], c, nats, NATS_COLUMNS) for d, c in DATASETS.items() if c in main}
-        return cls(strings, valid, tests, {f.name: _md5(f.read_bytes()) for f in (nats, epoch12)})
+        return cls(strings, valid, tests, {f.name: md5sum(f) for f in (nats, epoch12)})
 
     @classmethod
     def from_nats(cls, benchmark: nats_archive.NATSTable) -> "NB201Table":
