@@ -102,10 +102,25 @@ class Runtime:
         return contextlib.nullcontext()
 
     def sgd(self, params: Iterable[nn.Parameter], **kwargs: Any) -> torch.optim.SGD:
-        """SGD with the fused CUDA kernel when fused_optimizer is on; PyTorch's default implementation otherwise."""
-        if self.fused_optimizer:
-            kwargs["fused"] = True
-        return torch.optim.SGD(params, **kwargs)
+        """SGD with the fused CUDA kernel when fused_optimizer is on; PyTorch's default implementation otherwise.
+
+        Fused with momentum: every parameter's momentum buffer starts as zeros. PyTorch's fused step creates the
+        buffers only at the first step on which every parameter has them missing, and fails on a step where a
+        parameter gets its first gradient after others already have buffers ("expected Tensor ... got
+        NoneType"), which is every early step of a weight-sharing network: an op gets its first gradient when
+        it is first sampled. With dampening 0, as here, a zero buffer gives that first step the buffer PyTorch
+        would have made (momentum * 0 + grad = grad), so the updates are the unfused ones."""
+        if not self.fused_optimizer:
+            return torch.optim.SGD(params, **kwargs)
+        optimizer = torch.optim.SGD(params, fused=True, **kwargs)
+        if optimizer.defaults["momentum"] != 0:
+            if optimizer.defaults["dampening"] != 0:
+                raise ValueError("fused SGD with momentum here starts its buffers at zero, which equals PyTorch's "
+                                 "first step only with dampening 0")
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return optimizer
 
     def compiled(self, module: nn.Module) -> Callable[..., Any]:
         """torch.compile(module) when compile is on, else the module itself. Keep the original module for
