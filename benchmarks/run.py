@@ -380,13 +380,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "dtype": "bf16 autocast" if rt.amp else "float32", "channels_last": rt.channels_last,
         "sizes": dataclasses.asdict(sizes), "quick": args.quick,
     }
-    for name, bench in benches.items():
-        if args.only is None or name in args.only:
-            results[name] = bench(rt, sizes, data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{rt.device.type}-{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    for name, bench in benches.items():
+        if args.only is None or name in args.only:
+            results[name] = bench(rt, sizes, data)
+            path.write_text(json.dumps(results, indent=2) + "\n")  # after each section: a killed run keeps them
     print(f"{results['device']}, torch {results['torch']}, {results['dtype']}")
     for name in benches:
         for key, value in results.get(name, {}).items():

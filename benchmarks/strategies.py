@@ -6,14 +6,25 @@ and the cost is reported per epoch, amortised over the period, and for the most 
 
 Beside the child: when benchmarks/run.py's search_epoch section measured the child's epoch on the same device,
 each strategy's share of a search epoch is host / (child phase + its rewards x one reward forward + host).
-The issue's budget is a 5% share at most."""
+The issue's budget is a 5% share at most.
+
+Alone, beside an earlier benchmarks.run result (its search_epoch section, e.g. measured on a GPU):
+
+    python -m benchmarks.strategies [--search-epoch RESULT.json] [--only enas,nao] [--nao-epochs N] [--out DIR]
+                                    [--quick]
+
+--nao-epochs sets NAO's controller passes per round (published: 1000; the round's cost is nearly all those
+passes, so a tenth of them measures a tenth of the round in a tenth of the time)."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import math
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 from ednas_core.config import RNNSearchConfig, RuntimeConfig, SearchConfig
 from ednas_core.epochs import EpochCallback
@@ -40,10 +51,12 @@ def period_of(search_config: Any) -> int:
     return search_config.nao.update_every if search_config.strategy == "nao" else 1
 
 
-def _config(base: Any, name: str, quick: bool) -> Any:
+def _config(base: Any, name: str, quick: bool, nao_epochs: int | None = None) -> Any:
     config = dataclasses.replace(base, strategy=name)
     if quick and name in QUICK:
         config = dataclasses.replace(config, **{name: dataclasses.replace(getattr(config, name), **QUICK[name])})
+    if name == "nao" and nao_epochs is not None:
+        config = dataclasses.replace(config, nao=dataclasses.replace(config.nao, epochs=nao_epochs))
     return config
 
 
@@ -79,16 +92,18 @@ class _EpochClock(EpochCallback):
         self._last = now
 
 
-def bench_strategies(sizes: Any, search_epoch: dict[str, float] | None = None) -> dict[str, float]:
-    """Every registered strategy on the CNN space (CIFAR-10 split of `sizes`) and the RNN space (PTB)."""
+def bench_strategies(sizes: Any, search_epoch: dict[str, float] | None = None, names: Sequence[str] | None = None,
+                     nao_epochs: int | None = None) -> dict[str, float]:
+    """Every registered strategy (or `names`) on the CNN space (CIFAR-10 split of `sizes`) and the RNN space
+    (PTB); NAO with `nao_epochs` controller passes per round when given."""
     quick = sizes.name == "quick"
     child_steps = math.ceil(0.8 * sizes.images / sizes.batch)
     policy_batches = math.ceil(0.2 * sizes.images / sizes.batch)
     ptb_steps = (4, 2) if quick else PTB_STEPS
     out: dict[str, float] = {}
-    for name in STRATEGIES:
-        cnn = host_cost(CNN_SPACE, _config(SearchConfig(), name, quick), child_steps, policy_batches)
-        rnn = host_cost(RNN_SPACE, _config(RNNSearchConfig(), name, quick), *ptb_steps)
+    for name in STRATEGIES if names is None else names:
+        cnn = host_cost(CNN_SPACE, _config(SearchConfig(), name, quick, nao_epochs), child_steps, policy_batches)
+        rnn = host_cost(RNN_SPACE, _config(RNNSearchConfig(), name, quick, nao_epochs), *ptb_steps)
         for key, value in cnn.items():
             out[f"{name}_cnn_{key}"] = value
         for key, value in rnn.items():
@@ -98,3 +113,46 @@ def bench_strategies(sizes: Any, search_epoch: dict[str, float] | None = None) -
             epoch_s = search_epoch["child_s"] + cnn["rewards_per_epoch"] * reward_s + cnn["host_s_per_epoch"]
             out[f"{name}_cnn_share_of_epoch"] = cnn["host_s_per_epoch"] / epoch_s
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.strategies", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--search-epoch", metavar="RESULT.json", default=None,
+                        help="a benchmarks.run result with a search_epoch section: each strategy's share of that epoch")
+    parser.add_argument("--only", default=",".join(STRATEGIES), help="strategies, comma-separated")
+    parser.add_argument("--nao-epochs", type=int, default=None, help="NAO's controller passes per round")
+    parser.add_argument("--out", default=None, help="folder for the JSON result")
+    parser.add_argument("--quick", action="store_true", help="toy sizes and settings (a smoke test)")
+    args = parser.parse_args(argv)
+    names = [n for n in args.only.split(",") if n]
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown or not names:
+        parser.error(f"--only: unknown strategy {unknown[0]!r}; known: {', '.join(STRATEGIES)}" if unknown
+                     else "--only: no strategy given")
+    if args.nao_epochs is not None and args.nao_epochs < 1:
+        parser.error(f"--nao-epochs must be at least 1, got {args.nao_epochs}")
+    search_epoch, device = None, "cpu (host-side cost only)"
+    if args.search_epoch:
+        try:
+            measured = json.loads(Path(args.search_epoch).read_text())
+            search_epoch, device = measured["search_epoch"], measured["device"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            parser.error(f"--search-epoch {args.search_epoch}: not a benchmarks.run result with a search_epoch "
+                         f"section ({type(e).__name__}: {e})")
+    from benchmarks.run import PAPER, QUICK as QUICK_SIZES  # run.py imports this module: imported here, not above
+
+    results: dict[str, Any] = {"search_epoch_device": device, "nao_epochs": args.nao_epochs,
+                               "strategies": bench_strategies(QUICK_SIZES if args.quick else PAPER, search_epoch,
+                                                              names, args.nao_epochs)}
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"strategies-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"search epoch of: {device}; NAO controller passes per round: {args.nao_epochs or 'published'}")
+    for key, value in results["strategies"].items():
+        print(f"  {key:32s} {value:12.4g}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -50,3 +50,27 @@ def test_compare_pairs_only_numbers_both_runs_have():
     now = {"device": "d", "a": {"x": 2.0, "y": 3.0, "name": "s"}, "b": {"z": 1.0}}
     before = {"device": "d", "a": {"x": 4.0, "name": "s", "y": 0.0}, "c": {"z": 1.0}}
     assert compare(now, before) == [("a", "x", 4.0, 2.0, 0.5)]
+
+
+def test_strategies_alone_beside_an_earlier_search_epoch(tmp_path, capsys):
+    """python -m benchmarks.strategies: the chosen strategies' host cost and their share of the search epoch of an
+    earlier benchmarks.run result (e.g. one measured on a GPU); NAO with fewer controller passes per round."""
+    from benchmarks.strategies import main as strategies_main
+
+    earlier = tmp_path / "gpu.json"
+    earlier.write_text(json.dumps({"device": "NVIDIA H200", "search_epoch": {"child_s": 10.0, "policy_step_ms": 5.0}}))
+    result = strategies_main(["--quick", "--only", "enas,nao", "--nao-epochs", "1", "--search-epoch", str(earlier),
+                              "--out", str(tmp_path / "out")])
+    assert result["search_epoch_device"] == "NVIDIA H200" and result["nao_epochs"] == 1
+    measured = result["strategies"]
+    assert {k.split("_")[0] for k in measured} == {"enas", "nao"}
+    for name in ("enas", "nao"):
+        host = measured[f"{name}_cnn_host_s_per_epoch"]
+        epoch = 10.0 + measured[f"{name}_cnn_rewards_per_epoch"] * 0.005 + host
+        assert measured[f"{name}_cnn_share_of_epoch"] == pytest.approx(host / epoch)
+    written = json.loads(next((tmp_path / "out").glob("strategies-*.json")).read_text())
+    assert written["strategies"] == measured
+    assert "search epoch of: NVIDIA H200" in capsys.readouterr().out
+    for bad in (["--only", "darts"], ["--nao-epochs", "0"], ["--search-epoch", str(tmp_path / "missing.json")]):
+        with pytest.raises(SystemExit):
+            strategies_main(["--quick", *bad])
