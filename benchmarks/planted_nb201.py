@@ -1,15 +1,17 @@
 """Which strategies find a planted cell of the NAS-Bench-201 space, and in how many rewards:
 
     python -m benchmarks.planted_nb201 [--strategies ednas,rea,evnas,nao,enas,random] [--seeds 4] [--epochs 15]
-                                       [--enas-steps N]
+                                       [--enas-steps N] [--set enas.lr=0.02 ...]
 
 Each search is the real loop (ednas_core.search.EDNASSearch) with the task nb201's default settings
 (ednas_core.config.nb201_search_defaults, what params.yaml's nb201.search holds) over a SyntheticChild whose reward
 is the fraction of the 6 edges a cell shares with a planted one (1 for the planted cell, 5/6 for its nearest
 neighbours), 2 child steps and 20 reward batches per epoch. For each strategy and seed it prints the rewards
 spent, whether the strategy's final architecture is the planted cell, its reward, the first query that hit the
-planted cell, and the mean reward of 200 of the strategy's derive candidates. --enas-steps sets ENAS's Adam steps
-per epoch (the task's default: 1 step of 20 samples; NAS-Bench-201's ENAS baseline: 50).
+planted cell, the mean reward of 200 of the strategy's derive candidates, and the edge codes (0 = none, 1 + op in
+NB201's order; edges 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2) of the final and the planted cell. --enas-steps sets ENAS's
+Adam steps per epoch (the task's default: 1 step of 20 samples; NAS-Bench-201's ENAS baseline: 50); --set changes
+one setting of a strategy's section (nb201.search.<strategy>.<key> in params.yaml), e.g. --set enas.lr=0.02.
 """
 
 from __future__ import annotations
@@ -22,23 +24,49 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import yaml
 
-from ednas_core.config import RuntimeConfig, nb201_search_defaults
+from ednas_core.config import NB201SearchConfig, RuntimeConfig, from_mapping, nb201_search_defaults
+from ednas_core.knobs import ConfigError
 from ednas_core.runtime import Runtime
 from ednas_core.search import EDNASSearch
-from ednas_core.spaces import NB201_SPACE
+from ednas_core.spaces import NB201_SPACE, Architecture
 from ednas_core.strategies import make_strategy
 from ednas_core.synthetic import SyntheticChild, planted_architecture, planted_reward
 
 CHILD_STEPS, REWARD_BATCHES = 2, 20
 
 
-def planted_run(name: str, seed: int, epochs: int,
-                enas_steps: int | None = None) -> dict[str, float | int | bool | None]:
+def with_settings(config: NB201SearchConfig, settings: Sequence[str]) -> NB201SearchConfig:
+    """`config` with each 'STRATEGY.KEY=VALUE' of `settings` set, VALUE read as YAML (as `dvc exp run -S` does)
+    and checked as params.yaml's nb201.search.STRATEGY.KEY is; a bad item stops with one line."""
+    for item in settings:
+        name, has_value, value = item.partition("=")
+        section, _, key = name.partition(".")
+        current = getattr(config, section, None)
+        if not (has_value and key and dataclasses.is_dataclass(current)):
+            raise SystemExit(f"planted_nb201: --set {item!r}: expected STRATEGY.KEY=VALUE, a setting of "
+                             f"nb201.search.<strategy> (e.g. enas.lr=0.02)")
+        mapping = {**dataclasses.asdict(current), key: yaml.safe_load(value)}
+        try:
+            config = dataclasses.replace(config, **{section: from_mapping(type(current), mapping,
+                                                                          f"nb201.search.{section}.")})
+        except ConfigError as e:
+            raise SystemExit(f"planted_nb201: --set {item!r}: {e}") from None
+    return config
+
+
+def codes(arch: Architecture) -> str:
+    """The cell's six edge codes as one string (0 = none, 1 + op)."""
+    return "".join(str(c) for c in NB201_SPACE.cell.edge_codes(arch["cell"]))
+
+
+def planted_run(name: str, seed: int, epochs: int, enas_steps: int | None = None,
+                settings: Sequence[str] = ()) -> dict[str, float | int | bool | str | None]:
     """One search of strategy `name` against the cell planted by `seed`."""
     planted = planted_architecture(NB201_SPACE, seed=seed)
     reward = planted_reward(NB201_SPACE, planted)
-    config = dataclasses.replace(nb201_search_defaults(), strategy=name, epochs=epochs)
+    config = with_settings(dataclasses.replace(nb201_search_defaults(), strategy=name, epochs=epochs), settings)
     if enas_steps is not None:
         config = dataclasses.replace(config, enas=dataclasses.replace(config.enas, train_steps=enas_steps))
     strategy = make_strategy(NB201_SPACE, config, seed)
@@ -51,7 +79,7 @@ def planted_run(name: str, seed: int, epochs: int,
     return {"rewards": len(child.scored), "found": final == planted, "final_reward": reward(final),
             "first_hit": next((i + 1 for i, a in enumerate(child.scored) if a == planted), None),
             "candidates_mean": float(np.mean([reward(a) for a in candidates])),
-            "seconds": time.perf_counter() - start}
+            "final_codes": codes(final), "planted_codes": codes(planted), "seconds": time.perf_counter() - start}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,16 +88,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=15, help="search epochs of every strategy")
     parser.add_argument("--enas-steps", type=int, default=None, help="ENAS's Adam steps per epoch")
+    parser.add_argument("--set", action="append", default=[], metavar="STRATEGY.KEY=VALUE",
+                        help="a strategy setting (nb201.search.<strategy>.<key>), e.g. enas.lr=0.02; repeatable")
     args = parser.parse_args(argv)
+    with_settings(nb201_search_defaults(), args.set)  # a bad --set stops here, before any search
     print(f"{'strategy':<9} {'seed':>4} {'rewards':>7} {'found':>5} {'final':>6} {'1st hit':>7} {'samples':>7} "
-          f"{'s':>6}")
+          f"{'cell':>6} {'planted':>7} {'s':>6}")
     for name in args.strategies.split(","):
         found = 0
         for seed in range(args.seeds):
-            r = planted_run(name, seed, args.epochs, args.enas_steps)
+            r = planted_run(name, seed, args.epochs, args.enas_steps, args.set)
             found += bool(r["found"])
             print(f"{name:<9} {seed:>4} {r['rewards']:>7} {str(r['found']):>5} {r['final_reward']:>6.3f} "
-                  f"{str(r['first_hit'] or '-'):>7} {r['candidates_mean']:>7.3f} {r['seconds']:>6.1f}", flush=True)
+                  f"{str(r['first_hit'] or '-'):>7} {r['candidates_mean']:>7.3f} {r['final_codes']:>6} "
+                  f"{r['planted_codes']:>7} {r['seconds']:>6.1f}", flush=True)
         print(f"{name}: the planted cell found by {found} of {args.seeds} seeds")
     return 0
 
