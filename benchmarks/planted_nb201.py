@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import yaml
+from ruamel.yaml import YAML, YAMLError
 
 from ednas_core.config import NB201SearchConfig, RuntimeConfig, from_mapping, nb201_search_defaults
 from ednas_core.knobs import ConfigError
@@ -38,8 +38,8 @@ CHILD_STEPS, REWARD_BATCHES = 2, 20
 
 
 def with_settings(config: NB201SearchConfig, settings: Sequence[str]) -> NB201SearchConfig:
-    """`config` with each 'STRATEGY.KEY=VALUE' of `settings` set, VALUE read as YAML (as `dvc exp run -S` does)
-    and checked as params.yaml's nb201.search.STRATEGY.KEY is; a bad item stops with one line."""
+    """`config` with each 'STRATEGY.KEY=VALUE' of `settings` set, VALUE read as YAML 1.2 and checked as params.yaml's
+    nb201.search.STRATEGY.KEY is (stages.common reads params.yaml so); a bad item stops with one line."""
     for item in settings:
         name, has_value, value = item.partition("=")
         section, _, key = name.partition(".")
@@ -47,12 +47,13 @@ def with_settings(config: NB201SearchConfig, settings: Sequence[str]) -> NB201Se
         if not (has_value and key and dataclasses.is_dataclass(current)):
             raise SystemExit(f"planted_nb201: --set {item!r}: expected STRATEGY.KEY=VALUE, a setting of "
                              f"nb201.search.<strategy> (e.g. enas.lr=0.02)")
-        mapping = {**dataclasses.asdict(current), key: yaml.safe_load(value)}
         try:
+            mapping = {**dataclasses.asdict(current), key: YAML(typ="safe").load(value)}
             config = dataclasses.replace(config, **{section: from_mapping(type(current), mapping,
                                                                           f"nb201.search.{section}.")})
-        except ConfigError as e:
-            raise SystemExit(f"planted_nb201: --set {item!r}: {e}") from None
+        except (ConfigError, YAMLError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SystemExit(f"planted_nb201: --set {item!r}: {reason}") from None
     return config
 
 

@@ -33,6 +33,7 @@ def test_set_changes_one_strategy_setting_checked_as_params_yaml_is():
     assert config.evnas == nb201_search_defaults().evnas
     for bad, says in [("enas.lr=-1", "nb201.search.enas.lr: got -1; expected a number > 0"),
                       ("enas.foo=1", "nb201.search.enas.foo: unknown key"),
-                      ("lr=3", "expected STRATEGY.KEY=VALUE"), ("enas.lr", "expected STRATEGY.KEY=VALUE")]:
+                      ("lr=3", "expected STRATEGY.KEY=VALUE"), ("enas.lr", "expected STRATEGY.KEY=VALUE"),
+                      ("enas.lr=[", "'enas.lr=\\[': ")]:
         with pytest.raises(SystemExit, match=says):
             main(["--strategies", "enas", "--seeds", "1", "--epochs", "1", "--set", bad])
