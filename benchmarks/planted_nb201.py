@@ -9,9 +9,10 @@ is the fraction of the 6 edges a cell shares with a planted one (1 for the plant
 neighbours), 2 child steps and 20 reward batches per epoch. For each strategy and seed it prints the rewards
 spent, whether the strategy's final architecture is the planted cell, its reward, the first query that hit the
 planted cell, the mean reward of 200 of the strategy's derive candidates, and the edge codes (0 = none, 1 + op in
-NB201's order; edges 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2) of the final and the planted cell. --enas-steps sets ENAS's
-Adam steps per epoch (the task's default: 1 step of 20 samples; NAS-Bench-201's ENAS baseline: 50); --set changes
-one setting of a strategy's section (nb201.search.<strategy>.<key> in params.yaml), e.g. --set enas.lr=0.02.
+NB201's order; edges 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2) of the final and the planted cell. --set changes one
+setting of a strategy's section (nb201.search.<strategy>.<key> in params.yaml), e.g. --set enas.lr=0.02;
+--enas-steps N, ENAS's Adam steps per epoch (the task's default: 1 step of 20 samples; NAS-Bench-201's ENAS
+baseline: 50), is --set enas.train_steps=N.
 """
 
 from __future__ import annotations
@@ -62,14 +63,13 @@ def codes(arch: Architecture) -> str:
     return "".join(str(c) for c in NB201_SPACE.cell.edge_codes(arch["cell"]))
 
 
-def planted_run(name: str, seed: int, epochs: int, enas_steps: int | None = None,
-                settings: Sequence[str] = ()) -> dict[str, float | int | bool | str | None]:
-    """One search of strategy `name` against the cell planted by `seed`."""
+def planted_run(name: str, seed: int, epochs: int, base: NB201SearchConfig | None = None
+                ) -> dict[str, float | int | bool | str | None]:
+    """One search of strategy `name` against the cell planted by `seed`, with the settings of `base` (default:
+    the task's, nb201_search_defaults)."""
     planted = planted_architecture(NB201_SPACE, seed=seed)
     reward = planted_reward(NB201_SPACE, planted)
-    config = with_settings(dataclasses.replace(nb201_search_defaults(), strategy=name, epochs=epochs), settings)
-    if enas_steps is not None:
-        config = dataclasses.replace(config, enas=dataclasses.replace(config.enas, train_steps=enas_steps))
+    config = dataclasses.replace(base or nb201_search_defaults(), strategy=name, epochs=epochs)
     strategy = make_strategy(NB201_SPACE, config, seed)
     child = SyntheticChild(reward, CHILD_STEPS, REWARD_BATCHES, seed=seed)
     runtime = Runtime.from_config(RuntimeConfig(device="cpu", seed=seed))
@@ -92,13 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="STRATEGY.KEY=VALUE",
                         help="a strategy setting (nb201.search.<strategy>.<key>), e.g. enas.lr=0.02; repeatable")
     args = parser.parse_args(argv)
-    with_settings(nb201_search_defaults(), args.set)  # a bad --set stops here, before any search
+    steps = [] if args.enas_steps is None else [f"enas.train_steps={args.enas_steps}"]
+    base = with_settings(nb201_search_defaults(), args.set + steps)  # a bad setting stops here, before any search
     print(f"{'strategy':<9} {'seed':>4} {'rewards':>7} {'found':>5} {'final':>6} {'1st hit':>7} {'samples':>7} "
           f"{'cell':>6} {'planted':>7} {'s':>6}")
     for name in args.strategies.split(","):
         found = 0
         for seed in range(args.seeds):
-            r = planted_run(name, seed, args.epochs, args.enas_steps, args.set)
+            r = planted_run(name, seed, args.epochs, base)
             found += bool(r["found"])
             print(f"{name:<9} {seed:>4} {r['rewards']:>7} {str(r['found']):>5} {r['final_reward']:>6.3f} "
                   f"{str(r['first_hit'] or '-'):>7} {r['candidates_mean']:>7.3f} {r['final_codes']:>6} "
