@@ -11,10 +11,12 @@ The issue's budget is a 5% share at most.
 Alone, beside an earlier benchmarks.run result (its search_epoch section, e.g. measured on a GPU):
 
     python -m benchmarks.strategies [--search-epoch RESULT.json] [--only enas,nao] [--nao-epochs N] [--out DIR]
-                                    [--quick]
+                                    [--device cuda --nao-device search] [--quick]
 
 --nao-epochs sets NAO's controller passes per round (published: 1000; the round's cost is nearly all those
-passes, so a tenth of them measures a tenth of the round in a tenth of the time)."""
+passes, so a tenth of them measures a tenth of the round in a tenth of the time). --device is the search's device
+(default cpu): a strategy that can compute there does so when its settings ask (--nao-device search: NAO's EPD,
+search.nao.device); the others stay on the CPU as in a real search."""
 
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ from ednas_core.search import EDNASSearch
 from ednas_core.spaces import CNN_SPACE, RNN_SPACE, SearchSpace
 from ednas_core.strategies import STRATEGIES, make_strategy
 from ednas_core.synthetic import SyntheticChild, planted_architecture, planted_reward
-from ednas_core.runtime import Runtime
+from ednas_core.knobs import ConfigError
+from ednas_core.runtime import Runtime, resolve_device
 
 # PTB at the paper's search sizes: 929,589 training and 73,760 validation tokens, batch 256, bptt 35
 PTB_STEPS = (math.ceil(929_589 / 256 / 35), math.ceil(73_760 / 256 / 35))
@@ -51,23 +54,26 @@ def period_of(search_config: Any) -> int:
     return search_config.nao.update_every if search_config.strategy == "nao" else 1
 
 
-def _config(base: Any, name: str, quick: bool, nao_epochs: int | None = None) -> Any:
+def _config(base: Any, name: str, quick: bool, nao_epochs: int | None = None, nao_device: str | None = None) -> Any:
     config = dataclasses.replace(base, strategy=name)
     if quick and name in QUICK:
         config = dataclasses.replace(config, **{name: dataclasses.replace(getattr(config, name), **QUICK[name])})
     if name == "nao" and nao_epochs is not None:
         config = dataclasses.replace(config, nao=dataclasses.replace(config.nao, epochs=nao_epochs))
+    if name == "nao" and nao_device is not None:
+        config = dataclasses.replace(config, nao=dataclasses.replace(config.nao, device=nao_device))
     return config
 
 
-def host_cost(space: SearchSpace, config: Any, child_steps: int, policy_batches: int) -> dict[str, float]:
-    """Runs one period of the strategy's schedule over a SyntheticChild; seconds per epoch (mean and max) and
-    rewards per epoch."""
+def host_cost(space: SearchSpace, config: Any, child_steps: int, policy_batches: int,
+              device: str = "cpu") -> dict[str, float]:
+    """Runs one period of the strategy's schedule over a SyntheticChild, the search on `device`; seconds per
+    epoch (mean and max) and rewards per epoch."""
     epochs = period_of(config)
     config = dataclasses.replace(config, epochs=epochs)
     strategy = make_strategy(space, config, seed=0)
     child = SyntheticChild(planted_reward(space, planted_architecture(space)), child_steps, policy_batches)
-    runtime = Runtime.from_config(RuntimeConfig(device="cpu", seed=0))
+    runtime = Runtime.from_config(RuntimeConfig(device=device, seed=0))
     clock = _EpochClock()
     search = EDNASSearch(space, child, strategy, config, runtime, None, [clock])
     clock.start()
@@ -93,17 +99,21 @@ class _EpochClock(EpochCallback):
 
 
 def bench_strategies(sizes: Any, search_epoch: dict[str, float] | None = None, names: Sequence[str] | None = None,
-                     nao_epochs: int | None = None) -> dict[str, float]:
+                     nao_epochs: int | None = None, device: str = "cpu",
+                     nao_device: str | None = None) -> dict[str, float]:
     """Every registered strategy (or `names`) on the CNN space (CIFAR-10 split of `sizes`) and the RNN space
-    (PTB); NAO with `nao_epochs` controller passes per round when given."""
+    (PTB), the search on `device`; NAO with `nao_epochs` controller passes per round and its EPD on
+    `nao_device` (search.nao.device) when given."""
     quick = sizes.name == "quick"
     child_steps = math.ceil(0.8 * sizes.images / sizes.batch)
     policy_batches = math.ceil(0.2 * sizes.images / sizes.batch)
     ptb_steps = (4, 2) if quick else PTB_STEPS
     out: dict[str, float] = {}
     for name in STRATEGIES if names is None else names:
-        cnn = host_cost(CNN_SPACE, _config(SearchConfig(), name, quick, nao_epochs), child_steps, policy_batches)
-        rnn = host_cost(RNN_SPACE, _config(RNNSearchConfig(), name, quick, nao_epochs), *ptb_steps)
+        cnn = host_cost(CNN_SPACE, _config(SearchConfig(), name, quick, nao_epochs, nao_device), child_steps,
+                        policy_batches, device)
+        rnn = host_cost(RNN_SPACE, _config(RNNSearchConfig(), name, quick, nao_epochs, nao_device), *ptb_steps,
+                        device=device)
         for key, value in cnn.items():
             out[f"{name}_cnn_{key}"] = value
         for key, value in rnn.items():
@@ -121,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="a benchmarks.run result with a search_epoch section: each strategy's share of that epoch")
     parser.add_argument("--only", default=",".join(STRATEGIES), help="strategies, comma-separated")
     parser.add_argument("--nao-epochs", type=int, default=None, help="NAO's controller passes per round")
+    parser.add_argument("--device", default="cpu", help="the search's device: cpu (default), cuda, cuda:N")
+    parser.add_argument("--nao-device", choices=("cpu", "search"), default=None,
+                        help="search.nao.device: where NAO's EPD computes (default: params.yaml's, cpu)")
     parser.add_argument("--out", default=None, help="folder for the JSON result")
     parser.add_argument("--quick", action="store_true", help="toy sizes and settings (a smoke test)")
     args = parser.parse_args(argv)
@@ -141,14 +154,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                          f"section ({type(e).__name__}: {e})")
     from benchmarks.run import PAPER, QUICK as QUICK_SIZES  # run.py imports this module: imported here, not above
 
+    try:
+        search_device = str(resolve_device(args.device))
+    except ConfigError as e:
+        parser.error(f"--device: {e}")
     results: dict[str, Any] = {"search_epoch_device": device, "nao_epochs": args.nao_epochs,
+                               "search_device": search_device, "nao_device": args.nao_device or "cpu",
                                "strategies": bench_strategies(QUICK_SIZES if args.quick else PAPER, search_epoch,
-                                                              names, args.nao_epochs)}
+                                                              names, args.nao_epochs, search_device,
+                                                              args.nao_device)}
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / f"strategies-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"search epoch of: {device}; NAO controller passes per round: {args.nao_epochs or 'published'}")
+    print(f"search epoch of: {device}; NAO controller passes per round: {args.nao_epochs or 'published'}; "
+          f"strategies' search on {search_device}, NAO's EPD on {results['nao_device']}")
     for key, value in results["strategies"].items():
         print(f"  {key:32s} {value:12.4g}")
     return results

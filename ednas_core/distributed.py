@@ -177,6 +177,17 @@ def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
 
 # --- host values ---------------------------------------------------------------------------------------------
 
+def broadcast_host_value(value, src: int = 0):
+    """Rank `src`'s `value` (plain lists/tuples/numbers) on every rank: one broadcast_object_list. For results
+    that kernels outside deterministic mode may compute slightly differently on each rank (a GPU-trained model's
+    decisions), so that the ranks go on in lockstep."""
+    if not world().distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
 def stable_hash(value) -> int:
     """A hash of a host value (nested lists/tuples/dicts of ints/strs) that is the same in every process."""
     return int.from_bytes(hashlib.sha256(repr(value).encode()).digest()[:7], "big")

@@ -132,6 +132,7 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
         self.strategy = strategy
         self.config = config
         self.runtime = runtime
+        strategy.place(runtime.device)
         self.epoch_probe = epoch_probe
         super().__init__(config.epochs, checkpoint_path, callbacks,
                          fingerprint(search=strategy_settings(config), seed=runtime.seed, space=space.name,

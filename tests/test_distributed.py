@@ -168,6 +168,41 @@ def test_two_rank_evaluation_killed_after_epoch_1_resumes_to_the_uninterrupted_r
         assert torch.equal(a, ranks[1]["full"][name]), name
 
 
+# --- NAO's EPD on each rank's device: rank 0's pool for all ------------------------------------------------------
+
+def _nao_pool_rank(rank: int, out: Path) -> None:
+    from ednas_core.spaces import CNN_SPACE
+    from ednas_core.strategies.nao import NAOConfig, NAOStrategy
+    from ednas_core.synthetic import planted_architecture, planted_reward
+
+    settings = NAOConfig(update_every=1, seed_architectures=12, new_architectures=6, random_architectures=2, top_k=4,
+                         max_step_size=10, epochs=5, batch_size=6, emb_size=8, hidden_size=16, mlp_layers=1,
+                         mlp_hidden_size=16, lr=0.005, device="search")
+    nao = NAOStrategy(CNN_SPACE, settings, seed=0)
+    nao.place(make_runtime("cpu").device)  # joins the gloo group, as a search's runtime does
+    if rank:  # stands for a GPU whose kernels round differently: this rank's EPD decides otherwise
+        other = torch.Generator().manual_seed(rank)
+        with torch.no_grad():
+            for p in nao.epd.parameters():
+                p.copy_(torch.rand(p.shape, generator=other) - 0.5)
+    g = torch.Generator().manual_seed(0)
+    nao.train_architecture(g)
+    reward = planted_reward(CNN_SPACE, planted_architecture(CNN_SPACE))
+    archs = nao.propose(g, 12)
+    nao.observe(archs, [reward(a) for a in archs])
+    assert nao.rounds == 1
+    (out / f"pool{rank}.txt").write_text(repr(nao.pool))
+
+
+def test_ranks_whose_epds_differ_go_on_with_rank_0s_pool(tmp_path):
+    """search.nao.device search: each rank trains its own EPD (on its GPU, where kernels need not agree bit for
+    bit); after a round every rank holds rank 0's pool, so the ranks go on in lockstep."""
+    spawn(_nao_pool_rank, tmp_path)
+    pools = [(tmp_path / f"pool{r}.txt").read_text() for r in range(WORLD)]
+    assert pools[0] == pools[1]
+    assert distributed.broadcast_host_value([1, 2]) == [1, 2]  # one process: the value itself
+
+
 # --- sharding and runtime.gpus -------------------------------------------------------------------------------
 
 def test_shards_interleave_one_permutation():

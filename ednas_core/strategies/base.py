@@ -95,6 +95,10 @@ class Strategy(ABC):
         """What derive scores: samples of a learned distribution, the final population or the top of a
         pool; best first where the strategy ranks them. May be fewer than `samples`."""
 
+    def place(self, device: torch.device) -> None:
+        """The search's device (called once by the search loop, before any state is loaded): a strategy that
+        can compute there may move to it. By default a strategy stays on the CPU."""
+
     def log_prob(self, arch: Architecture) -> float:
         """log P(arch) under the strategy's distribution; NaN for strategies without one."""
         return math.nan

@@ -20,10 +20,14 @@ the space's ops), so it always yields a valid architecture in canonical form. As
 pool keeps its size: the pool sorted by reward, its bottom replaced by the new architectures and by
 `random_architectures` fresh uniform ones.
 
-The EPD lives on the CPU, as a few hundred thousand numbers trained on at most a few thousand sequences; its
-dropout draws from a generator seeded by (seed, round), not from the global RNG, so a round does not disturb the
-child's randomness and a resumed search repeats it exactly. Cost: NAO-WS's 1000 passes over a pool of 1000 (10,000
-Adam steps) take about 5 minutes of one CPU core per round on the CNN space; `epochs` sets it.
+The EPD lives on the CPU by default (device: cpu), a few hundred thousand numbers trained on at most a few
+thousand sequences; its dropout draws from a generator seeded by (seed, round), not from the global RNG, so a
+round does not disturb the child's randomness and a resumed search repeats it exactly. Cost: NAO-WS's 1000 passes
+over a pool of 1000 (10,000 Adam steps) take about 4-5 minutes of a 2-core CPU per round on the CNN space; `epochs`
+sets it. device: search puts the EPD on the search's device (NAO-WS trains its controller on the GPU): the
+search loop calls place(runtime.device); the training loop reads its losses once per round, not per step; dropout
+draws from a generator on that device seeded from the round's; with several GPUs, whose kernels need not agree
+bit for bit, every rank takes rank 0's new pool (one broadcast per round) so that the ranks stay in lockstep.
 
 Where this differs from NAO-WS's code:
 - Rounds run at the end of every `update_every`-th epoch. The strategy does not know the schedule's length, so the
@@ -57,6 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import distributed
 from ..knobs import ConfigError, knob
 from ..spaces import Architecture, SearchSpace
 from .base import (Strategy, check_rewards, choice_frequencies, from_tokens, seeded_generator, to_tokens,
@@ -95,6 +100,9 @@ class NAOConfig:
     encoder_dropout: float = knob(0.1, ge=0.0, lt=1.0)  # --controller_encoder_dropout default 0.1
     decoder_dropout: float = knob(0.0, ge=0.0, lt=1.0)  # --controller_decoder_dropout default 0.0
     attention: bool = True                        # --controller_attention
+    # where the EPD computes: cpu, or search = the search's device (runtime.device: its GPU, as NAO-WS trains
+    # its controller); not a NAO-WS setting
+    device: str = knob("cpu", choices=("cpu", "search"))
 
     def check_consistency(self, prefix: str = "search.nao.") -> None:
         """Called by config.from_mapping (and the strategy): values that conflict with each other."""
@@ -133,6 +141,7 @@ def rnn_defaults() -> NAOConfig:
         encoder_dropout=0.1,        # --controller_encoder_dropout=0.1
         decoder_dropout=0.0,        # --controller_decoder_dropout=0
         attention=True,             # the PyTorch decoder always attends
+        device="cpu",               # not a NAO-WS setting (NAOConfig.device)
     )
 
 
@@ -171,9 +180,14 @@ class TokenGrammar:
                 for j in range(self.m):
                     self.pair_node.append(node)
                     self.pair_edge.append(j)
-        ids = torch.arange(self.vocab)
-        self.op_mask = (ids >= self.op_offset)
-        self._ids = ids
+        self._vocab_ids: dict[torch.device, torch.Tensor] = {}  # torch.arange(vocab) on each device asked for
+
+    def ids_on(self, device: torch.device) -> torch.Tensor:
+        """[vocab] every vocabulary id, on `device` (made once per device)."""
+        device = torch.device(device)
+        if device not in self._vocab_ids:
+            self._vocab_ids[device] = torch.arange(self.vocab, device=device)
+        return self._vocab_ids[device]
 
     def to_ids(self, tokens: Sequence[Sequence[int]]) -> torch.Tensor:
         """[B, length] vocabulary ids of raw token sequences (to_tokens)."""
@@ -189,15 +203,17 @@ class TokenGrammar:
             t[:, 1::2] -= self.n_preds
         return [tuple(row) for row in t.tolist()]
 
-    def mask(self, position: int, previous: torch.Tensor | None) -> torch.Tensor:
+    def mask(self, position: int, previous: torch.Tensor | None,
+             device: torch.device | str = "cpu") -> torch.Tensor:
         """[B, vocab] (or [vocab]) valid ids at `position`, given the ids decoded at position - 2 (the previous
-        edge's input in the same node, when this is not the node's first edge). Any-subset cells: every code."""
+        edge's input in the same node, when this is not the node's first edge), on `device` (previous's, when
+        given). Any-subset cells: every code."""
+        ids = self.ids_on(previous.device if previous is not None else device)
         if self.any_subset or position % 2:
-            return self.op_mask
+            return ids >= self.op_offset
         pair = position // 2
         node, j = self.pair_node[pair], self.pair_edge[pair]
         hi = node - (self.m - j)          # leave room for the node's later (larger) inputs
-        ids = self._ids
         if j == 0:
             return (ids >= 1) & (ids <= 1 + hi)
         # strictly above the previous input: id of pred p is p + 1, so ids from previous + 1
@@ -208,7 +224,7 @@ def _dropout(x: torch.Tensor, p: float, training: bool, generator: torch.Generat
     """Inverted dropout drawing from `generator` (the global RNG stays untouched)."""
     if not training or p == 0.0:
         return x
-    keep = torch.rand(x.shape, generator=generator) >= p
+    keep = torch.rand(x.shape, generator=generator, device=x.device) >= p
     return x * keep.to(x.dtype) / (1.0 - p)
 
 
@@ -282,12 +298,12 @@ class EncoderPredictorDecoder(nn.Module):
         g = self.grammar
         batch = emb.shape[0]
         state = self._initial_state(emb)
-        token = torch.zeros(batch, dtype=torch.long)
+        token = torch.zeros(batch, dtype=torch.long, device=emb.device)
         decoded: list[torch.Tensor] = []
         for t in range(g.length):
             y, state = self.decoder(self.dec_embedding(token).unsqueeze(1), state)
             logits = self.out(self._attend(y, outputs)).squeeze(1)
-            mask = g.mask(t, decoded[t - 2] if t >= 2 else None)
+            mask = g.mask(t, decoded[t - 2] if t >= 2 else None, emb.device)
             token = logits.masked_fill(~mask, float("-inf")).argmax(-1)
             decoded.append(token)
         return torch.stack(decoded, dim=1)
@@ -342,6 +358,29 @@ class NAOStrategy(Strategy):
         self.scored_rewards: list[float] = []
         self.rounds = 0                        # finished rounds
         self.stats: dict[str, float] = {}
+        self.device = torch.device("cpu")      # where the EPD lives: see place()
+
+    def place(self, device: torch.device) -> None:
+        """settings.device 'search': the EPD (and its optimizer's state) moves to the search's device."""
+        if self.settings.device != "search":
+            return
+        self.device = torch.device(device)
+        self.epd.to(self.device)
+        for state in self.optimizer.state.values():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and key != "step":
+                    state[key] = value.to(self.device)
+
+    def _ids(self, pool: Sequence[Tokens]) -> torch.Tensor:
+        return self.grammar.to_ids(pool).to(self.device)
+
+    def _dropout_generator(self, generator: torch.Generator) -> torch.Generator:
+        """The dropout masks' generator: `generator` itself on the CPU; on another device a generator there,
+        seeded by a draw from `generator` (so a round repeats exactly on the same device)."""
+        if self.device.type == "cpu":
+            return generator
+        seed = int(torch.randint(2**62, (1,), generator=generator))
+        return torch.Generator(device=self.device).manual_seed(seed)
 
     # --- pool ------------------------------------------------------------------------------------------
 
@@ -420,6 +459,8 @@ class NAOStrategy(Strategy):
         fresh = self._distinct_uniform(s.random_architectures, set(ranked) | set(new), generator)
         keep = len(ranked) - len(new) - len(fresh)
         self.pool = ranked[:keep] + new + fresh
+        if s.device == "search":  # several GPUs: their EPDs may decide differently; rank 0's pool for all
+            self.pool = [tuple(t) for t in distributed.broadcast_host_value([list(t) for t in self.pool])]
         self.cursor, self.round_rewards = 0, []
         self.rounds += 1
         self.stats = {"predictor_loss": mse, "reconstruction_loss": nll,
@@ -430,27 +471,27 @@ class NAOStrategy(Strategy):
                   generator: torch.Generator) -> list[tuple[float, float]]:
         """`epochs` shuffled passes over (pool, targets) in minibatches; returns each pass's mean (MSE, NLL)."""
         s = self.settings
-        ids = self.grammar.to_ids(pool)
-        y = torch.tensor(list(targets), dtype=torch.float32)
+        ids = self._ids(pool)
+        y = torch.tensor(list(targets), dtype=torch.float32, device=self.device)
         n = len(pool)
-        history = []
+        dropout = self._dropout_generator(generator)
+        history = []  # per pass: the summed (MSE, NLL) on the EPD's device; read once at the end (no sync a step)
         self.epd.train()
         for _ in range(epochs):
-            perm = torch.randperm(n, generator=generator)
-            sums = [0.0, 0.0]
+            perm = torch.randperm(n, generator=generator).to(self.device)
+            sums = torch.zeros(2, dtype=torch.float64, device=self.device)
             for start in range(0, n, s.batch_size):
                 idx = perm[start : start + s.batch_size]
-                mse, nll = self._losses(ids[idx], y[idx], generator)
+                mse, nll = self._losses(ids[idx], y[idx], dropout)
                 loss = s.trade_off * mse + (1.0 - s.trade_off) * nll
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.epd.parameters(), s.grad_clip)
                 self.optimizer.step()
-                sums[0] += float(mse.detach()) * len(idx)
-                sums[1] += float(nll.detach()) * len(idx)
-            history.append((sums[0] / n, sums[1] / n))
+                sums += torch.stack([mse.detach(), nll.detach()]).double() * len(idx)
+            history.append(sums / n)
         self.epd.eval()
-        return history
+        return [(float(mse), float(nll)) for mse, nll in torch.stack(history).tolist()] if history else []
 
     def _losses(self, ids: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -465,8 +506,8 @@ class NAOStrategy(Strategy):
     def evaluate_epd(self, pool: Sequence[Tokens], targets: Sequence[float]) -> tuple[float, float, list[float]]:
         """Eval-mode (MSE, per-token NLL, predictions) of the EPD on (pool, normalised targets)."""
         self.epd.eval()
-        ids = self.grammar.to_ids(pool)
-        mse, nll = self._losses(ids, torch.tensor(list(targets), dtype=torch.float32), None)
+        y = torch.tensor(list(targets), dtype=torch.float32, device=self.device)
+        mse, nll = self._losses(self._ids(pool), y, None)
         return float(mse), float(nll), self.predict(pool)
 
     @torch.no_grad()
@@ -475,13 +516,13 @@ class NAOStrategy(Strategy):
         self.epd.eval()
         if not pool:
             return []
-        return self.epd.predict(self.epd.embed(self.epd.encode(self.grammar.to_ids(pool)))).tolist()
+        return self.epd.predict(self.epd.embed(self.epd.encode(self._ids(pool)))).tolist()
 
     def _gradient(self, seeds: Sequence[Tokens]) -> tuple[torch.Tensor, torch.Tensor]:
         """The seeds' encoder outputs and the gradient of their predicted reward with respect to them."""
         self.epd.eval()
         with torch.enable_grad():
-            outputs = self.epd.encode(self.grammar.to_ids(seeds)).detach().requires_grad_(True)
+            outputs = self.epd.encode(self._ids(seeds)).detach().requires_grad_(True)
             grad, = torch.autograd.grad(self.epd.predict(self.epd.embed(outputs)).sum(), outputs)
         return outputs.detach(), grad
 
@@ -524,7 +565,7 @@ class NAOStrategy(Strategy):
         """Encode then decode (no gradient step)."""
         self.epd.eval()
         with torch.no_grad():
-            outputs = self.epd.encode(self.grammar.to_ids([to_tokens(self.space, a) for a in archs]))
+            outputs = self.epd.encode(self._ids([to_tokens(self.space, a) for a in archs]))
             return self.decode(outputs, self.epd.embed(outputs))
 
     # --- statistics and what it found ------------------------------------------------------------------

@@ -60,8 +60,9 @@ def test_strategies_alone_beside_an_earlier_search_epoch(tmp_path, capsys):
     earlier = tmp_path / "gpu.json"
     earlier.write_text(json.dumps({"device": "NVIDIA H200", "search_epoch": {"child_s": 10.0, "policy_step_ms": 5.0}}))
     result = strategies_main(["--quick", "--only", "enas,nao", "--nao-epochs", "1", "--search-epoch", str(earlier),
-                              "--out", str(tmp_path / "out")])
+                              "--nao-device", "search", "--out", str(tmp_path / "out")])
     assert result["search_epoch_device"] == "NVIDIA H200" and result["nao_epochs"] == 1
+    assert result["search_device"] == "cpu" and result["nao_device"] == "search"
     measured = result["strategies"]
     assert {k.split("_")[0] for k in measured} == {"enas", "nao"}
     for name in ("enas", "nao"):
@@ -71,6 +72,7 @@ def test_strategies_alone_beside_an_earlier_search_epoch(tmp_path, capsys):
     written = json.loads(next((tmp_path / "out").glob("strategies-*.json")).read_text())
     assert written["strategies"] == measured
     assert "search epoch of: NVIDIA H200" in capsys.readouterr().out
-    for bad in (["--only", "darts"], ["--nao-epochs", "0"], ["--search-epoch", str(tmp_path / "missing.json")]):
+    for bad in (["--only", "darts"], ["--nao-epochs", "0"], ["--search-epoch", str(tmp_path / "missing.json")],
+                ["--device", "tpu"], ["--nao-device", "gpu"]):
         with pytest.raises(SystemExit):
             strategies_main(["--quick", *bad])

@@ -19,7 +19,7 @@ from ednas_core.spaces import CNN_SPACE, RNN_SPACE
 from ednas_core.strategies.base import from_tokens, to_tokens, uniform_architecture
 from ednas_core.strategies.nao import NAOConfig, NAOStrategy, TokenGrammar, pairwise_accuracy, rnn_defaults
 from ednas_core.strategies.random import RandomSettings, RandomStrategy
-from helpers import Recorder, StopAfter
+from helpers import DEVICES, Recorder, StopAfter, host_reads
 from synthetic_search import planted_architecture, planted_reward, synthetic_search
 
 TIMING = {"child_time_s", "policy_time_s", "epoch_time_s", "child_images_per_s", "policy_images_per_s"}
@@ -327,6 +327,82 @@ def test_state_dict_survives_weights_only_load_and_continues_identically():
     for x, y in zip(nao.epd.parameters(), other.epd.parameters()):
         assert torch.equal(x, y)
     assert nao.pool == other.pool and nao.epoch_statistics() == other.epoch_statistics()
+
+
+# --- where the EPD computes --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_epd_moves_to_the_search_device_only_when_asked(device):
+    """device 'cpu' (the default) keeps the EPD on the CPU whatever the search's device; 'search' moves it, its
+    optimizer state included, and a round there grows a valid pool; its state loads into a CPU strategy
+    (derive on another machine)."""
+    where = torch.device(device)
+    stays = _nao(CNN_SPACE)
+    stays.place(where)
+    assert stays.device.type == "cpu" and all(p.device.type == "cpu" for p in stays.epd.parameters())
+    nao = _nao(CNN_SPACE, device="search")
+    reward = planted_reward(CNN_SPACE, planted_architecture(CNN_SPACE))
+    g = torch.Generator().manual_seed(0)
+    nao.train_architecture(g)
+    _score_round(nao, reward, g)  # Adam's state exists (on the CPU) before the move
+    nao.place(where)
+    assert nao.device == where and all(p.device == where for p in nao.epd.parameters())
+    assert all(v.device == where for st in nao.optimizer.state.values() for k, v in st.items() if k != "step")
+    _score_round(nao, reward, g)
+    assert nao.rounds == 2 and len(nao.pool) == 12 == len(set(nao.pool))
+    for tokens in nao.pool:
+        CNN_SPACE.validate(from_tokens(CNN_SPACE, list(tokens)))
+    assert np.isfinite([nao.epoch_statistics()[k] for k in ("predictor_loss", "pairwise_accuracy")]).all()
+    buffer = io.BytesIO()
+    torch.save(nao.state_dict(), buffer)
+    buffer.seek(0)
+    on_cpu = _nao(CNN_SPACE)
+    on_cpu.load_state_dict(torch.load(buffer, map_location="cpu", weights_only=True))
+    assert on_cpu.pool == nao.pool and on_cpu.final_architecture() == nao.final_architecture()
+
+
+def test_the_search_loop_places_the_strategy_on_its_device(monkeypatch):
+    placed = []
+    monkeypatch.setattr(NAOStrategy, "place", lambda self, device: placed.append(device))
+    nao = _nao(CNN_SPACE, device="search")
+    synthetic_search(nao, planted_reward(CNN_SPACE, planted_architecture(CNN_SPACE)), 1)
+    assert placed == [torch.device("cpu")]
+
+
+def test_on_the_cpu_search_is_the_same_run():
+    """'search' on a CPU search is the CPU path itself: the same pool, EPD and statistics after two rounds."""
+    runs = []
+    for device in ("cpu", "search"):
+        nao = _nao(CNN_SPACE, device=device)
+        nao.place(torch.device("cpu"))
+        g = torch.Generator().manual_seed(0)
+        nao.train_architecture(g)
+        for _ in range(2):
+            _score_round(nao, planted_reward(CNN_SPACE, planted_architecture(CNN_SPACE)), g)
+        runs.append(nao)
+    assert runs[0].pool == runs[1].pool and runs[0].epoch_statistics() == runs[1].epoch_statistics()
+    for x, y in zip(runs[0].epd.parameters(), runs[1].epd.parameters()):
+        assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_epd_training_reads_its_losses_once_not_every_step(device):
+    """train_epd keeps the pass sums on the EPD's device and reads them once at the end (it read two floats a
+    step: a GPU sync each). CPU: no float() of a tensor in the loop (Adam's own step-count reads are CPU
+    tensors, not syncs); CUDA: the sync debug mode sees only the final read."""
+    nao = _nao(CNN_SPACE, device="search", epochs=4)
+    nao.place(torch.device(device))
+    g = torch.Generator().manual_seed(0)
+    nao.train_architecture(g)
+    pool, targets = list(nao.pool), [i / 11 for i in range(12)]
+    nao.train_epd(pool, targets, 1, torch.Generator().manual_seed(1))  # warm-up: Adam's state, cuDNN plans
+    with host_reads(torch.device(device)) as reads:
+        history = nao.train_epd(pool, targets, 4, torch.Generator().manual_seed(1))
+    assert len(history) == 4 and all(math.isfinite(v) for pair in history for v in pair)
+    if device == "cpu":
+        assert "Tensor.__float__" not in reads and reads.count("Tensor.tolist") == 1
+    else:
+        assert len(reads) <= 1
 
 
 # --- it learns -------------------------------------------------------------------------------------------------
