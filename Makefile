@@ -31,7 +31,8 @@ demo-text: $(STAMP)
 # On a GPU box: the CUDA-only tests (sync-free step loops under torch.cuda.set_sync_debug_mode, every CUDA
 # switch, deterministic repeats), then the benchmark harness at the paper's sizes (JSON in benchmarks/results/).
 gpu-check: $(STAMP)
-	EDNAS_REQUIRE_CUDA=1 $(PY) -m pytest -q -rs -k cuda tests/test_no_host_sync.py tests/test_cuda.py
+	EDNAS_REQUIRE_CUDA=1 $(PY) -m pytest -q -rs -k cuda tests/test_no_host_sync.py tests/test_cuda.py \
+		tests/strategies/test_nao.py tests/benchmarks/test_benchmark_run.py
 	$(PY) -m benchmarks.run
 
 bench: $(STAMP)

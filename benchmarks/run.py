@@ -19,7 +19,8 @@ number measures what a run does:
                 in a fresh process (benchmarks/memory.py; on CPU a float32 peak-RSS upper bound)
   strategies    host-side seconds per search epoch of every strategy (sampling, learning, decoding) at the
                 paper's CIFAR-10 and PTB sizes with its published settings, and its share of a search epoch
-                next to the child's measured epoch (benchmarks/strategies.py)
+                next to the child's measured epoch (benchmarks/strategies.py); on a GPU also NAO with its EPD
+                there (search.nao.device: search), keys nao_epd_on_device_*
   nb201_epoch   one NAS-Bench-201 supernet search epoch (EDNAS policy) at the benchmark's C=16, N=5 on the
                 synthetic 32x32 images: child and policy steps/s and images/s (quick: C=4, N=1 on 8x8)
 Writes JSON (device name, torch version, dtype, sizes, results) and prints a table; --compare prints each
@@ -63,7 +64,7 @@ from ednas_core.supernet.cnn import SearchNetwork
 from ednas_core.train import GenotypeTrainer
 from ednas_core.train_rnn import RNNTrainer
 
-from .strategies import bench_strategies
+from .strategies import bench_nao_epd_on_device, bench_strategies
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -373,7 +374,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data = synthetic_cifar(sizes)
     benches = {"search_step": bench_search_step, "search_epoch": bench_search_epoch,
                "eval_train": bench_eval_train, "data": bench_data, "rnn": bench_rnn, "memory": bench_memory,
-               "strategies": lambda rt, sizes, data: bench_strategies(sizes, results.get("search_epoch")),
+               "strategies": lambda rt, sizes, data: {
+                   **bench_strategies(sizes, results.get("search_epoch")),
+                   **bench_nao_epd_on_device(sizes, str(rt.device), results.get("search_epoch"))},
                "nb201_epoch": bench_nb201_epoch}
     results: dict[str, Any] = {
         "device": rt.name, "torch": torch.__version__, "python": platform.python_version(),

@@ -125,6 +125,16 @@ def bench_strategies(sizes: Any, search_epoch: dict[str, float] | None = None, n
     return out
 
 
+def bench_nao_epd_on_device(sizes: Any, device: str, search_epoch: dict[str, float] | None = None
+                            ) -> dict[str, float]:
+    """NAO with its EPD on the search's `device` (search.nao.device: search), keys nao_epd_on_device_*; nothing
+    on a CPU search (the strategies section measures that already)."""
+    if str(device).startswith("cpu"):
+        return {}
+    measured = bench_strategies(sizes, search_epoch, ["nao"], device=str(device), nao_device="search")
+    return {k.replace("nao_", "nao_epd_on_device_", 1): v for k, v in measured.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.strategies", description=__doc__.split("\n\n")[0])
     parser.add_argument("--search-epoch", metavar="RESULT.json", default=None,

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from benchmarks.run import compare, main
+from helpers import DEVICES
 from ednas_core.strategies import STRATEGIES
 
 
@@ -76,3 +77,18 @@ def test_strategies_alone_beside_an_earlier_search_epoch(tmp_path, capsys):
                 ["--device", "tpu"], ["--nao-device", "gpu"]):
         with pytest.raises(SystemExit):
             strategies_main(["--quick", *bad])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_nao_with_its_epd_on_the_search_device(device):
+    """benchmarks.run's strategies section on a GPU adds NAO with its EPD there (nao_epd_on_device_*); on a CPU
+    search that is the strategies section itself, so nothing is added."""
+    from benchmarks.run import QUICK
+    from benchmarks.strategies import bench_nao_epd_on_device
+
+    measured = bench_nao_epd_on_device(QUICK, device, {"child_s": 10.0, "policy_step_ms": 5.0})
+    if device == "cpu":
+        assert measured == {}
+    else:
+        assert measured["nao_epd_on_device_cnn_host_s_per_epoch"] > 0
+        assert 0 < measured["nao_epd_on_device_cnn_share_of_epoch"] < 1
