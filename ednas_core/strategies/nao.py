@@ -474,11 +474,13 @@ class NAOStrategy(Strategy):
         ids = self._ids(pool)
         y = torch.tensor(list(targets), dtype=torch.float32, device=self.device)
         n = len(pool)
+        # on another device than the CPU the permutations are drawn there too: no host-to-device copy a pass
         dropout = self._dropout_generator(generator)
+        shuffle = generator if self.device.type == "cpu" else dropout
         history = []  # per pass: the summed (MSE, NLL) on the EPD's device; read once at the end (no sync a step)
         self.epd.train()
         for _ in range(epochs):
-            perm = torch.randperm(n, generator=generator).to(self.device)
+            perm = torch.randperm(n, generator=shuffle, device=self.device)
             sums = torch.zeros(2, dtype=torch.float64, device=self.device)
             for start in range(0, n, s.batch_size):
                 idx = perm[start : start + s.batch_size]
