@@ -374,10 +374,15 @@ class NAOStrategy(Strategy):
     def _ids(self, pool: Sequence[Tokens]) -> torch.Tensor:
         return self.grammar.to_ids(pool).to(self.device)
 
+    def _draws_on_host(self) -> bool:
+        """Whether the EPD's random draws come from the round's CPU generator itself (the EPD on the CPU) rather
+        than from a generator on its device."""
+        return self.device.type == "cpu"
+
     def _dropout_generator(self, generator: torch.Generator) -> torch.Generator:
         """The dropout masks' generator: `generator` itself on the CPU; on another device a generator there,
         seeded by a draw from `generator` (so a round repeats exactly on the same device)."""
-        if self.device.type == "cpu":
+        if self._draws_on_host():
             return generator
         seed = int(torch.randint(2**62, (1,), generator=generator))
         return torch.Generator(device=self.device).manual_seed(seed)
@@ -476,7 +481,7 @@ class NAOStrategy(Strategy):
         n = len(pool)
         # on another device than the CPU the permutations are drawn there too: no host-to-device copy a pass
         dropout = self._dropout_generator(generator)
-        shuffle = generator if self.device.type == "cpu" else dropout
+        shuffle = generator if self._draws_on_host() else dropout
         history = []  # per pass: the summed (MSE, NLL) on the EPD's device; read once at the end (no sync a step)
         self.epd.train()
         for _ in range(epochs):

@@ -369,20 +369,38 @@ def test_the_search_loop_places_the_strategy_on_its_device(monkeypatch):
     assert placed == [torch.device("cpu")]
 
 
+def _rounds(n: int, device: str = "search") -> NAOStrategy:
+    """A strategy with search.nao.device `device`, placed on this CPU, after n scored rounds of the planted
+    reward."""
+    nao = _nao(CNN_SPACE, device=device)
+    nao.place(torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    nao.train_architecture(g)
+    for _ in range(n):
+        _score_round(nao, planted_reward(CNN_SPACE, planted_architecture(CNN_SPACE)), g)
+    return nao
+
+
 def test_on_the_cpu_search_is_the_same_run():
     """'search' on a CPU search is the CPU path itself: the same pool, EPD and statistics after two rounds."""
-    runs = []
-    for device in ("cpu", "search"):
-        nao = _nao(CNN_SPACE, device=device)
-        nao.place(torch.device("cpu"))
-        g = torch.Generator().manual_seed(0)
-        nao.train_architecture(g)
-        for _ in range(2):
-            _score_round(nao, planted_reward(CNN_SPACE, planted_architecture(CNN_SPACE)), g)
-        runs.append(nao)
+    runs = [_rounds(2, device) for device in ("cpu", "search")]
     assert runs[0].pool == runs[1].pool and runs[0].epoch_statistics() == runs[1].epoch_statistics()
     for x, y in zip(runs[0].epd.parameters(), runs[1].epd.parameters()):
         assert torch.equal(x, y)
+
+
+def test_the_device_generators_path_repeats_exactly(monkeypatch):
+    """The draws of an EPD off the CPU (a generator on its device, seeded from the round's; the permutations drawn
+    there too), run here on the CPU: two strategies repeat each other exactly, and only the draws differ from the
+    CPU path's."""
+    host = _rounds(1)
+    monkeypatch.setattr(NAOStrategy, "_draws_on_host", lambda self: False)
+    a, b = _rounds(2), _rounds(2)
+    assert a.pool == b.pool and a.epoch_statistics() == b.epoch_statistics()
+    assert len(set(a.pool)) == 12 and np.isfinite(a.epoch_statistics()["predictor_loss"])
+    assert all(torch.equal(x, y) for x, y in zip(a.epd.parameters(), b.epd.parameters()))
+    first = _rounds(1)
+    assert not all(torch.equal(x, y) for x, y in zip(host.epd.parameters(), first.epd.parameters()))
 
 
 @pytest.mark.parametrize("device", DEVICES)
