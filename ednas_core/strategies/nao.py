@@ -498,7 +498,7 @@ class NAOStrategy(Strategy):
                 sums += torch.stack([mse.detach(), nll.detach()]).double() * len(idx)
             history.append(sums / n)
         self.epd.eval()
-        return [(float(mse), float(nll)) for mse, nll in torch.stack(history).tolist()] if history else []
+        return [(mse, nll) for mse, nll in torch.stack(history).tolist()] if history else []  # floats already
 
     def _losses(self, ids: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
