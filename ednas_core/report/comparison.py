@@ -113,26 +113,43 @@ def pipelines_from_runs(runs: Iterable[Any], current: str = "") -> list[dict[str
     return out
 
 
+def strategy_key(task: str) -> str:
+    """The flat key of a task's search strategy (shown as the strategy column, not as a parameter column)."""
+    return "search.strategy" if task == "cifar10" else f"{task}.search.strategy"
+
+
 def _strategy_param(task: str, params: Mapping[str, str]) -> str:
     """The search strategy of a run without the ednas.strategy tag (older runs): its task's search.strategy."""
-    prefix = "" if task == "cifar10" else f"{task}."
-    return params.get(f"{prefix}search.strategy", "ednas")
+    return params.get(strategy_key(task), "ednas")
+
+
+def varying_keys(members: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """The keys that tell (strategy, params) members apart beyond their strategy: a key with two or more values
+    among the members that have it, or one that some members of the same strategy have and others do not. A key
+    that only one strategy's members have and share (its section: search.nao.*, only a nao run logs it) says
+    nothing the strategy column does not."""
+    keys: list[str] = []
+    for key in sorted(set().union(*(params for _, params in members))):
+        if len({str(params[key]) for _, params in members if key in params}) > 1:
+            keys.append(key)
+            continue
+        by_strategy: dict[str, set[bool]] = {}
+        for strategy, params in members:
+            by_strategy.setdefault(strategy, set()).add(key in params)
+        if any(len(present) > 1 for present in by_strategy.values()):
+            keys.append(key)
+    return keys
 
 
 def differing_params(pipelines: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Parameter keys whose values differ between pipelines of the same task (tracking.* excluded: it does
-    not change results)."""
-    keys: set[str] = set()
-    by_task: dict[str, list] = {}
+    """Parameter keys that differ between pipelines of the same task (varying_keys; tracking.* excluded: it does
+    not change results; the task's search.strategy is the strategy column)."""
+    by_task: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
     for p in pipelines:
-        by_task.setdefault(p["task"], []).append(p["params"])
-    for group in by_task.values():
-        for key in set().union(*group):
-            if key.startswith("tracking."):
-                continue
-            if len({g.get(key, "") for g in group}) > 1:
-                keys.add(key)
-    return sorted(keys)
+        params = {k: v for k, v in p["params"].items()
+                  if not k.startswith("tracking.") and k != strategy_key(p["task"])}
+        by_task.setdefault(p["task"], []).append((p["strategy"], params))
+    return sorted(set().union(*(varying_keys(members) for members in by_task.values())))
 
 
 def comparison_table(pipelines: Sequence[Mapping[str, Any]], task: str,
@@ -165,6 +182,7 @@ def write_comparison(header: list[str], rows: list[list[Any]], md_path: Path, cs
     text = "\n".join(["# EDNAS pipelines in the tracking store", "",
                       "One row per pipeline (MLflow runs sharing the tag ednas.pipeline_id), ranked by the task's "
                       "main metric (lower is better). Parameter columns are the keys that differ between "
-                      "pipelines.", ""] + md_table(header, rows)) + "\n"
+                      "pipelines of a task (a strategy's own section only where its pipelines differ in it).",
+                      ""] + md_table(header, rows)) + "\n"
     atomic_write_text(md_path, text)
     return text

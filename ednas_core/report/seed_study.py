@@ -35,6 +35,7 @@ import numpy as np
 from ednas_core.checkpoint import atomic_write_bytes, atomic_write_text
 from ednas_core.config import TASKS
 
+from .comparison import strategy_key, varying_keys
 from .markdown import md_table
 from .paper import main_metric, published
 
@@ -56,11 +57,6 @@ def study_params(task: str, params: Mapping[str, str]) -> dict[str, str]:
     others = _other_sections(task)
     return {k: str(v) for k, v in params.items() if k != SEED_KEY and k not in EXECUTION_KEYS
             and not k.startswith("tracking.") and not k.startswith(others)}
-
-
-def strategy_key(task: str) -> str:
-    """The flat key of a task's search strategy (shown as the strategy column, not as a distinguishing one)."""
-    return "search.strategy" if task == "cifar10" else f"{task}.search.strategy"
 
 
 @dataclass(frozen=True)
@@ -164,8 +160,7 @@ def study_groups(pipelines: Sequence[Mapping[str, Any]], task: str = "") -> list
     for group in groups.values():
         by_task.setdefault(group.task, []).append(group)
     for name, members in by_task.items():
-        keys = set().union(*(g.params for g in members)) - {strategy_key(name)}
-        varying = sorted(k for k in keys if len({g.params.get(k, "") for g in members}) > 1)
+        varying = [k for k in varying_keys([(g.strategy, g.params) for g in members]) if k != strategy_key(name)]
         for g in members:
             g.distinguishing = {k: g.params.get(k, "") for k in varying}
             g.pipelines.sort(key=lambda p: (_seed_order(p["params"].get(SEED_KEY, "?")), p.get("started_ms", 0)))

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-from ednas_core.report import comparison_table, pipelines_from_runs, write_comparison
+from ednas_core.report import comparison_table, differing_params, pipelines_from_runs, write_comparison
 
 
 def fake_run(pid: str, stage: str, start: int, metrics: dict | None = None, status: str = "FINISHED",
@@ -54,6 +54,29 @@ def test_write_comparison_leaves_nan_empty(tmp_path):
     assert written[0]["test_error"] == "3.0" and written[1]["test_error"] == ""
     assert written[1]["this"] == "yes" and written[1]["search.lr"] == "0.2"
     assert "| a | cifar10 |" in text and "| - |" in text
+
+
+def test_a_strategy_section_is_a_column_only_where_that_strategys_pipelines_differ_in_it():
+    """Only a nao run logs search.nao.*: beside an ednas run, a nao key that every nao run shares says nothing the
+    strategy column does not (27 such columns made the table unreadable); one that two nao runs differ in is
+    shown, as is a key that pipelines of one strategy differ in having (a key added by a later version)."""
+    nao = {"search.strategy": "nao", "search.lr": "0.05", "search.nao.epochs": "100", "tracking.progress": "bar"}
+    runs = [fake_run("e1", "search", 1, params={"search.strategy": "ednas", "search.lr": "0.05"}),
+            fake_run("e2", "search", 2, params={"search.strategy": "ednas", "search.lr": "0.05", "search.new": "1"}),
+            fake_run("n1", "search", 3, params={**nao, "search.nao.top_k": "20"}),
+            fake_run("n2", "search", 4, params={**nao, "search.nao.top_k": "50", "tracking.progress": "lines"}),
+            fake_run("v1", "search", 5, params={"search.strategy": "evnas", "search.lr": "0.05",
+                                                "search.evnas.population": "50"})]
+    pipelines = pipelines_from_runs(runs)
+    assert differing_params(pipelines) == ["search.nao.top_k", "search.new"]  # search.strategy: the strategy column
+    header, _ = comparison_table(pipelines, "cifar10")
+    assert "search.nao.epochs" not in header and "search.evnas.population" not in header and "strategy" in header
+    # the same keys in two tasks: each task's pipelines are compared among themselves
+    digits = [fake_run("d1", "search", 6, task="digits", params={"digits.search.strategy": "nao",
+                                                                 "digits.search.nao.epochs": "5"}),
+              fake_run("d2", "search", 7, task="digits", params={"digits.search.strategy": "nao",
+                                                                 "digits.search.nao.epochs": "9"})]
+    assert "digits.search.nao.epochs" in differing_params(pipelines_from_runs(runs + digits))
 
 
 def test_report_package_does_not_import_mlflow():

@@ -132,6 +132,22 @@ def test_grouping_ignores_the_seed_and_execution_keys_but_splits_on_the_learning
     assert "search.lr" not in study_params("digits", BASE) and "digits.search.lr" in study_params("digits", BASE)
 
 
+def test_a_strategy_section_distinguishes_only_groups_of_that_strategy():
+    """nao groups carry search.nao.*, the ednas group none: the nao key both nao groups share is no column; the
+    one they differ in is, and the ednas group's value of it is empty."""
+    runs, k = [], 0
+    for strategy, section in (("ednas", {}), ("nao", {"search.nao.epochs": "100", "search.nao.top_k": "20"}),
+                              ("nao", {"search.nao.epochs": "100", "search.nao.top_k": "50"})):
+        for seed in (1, 2):
+            params = {**BASE, "search.strategy": strategy, "runtime.seed": str(seed), **section}
+            runs += pipeline_runs(f"p{k}", params, 3.0 + k, 3.0, 1.0, start=10 * k)
+            k += 1
+    groups = study_groups(pipelines_from_runs(runs))
+    assert [(g.strategy, g.distinguishing) for g in groups] == [
+        ("ednas", {"search.nao.top_k": ""}), ("nao", {"search.nao.top_k": "20"}), ("nao", {"search.nao.top_k": "50"})]
+    assert [g.seeds for g in groups] == [["1", "2"]] * 3
+
+
 def test_ptb_groups_use_perplexity_and_the_papers_ptb_row():
     runs = []
     for seed, ppl in ((1, 60.0), (2, 62.0)):
