@@ -34,7 +34,7 @@ from ednas_core.genotypes import from_architecture, load_genotype
 from ednas_core.spaces import NB201_SPACE
 from ednas_core.tasks.nb201 import nb201_genotype
 from ednas_core.report import (build_report, comparison_table, markdown_to_html, pipelines_from_runs,
-                               write_comparison, write_figures)
+                               results_pipeline, write_comparison, write_figures)
 from ednas_core.report.seed_study import build_study, write_study
 
 from .common import (DERIVE_DIR, METRICS_DIR, SEARCH_DIR, StageError, flat_params, read_params, replace_folder,
@@ -88,8 +88,10 @@ def main() -> None:
                                 _read_rows(METRICS_DIR / "search_epochs.csv"),
                                 _read_rows(METRICS_DIR / "evaluate_epochs.csv"), params.task_config().search.strategy,
                                 task=params.task)
-        current = run.tags["ednas.pipeline_id"]
-        pipelines = pipelines_from_runs(ednas_runs(), current)
+        runs = ednas_runs()
+        current = results_pipeline(runs, [info.get("mlflow_run_id", "") for info in (evaluate, derive, search)],
+                                   run.tags["ednas.pipeline_id"])
+        pipelines = pipelines_from_runs(runs, current)
         comparison = comparison_table(pipelines, params.task, current)
         write_comparison(*comparison, METRICS_DIR / "comparison.md", METRICS_DIR / "comparison.csv")
         study = build_study(pipelines, params.task)

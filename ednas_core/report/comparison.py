@@ -55,6 +55,19 @@ def pipeline_status(stages: Mapping[str, list[Any]]) -> tuple[str, str, str]:
     return "finished", "", ""
 
 
+def results_pipeline(runs: Iterable[Any], run_ids: Sequence[str], fallback: str) -> str:
+    """The pipeline whose results a report describes: that of the first of `run_ids` (the stage runs recorded in
+    metrics/info/*.json, evaluate first) found among `runs`; `fallback` (the report run's own) when none is.
+    After `git commit`, `dvc repro -f report` runs at another revision, so its report run starts a pipeline of
+    its own with no results; the results' pipeline is still the one the report is about."""
+    by_id = {getattr(run.info, "run_id", None): run for run in runs}
+    for run_id in run_ids:
+        run = by_id.get(run_id) if run_id else None
+        if run is not None and run.data.tags.get("ednas.pipeline_id"):
+            return run.data.tags["ednas.pipeline_id"]
+    return fallback
+
+
 def pipelines_from_runs(runs: Iterable[Any], current: str = "") -> list[dict[str, Any]]:
     """Groups MLflow runs by ednas.pipeline_id: one dict per pipeline with its tags, params and headline
     metrics (NaN where a stage did not run or did not log the metric) and its status (pipeline_status: `status`,

@@ -215,6 +215,29 @@ def test_a_changed_metric_changes_the_report(done, tmp_path, monkeypatch):
     assert "top-1 test error 4.56%" in (root / "metrics/report.html").read_text()
 
 
+def test_the_results_pipeline_is_this_one_when_the_report_reruns_at_another_revision(done, tmp_path, monkeypatch):
+    """`git commit` then `dvc repro -f report` (the README's refresh): the report run's revision differs from the
+    stages' that made the results, so its pipeline id does too. metrics/info/*.json name those stages' runs:
+    their pipeline is `this`, and the report-only pipeline is no row of the comparison nor an incomplete member
+    of the study."""
+    root = tmp_path / "rerun"
+    shutil.copytree(done, root)
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    (workspace_eval,) = [r for r in client.search_runs([client.get_experiment_by_name("ednas-digits").experiment_id])
+                         if r.data.tags["ednas.pipeline_id"] == "pipe2" and r.data.tags["ednas.stage"] == "evaluate"]
+    (root / "metrics/info/evaluate.json").write_text(json.dumps(dict(EVALUATE_INFO,
+                                                                     mlflow_run_id=workspace_eval.info.run_id)))
+    monkeypatch.setattr(report_stage, "write_figures", lambda *a, **k: Figures())
+    run_report(root, monkeypatch)
+    rows = [r for r in comparison(root) if r["task"] == "digits"]
+    this = [r for r in rows if r["this"] == "yes"]
+    assert [(r["pipeline"], r["test_error"]) for r in this] == [("pipe2", "1.0")]
+    assert all(r["stages"] for r in rows)  # no report-only pipeline: the first report's and this one's are gone
+    assert [r["experiment"] for r in rows] == ["lr-0.2", "workspace", "lr-0.05", "unfinished"]
+    with open(root / "metrics/study.csv", newline="") as f:
+        assert sum(int(r["incomplete"]) for r in csv.DictReader(f) if r["task"] == "digits") == 1  # `unfinished`
+
+
 def test_named_genotype_from_evaluate_json_is_drawn(done, tmp_path, monkeypatch):
     root = tmp_path / "named"
     shutil.copytree(done, root)
