@@ -15,6 +15,8 @@ from .paper import METHOD_NAMES, main_metric, paper_table, published
 if TYPE_CHECKING:  # seed_study imports md_table from here
     from .seed_study import Study
 
+POLICY_STRATEGIES = ("ednas", "random")  # a policy of probability vectors (random: the uniform one)
+
 
 def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
@@ -99,12 +101,16 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
     if rows:
         lines += ["", f"Published rows for {task} (EDNAS_SPEC.md sections 7 and 9):", ""]
         lines += md_table(["task", "method", "search cost (GPU days)", "params", "result", "source"], rows)
+    # EDNAS and random search have a policy; the others' figures show choice frequencies (ENAS: of its samples;
+    # EvNAS, NAO, REA: of the population or pool), and only REINFORCE strategies keep a reward baseline
+    entropy = "policy entropy" if strategy in POLICY_STRATEGIES else "entropy of its choice frequencies"
     lines += ["", "## Search", "",
               f"- epochs: {search['epochs']}, final child accuracy {_fmt(search.get('child_acc', math.nan))} "
               f"(first epoch {_fmt(search.get('first_epoch_child_acc', math.nan))}), final reward "
-              f"{_fmt(search.get('reward', math.nan))}, policy entropy {_fmt(search['entropy'])}",
-              f"- final reward baseline (moving average) {_fmt(search.get('baseline', math.nan))}",
-              f"- measured cost: {hours:.4g} {kind}-hours on {search.get('device', '?')}", ""]
+              f"{_fmt(search.get('reward', math.nan))}, {entropy} {_fmt(search['entropy'])}"]
+    if "baseline" in search:
+        lines.append(f"- final reward baseline (moving average) {_fmt(search['baseline'])}")
+    lines += [f"- measured cost: {hours:.4g} {kind}-hours on {search.get('device', '?')}", ""]
     if figures:
         lines += _images(figures.search)
     lines += ["## Derive", "",

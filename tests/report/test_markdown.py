@@ -101,6 +101,17 @@ def test_search_derive_evaluate_sections(cifar_params):
     assert "- genotype: derived, 600 epochs, 30 GPU-hours on cuda (NVIDIA H100)" in text
 
 
+def test_a_population_strategy_reports_the_entropy_of_its_choice_frequencies_and_no_baseline(cifar_params):
+    """EvNAS, NAO and REA have no policy and no reward baseline (the search stage leaves the NaN baseline out of
+    its JSON): the report says what its entropy is of and prints no baseline line; EDNAS keeps both."""
+    text = cifar_report({**cifar_params, "search.strategy": "nao"}, search=without(search_metrics(), "baseline"))
+    assert "final reward 0.74, entropy of its choice frequencies 1.9" in text
+    assert "reward baseline" not in text and "policy entropy" not in text
+    enas = cifar_report({**cifar_params, "search.strategy": "enas"})
+    assert "entropy of its choice frequencies 1.9" in enas and "- final reward baseline (moving average) 0.73" in enas
+    assert "- final reward baseline (moving average) 0.73" in cifar_report(cifar_params)
+
+
 def test_mlflow_run_ids_appear(cifar_params):
     text = cifar_report(cifar_params)
     assert "search `searchrun0001`, derive `deriverun0002`, evaluate `evalrun0003`" in text
