@@ -32,6 +32,19 @@ def test_main_prints_a_row_per_seed_and_a_count_per_strategy(capsys):
     assert out[3].startswith("rea: the planted cell found by ") and out[-1].endswith(" of 2 seeds")
 
 
+@pytest.mark.parametrize("args, says", [
+    (["--strategies", "ednas,foo"], "--strategies: got 'ednas,foo'; expected comma-separated strategies of ednas, "),
+    (["--strategies", ""], "--strategies: got ''"),
+    (["--seeds", "0"], "--seeds: got '0'; expected an integer >= 1"),
+    (["--epochs", "x"], "--epochs: got 'x'; expected an integer >= 1")])
+def test_bad_arguments_stop_with_one_line_before_any_search(args, says, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert says in err[-1] and "Traceback" not in "\n".join(err)
+
+
 def test_set_changes_one_strategy_setting_checked_as_params_yaml_is():
     config = with_settings(nb201_search_defaults(), ["enas.lr=0.02", "nao.epochs=5", "enas.train_steps=3"])
     assert (config.enas.lr, config.enas.train_steps, config.nao.epochs) == (0.02, 3, 5)
