@@ -44,6 +44,12 @@ def _save(fig: Any, out_dir: Path, name: str, title: str, svg: bool = False) -> 
     return FigureRef(name, title, f"{rel}.png", f"{rel}.svg" if svg else "")
 
 
+def has_policy(strategy: str) -> bool:
+    """Whether the strategy learns a policy of probability vectors (EDNAS; random search's is the uniform one),
+    rather than sampling a controller (ENAS) or holding a population (EvNAS, NAO, REA)."""
+    return strategy not in STRATEGIES or STRATEGIES[strategy].distribution_kind == "policy"
+
+
 def write_figures(out_dir: Path, history: Mapping[str, np.ndarray] | None, genotype: Genotype,
                   genotype_name: str, search_rows: list[dict], evaluate_rows: list[dict],
                   strategy: str = "ednas", task: str = "") -> Figures:
@@ -54,7 +60,8 @@ def write_figures(out_dir: Path, history: Mapping[str, np.ndarray] | None, genot
     out_dir.mkdir(parents=True, exist_ok=True)
     figs = Figures()
     if search_rows:
-        figs.search.append(_save(viz.search_curves(search_rows), out_dir, "search_curves", "Search learning curves"))
+        figs.search.append(_save(viz.search_curves(search_rows, strategy, has_policy(strategy)), out_dir,
+                                 "search_curves", "Search learning curves"))
     else:
         figs.missing.append("metrics/search_epochs.csv (search learning curves)")
     if task == "nb201":

@@ -8,14 +8,12 @@ import json
 import math
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from .figures import FigureRef, Figures
+from .figures import FigureRef, Figures, has_policy
 from .nb201 import nb201_result_lines
 from .paper import METHOD_NAMES, main_metric, paper_table, published
 
 if TYPE_CHECKING:  # seed_study imports md_table from here
     from .seed_study import Study
-
-POLICY_STRATEGIES = ("ednas", "random")  # a policy of probability vectors (random: the uniform one)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -103,7 +101,7 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
         lines += md_table(["task", "method", "search cost (GPU days)", "params", "result", "source"], rows)
     # EDNAS and random search have a policy; the others' figures show choice frequencies (ENAS: of its samples;
     # EvNAS, NAO, REA: of the population or pool), and only REINFORCE strategies keep a reward baseline
-    entropy = "policy entropy" if strategy in POLICY_STRATEGIES else "entropy of its choice frequencies"
+    entropy = "policy entropy" if has_policy(strategy) else "entropy of its choice frequencies"
     lines += ["", "## Search", "",
               f"- epochs: {search['epochs']}, final child accuracy {_fmt(search.get('child_acc', math.nan))} "
               f"(first epoch {_fmt(search.get('first_epoch_child_acc', math.nan))}), final reward "

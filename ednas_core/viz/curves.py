@@ -1,5 +1,6 @@
-"""Learning curves of the search (child loss and accuracy, reward against baseline, policy entropy) and of the
-evaluation (training loss, training and test accuracy), from the per-epoch CSV rows the stages write.
+"""Learning curves of the search (child loss and accuracy, reward against baseline, policy entropy, and the search
+strategy's own signals: ENAS's controller, EvNAS's and REA's population, NAO-WS's predictor) and of the evaluation
+(training loss, training and test accuracy), from the per-epoch CSV rows the stages write.
 
 The reward axis is labelled by the task's reward: validation accuracy for image tasks, reward_c / validation
 perplexity for text tasks (their rows carry child_ppl). No axis uses an offset or scientific notation: an entropy
@@ -66,18 +67,48 @@ def reward_label(rows: Rows) -> str:
     return "reward = c / validation perplexity" if is_text(rows) else "validation accuracy"
 
 
-def search_curves(rows: Rows) -> Figure:
-    """Four panels: child loss, child accuracy, reward and baseline, policy entropy (per epoch)."""
-    fig = new_figure(10.0, 6.5)
-    axes = fig.subplots(2, 2)
+REWARD = "<reward>"  # a y label that is the task's reward (reward_label)
+# Each strategy's own learning signals (its epoch_statistics: columns of search_epochs.csv), a third row of the
+# search curves: (keys, title, y label) per panel. NaN epochs (NAO between rounds) are left out of a line.
+STRATEGY_PANELS: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
+    "enas": ((("controller_entropy",), "ENAS controller: entropy of a sample's decisions (summed)", "nats"),
+             (("controller_loss",), "ENAS controller: REINFORCE loss (mean over an epoch's updates)", "loss")),
+    "evnas": ((("fitness_mean", "fitness_max", "best_fitness_so_far"), "EvNAS population: fitness", REWARD),
+              (("diversity", "unique_share"), "EvNAS population: diversity, distinct share", "share")),
+    "nao": ((("predictor_loss",), "NAO-WS predictor: MSE on the scored pool", "MSE (normalised reward)"),
+            (("pairwise_accuracy",), "NAO-WS predictor: pairwise ranking accuracy", "accuracy"),
+            (("reconstruction_loss",), "NAO-WS decoder: reconstruction NLL", "NLL per token")),
+    "rea": ((("fitness_mean", "fitness_max", "best_fitness_so_far"), "REA population: fitness", REWARD),
+            (("unique_share",), "REA population: distinct share", "share")),
+}
+
+
+def search_curves(rows: Rows, strategy: str = "ednas", has_policy: bool = True) -> Figure:
+    """Child loss, child accuracy, reward (and baseline where the strategy keeps one), the entropy of the policy
+    (`has_policy`: EDNAS, random) or of the choice frequencies (the others) per epoch; then a row of the
+    strategy's own signals (STRATEGY_PANELS)."""
+    own = STRATEGY_PANELS.get(strategy, ())
+    columns = 6  # the first two rows: two panels of 3 columns; the third: len(own) panels of 6 / len(own)
+    fig = new_figure(10.0 if len(own) < 3 else 12.0, 9.5 if own else 6.5)
+    grid = fig.add_gridspec(3 if own else 2, columns)
+    axes = [[fig.add_subplot(grid[r, 0:3]), fig.add_subplot(grid[r, 3:6])] for r in range(2)]
     text = is_text(rows)
+    reward = reward_label(rows)
     _panel(axes[0][0], rows, ["child_loss"], "shared-weight child: training loss", "cross-entropy")
     _panel(axes[0][1], rows, ["child_acc"], "shared-weight child: training "
            + ("next-token accuracy" if text else "accuracy"), "accuracy")
-    _panel(axes[1][0], rows, ["reward", "baseline"], "policy: reward and moving-average baseline",
-           reward_label(rows))
-    _panel(axes[1][1], rows, ["entropy"], "policy entropy (all vectors, summed)", "nats")
-    fig.suptitle("Search learning curves", fontsize=11)
+    has_baseline = bool(np.isfinite(_column(rows, "baseline")).any())
+    who = "policy" if has_policy else strategy
+    _panel(axes[1][0], rows, ["reward", "baseline"] if has_baseline else ["reward"],
+           f"{who}: reward and moving-average baseline" if has_baseline
+           else "reward: mean over the epoch's scored architectures", reward)
+    _panel(axes[1][1], rows, ["entropy"], "policy entropy (all vectors, summed)" if has_policy
+           else "entropy of the choice frequencies (all vectors, summed)", "nats")
+    width = columns // len(own) if own else columns
+    for k, (keys, title, ylabel) in enumerate(own):
+        _panel(fig.add_subplot(grid[2, k * width:(k + 1) * width]), rows, list(keys), title,
+               reward if ylabel == REWARD else ylabel)
+    fig.suptitle(f"Search learning curves ({strategy})" if own else "Search learning curves", fontsize=11)
     return fig
 
 

@@ -1,11 +1,17 @@
-"""Learning curves: the reward axis names the task's reward, and no axis hides its values behind an offset."""
+"""Learning curves: the reward axis names the task's reward, no axis hides its values behind an offset, and each
+search strategy's own signals get a row of their own."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from ednas_core.config import SearchConfig
+from ednas_core.spaces import CNN_SPACE
+from ednas_core.strategies import STRATEGY_NAMES, make_strategy
 from ednas_core.viz import evaluate_curves, search_curves
-from ednas_core.viz.curves import reward_label
+from ednas_core.viz.curves import STRATEGY_PANELS, reward_label
 
 
 def search_rows(text: bool, epochs: int = 6):
@@ -57,3 +63,41 @@ def test_no_axis_uses_an_offset_or_scientific_notation():
     fig.draw_without_rendering()
     for ax in fig.axes:
         assert ax.yaxis.get_offset_text().get_text() == "", ax.get_title()
+
+
+def test_ednas_keeps_its_four_panels():
+    fig = search_curves(search_rows(False), "ednas", has_policy=True)
+    assert sorted(ax.get_title() for ax in fig.axes) == [
+        "policy entropy (all vectors, summed)", "policy: reward and moving-average baseline",
+        "shared-weight child: training accuracy", "shared-weight child: training loss"]
+
+
+def test_nao_rows_get_its_predictor_panels_drawn_on_its_round_epochs_only():
+    """NAO logs its EPD's signals on round epochs (NaN, written empty, on the others) and keeps no baseline."""
+    rows = [{**row, "baseline": "", "predictor_loss": "", "pairwise_accuracy": "", "reconstruction_loss": ""}
+            for row in search_rows(False)]
+    for epoch, (mse, pairs, nll) in {3: (0.02, 0.7, 1.2), 6: (0.01, 0.85, 0.4)}.items():
+        rows[epoch - 1].update(predictor_loss=str(mse), pairwise_accuracy=str(pairs), reconstruction_loss=str(nll))
+    fig = search_curves(rows, "nao", has_policy=False)
+    assert len(fig.axes) == 7 and fig.get_suptitle() == "Search learning curves (nao)"
+    (line,) = axis(fig, "NAO-WS predictor: pairwise ranking accuracy").get_lines()
+    assert list(line.get_xdata()) == [3.0, 6.0] and list(line.get_ydata()) == [0.7, 0.85]
+    (reward,) = axis(fig, "reward: mean over the epoch's scored architectures").get_lines()  # no baseline line
+    assert reward.get_label() == "reward"
+    axis(fig, "entropy of the choice frequencies (all vectors, summed)")
+
+
+def test_a_population_fitness_axis_is_the_tasks_reward():
+    rows = [{**row, "fitness_mean": row["reward"], "fitness_max": row["reward"]} for row in search_rows(True)]
+    ax = axis(search_curves(rows, "evnas", has_policy=False), "EvNAS population: fitness")
+    assert ax.get_ylabel() == "reward = c / validation perplexity" and len(ax.get_lines()) == 2
+
+
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
+def test_every_panel_key_is_one_the_strategy_logs(name):
+    """The panels read search_epochs.csv's columns, which are the strategy's epoch_statistics (and the loop's
+    reward, baseline, entropy): a renamed statistic would leave a panel empty ("no data")."""
+    strategy = make_strategy(CNN_SPACE, dataclasses.replace(SearchConfig(), strategy=name), 0)
+    logged = set(strategy.epoch_statistics())
+    for keys, _, _ in STRATEGY_PANELS.get(name, ()):
+        assert set(keys) <= logged, (name, set(keys) - logged)
