@@ -34,9 +34,11 @@ from ednas_core.knobs import ConfigError
 from ednas_core.runtime import Runtime
 from ednas_core.search import EDNASSearch
 from ednas_core.spaces import CNN_SPACE, NB201_SPACE, RNN_SPACE, Architecture, SearchSpace
-from ednas_core.strategies import STRATEGY_NAMES, make_strategy
+from ednas_core.strategies import make_strategy
 from ednas_core.strategies.base import to_tokens
 from ednas_core.synthetic import SyntheticChild, planted_architecture, planted_reward
+from tools.nb201_study import parse_strategies
+from tools.sweep import at_least
 
 CHILD_STEPS, REWARD_BATCHES = 2, 20
 # space name -> (the space, its task's default search settings, their section in params.yaml)
@@ -95,44 +97,27 @@ def planted_run(name: str, seed: int, epochs: int, base: Any = None, space: str 
             "seconds": time.perf_counter() - start}
 
 
-def strategy_list(text: str) -> list[str]:
-    """argparse type of --strategies: comma-separated names of ednas_core.strategies, each known."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in STRATEGY_NAMES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected comma-separated strategies of "
-                                         f"{', '.join(STRATEGY_NAMES)}")
-    return names
-
-
-def positive(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected an integer >= 1")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.planted", description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", choices=tuple(SPACES), default="nb201",
                         help="the cell space, searched with its task's default settings (default nb201)")
-    parser.add_argument("--strategies", type=strategy_list, default="ednas,rea,evnas,nao,enas,random")
-    parser.add_argument("--seeds", type=positive, default=4)
-    parser.add_argument("--epochs", type=positive, default=15, help="search epochs of every strategy")
-    parser.add_argument("--enas-steps", type=positive, default=None, help="ENAS's Adam steps per epoch")
+    parser.add_argument("--strategies", default="ednas,rea,evnas,nao,enas,random")
+    parser.add_argument("--seeds", type=at_least(1), default=4)
+    parser.add_argument("--epochs", type=at_least(1), default=15, help="search epochs of every strategy")
+    parser.add_argument("--enas-steps", type=at_least(1), default=None, help="ENAS's Adam steps per epoch")
     parser.add_argument("--set", action="append", default=[], metavar="STRATEGY.KEY=VALUE",
                         help="a strategy setting (<search section>.<strategy>.<key>), e.g. enas.lr=0.02; repeatable")
     args = parser.parse_args(argv)
+    try:
+        names = parse_strategies(args.strategies)
+    except ConfigError as e:
+        parser.error(str(e))
     steps = [] if args.enas_steps is None else [f"enas.train_steps={args.enas_steps}"]
     _, defaults, section_name = SPACES[args.space]
     base = with_settings(defaults(), args.set + steps, section_name)  # a bad setting stops here, before any search
     print(f"{'strategy':<9} {'seed':>4} {'rewards':>7} {'found':>5} {'final':>6} {'1st hit':>7} {'samples':>7} "
           f"{'s':>6} {'cell':>6} {'planted':>7}")
-    for name in args.strategies:
+    for name in names:
         found = 0
         for seed in range(args.seeds):
             r = planted_run(name, seed, args.epochs, base, args.space)

@@ -33,10 +33,10 @@ def test_main_prints_a_row_per_seed_and_a_count_per_strategy(capsys):
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--strategies", "ednas,foo"], "--strategies: got 'ednas,foo'; expected comma-separated strategies of ednas, "),
-    (["--strategies", ""], "--strategies: got ''"),
-    (["--seeds", "0"], "--seeds: got '0'; expected an integer >= 1"),
-    (["--epochs", "x"], "--epochs: got 'x'; expected an integer >= 1")])
+    (["--strategies", "ednas,foo"], "--strategies: unknown strategy 'foo'; known: ednas, random, enas, evnas, nao, rea"),
+    (["--strategies", ""], "--strategies: no strategy given; known: "),
+    (["--seeds", "0"], "argument --seeds: 0 is below 1"),
+    (["--epochs", "x"], "argument --epochs: 'x' is not a number")])
 def test_bad_arguments_stop_with_one_line_before_any_search(args, says, capsys):
     with pytest.raises(SystemExit) as stop:
         main(args)
