@@ -60,7 +60,8 @@ def write_figures(out_dir: Path, history: Mapping[str, np.ndarray] | None, genot
     out_dir.mkdir(parents=True, exist_ok=True)
     figs = Figures()
     if search_rows:
-        figs.search.append(_save(viz.search_curves(search_rows, strategy, has_policy(strategy)), out_dir,
+        own = STRATEGIES[strategy].signal_panels if strategy in STRATEGIES else ()
+        figs.search.append(_save(viz.search_curves(search_rows, strategy, has_policy(strategy), own), out_dir,
                                  "search_curves", "Search learning curves"))
     else:
         figs.missing.append("metrics/search_epochs.csv (search learning curves)")

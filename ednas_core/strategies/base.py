@@ -41,6 +41,9 @@ class Strategy(ABC):
     # (frequencies of the choices among the architectures the strategy holds); and the title itself
     distribution_kind: ClassVar[str] = "policy"
     distribution_title: ClassVar[str] = "policy (softmax)"
+    # the strategy's own learning signals for the report's search curves, one panel each: (keys of its
+    # epoch_statistics, title, y label; None = the task's reward axis)
+    signal_panels: ClassVar[tuple[tuple[tuple[str, ...], str, str | None], ...]] = ()
 
     def __init__(self, space: SearchSpace, settings: Any, seed: int):
         """`settings`: the strategy's own section of params.yaml (see settings_from); `seed` initialises

@@ -204,6 +204,8 @@ class EvNASStrategy(Strategy):
     name = "evnas"
     distribution_kind = "population"
     distribution_title = "EvNAS population (choice frequencies)"
+    signal_panels = ((("fitness_mean", "fitness_max", "best_fitness_so_far"), "EvNAS population: fitness", None),
+                     (("diversity", "unique_share"), "EvNAS population: diversity, distinct share", "share"))
 
     def __init__(self, space: SearchSpace, settings: EvNASConfig, seed: int):
         super().__init__(space, settings, seed)

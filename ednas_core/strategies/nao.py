@@ -338,6 +338,10 @@ class NAOStrategy(Strategy):
     name = "nao"
     distribution_kind = "population"
     distribution_title = "NAO pool: choice frequencies of its top_k best-rewarded cells"
+    # the EPD's signals exist on round epochs only (NaN between rounds): their lines join the rounds
+    signal_panels = ((("predictor_loss",), "NAO-WS predictor: MSE on the scored pool", "MSE (normalised reward)"),
+                     (("pairwise_accuracy",), "NAO-WS predictor: pairwise ranking accuracy", "accuracy"),
+                     (("reconstruction_loss",), "NAO-WS decoder: reconstruction NLL", "NLL per token"))
 
     def __init__(self, space: SearchSpace, settings: NAOConfig, seed: int):
         super().__init__(space, settings, seed)

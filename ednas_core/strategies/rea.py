@@ -89,6 +89,8 @@ class REAStrategy(Strategy):
     name = "rea"
     distribution_kind = "population"
     distribution_title = "REA population (choice frequencies)"
+    signal_panels = ((("fitness_mean", "fitness_max", "best_fitness_so_far"), "REA population: fitness", None),
+                     (("unique_share",), "REA population: distinct share", "share"))
 
     def __init__(self, space: SearchSpace, settings: REAConfig, seed: int):
         super().__init__(space, settings, seed)

@@ -67,27 +67,16 @@ def reward_label(rows: Rows) -> str:
     return "reward = c / validation perplexity" if is_text(rows) else "validation accuracy"
 
 
-REWARD = "<reward>"  # a y label that is the task's reward (reward_label)
-# Each strategy's own learning signals (its epoch_statistics: columns of search_epochs.csv), a third row of the
-# search curves: (keys, title, y label) per panel. NaN epochs (NAO between rounds) are left out of a line.
-STRATEGY_PANELS: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
-    "enas": ((("controller_entropy",), "ENAS controller: entropy of a sample's decisions (summed)", "nats"),
-             (("controller_loss",), "ENAS controller: REINFORCE loss (mean over an epoch's updates)", "loss")),
-    "evnas": ((("fitness_mean", "fitness_max", "best_fitness_so_far"), "EvNAS population: fitness", REWARD),
-              (("diversity", "unique_share"), "EvNAS population: diversity, distinct share", "share")),
-    "nao": ((("predictor_loss",), "NAO-WS predictor: MSE on the scored pool", "MSE (normalised reward)"),
-            (("pairwise_accuracy",), "NAO-WS predictor: pairwise ranking accuracy", "accuracy"),
-            (("reconstruction_loss",), "NAO-WS decoder: reconstruction NLL", "NLL per token")),
-    "rea": ((("fitness_mean", "fitness_max", "best_fitness_so_far"), "REA population: fitness", REWARD),
-            (("unique_share",), "REA population: distinct share", "share")),
-}
+# a panel of a strategy's own signals: (keys of search_epochs.csv, title, y label; None = the task's reward axis)
+Panel = tuple[Sequence[str], str, str | None]
 
 
-def search_curves(rows: Rows, strategy: str = "ednas", has_policy: bool = True) -> Figure:
+def search_curves(rows: Rows, strategy: str = "ednas", has_policy: bool = True,
+                  own: Sequence[Panel] = ()) -> Figure:
     """Child loss, child accuracy, reward (and baseline where the strategy keeps one), the entropy of the policy
     (`has_policy`: EDNAS, random) or of the choice frequencies (the others) per epoch; then a row of the
-    strategy's own signals (STRATEGY_PANELS)."""
-    own = STRATEGY_PANELS.get(strategy, ())
+    strategy's own signals, `own` (its Strategy.signal_panels). Epochs without a value (NAO between rounds)
+    are left out of a line."""
     columns = 6  # the first two rows: two panels of 3 columns; the third: len(own) panels of 6 / len(own)
     fig = new_figure(10.0 if len(own) < 3 else 12.0, 9.5 if own else 6.5)
     grid = fig.add_gridspec(3 if own else 2, columns)
@@ -104,10 +93,10 @@ def search_curves(rows: Rows, strategy: str = "ednas", has_policy: bool = True) 
            else "reward: mean over the epoch's scored architectures", reward)
     _panel(axes[1][1], rows, ["entropy"], "policy entropy (all vectors, summed)" if has_policy
            else "entropy of the choice frequencies (all vectors, summed)", "nats")
-    width = columns // len(own) if own else columns
     for k, (keys, title, ylabel) in enumerate(own):
+        width = columns // len(own)
         _panel(fig.add_subplot(grid[2, k * width:(k + 1) * width]), rows, list(keys), title,
-               reward if ylabel == REWARD else ylabel)
+               reward if ylabel is None else ylabel)
     fig.suptitle(f"Search learning curves ({strategy})" if own else "Search learning curves", fontsize=11)
     return fig
 

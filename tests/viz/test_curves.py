@@ -9,9 +9,9 @@ import pytest
 
 from ednas_core.config import SearchConfig
 from ednas_core.spaces import CNN_SPACE
-from ednas_core.strategies import STRATEGY_NAMES, make_strategy
+from ednas_core.strategies import STRATEGIES, STRATEGY_NAMES, make_strategy
 from ednas_core.viz import evaluate_curves, search_curves
-from ednas_core.viz.curves import STRATEGY_PANELS, reward_label
+from ednas_core.viz.curves import reward_label
 
 
 def search_rows(text: bool, epochs: int = 6):
@@ -78,7 +78,7 @@ def test_nao_rows_get_its_predictor_panels_drawn_on_its_round_epochs_only():
             for row in search_rows(False)]
     for epoch, (mse, pairs, nll) in {3: (0.02, 0.7, 1.2), 6: (0.01, 0.85, 0.4)}.items():
         rows[epoch - 1].update(predictor_loss=str(mse), pairwise_accuracy=str(pairs), reconstruction_loss=str(nll))
-    fig = search_curves(rows, "nao", has_policy=False)
+    fig = search_curves(rows, "nao", has_policy=False, own=STRATEGIES["nao"].signal_panels)
     assert len(fig.axes) == 7 and fig.get_suptitle() == "Search learning curves (nao)"
     (line,) = axis(fig, "NAO-WS predictor: pairwise ranking accuracy").get_lines()
     assert list(line.get_xdata()) == [3.0, 6.0] and list(line.get_ydata()) == [0.7, 0.85]
@@ -89,7 +89,8 @@ def test_nao_rows_get_its_predictor_panels_drawn_on_its_round_epochs_only():
 
 def test_a_population_fitness_axis_is_the_tasks_reward():
     rows = [{**row, "fitness_mean": row["reward"], "fitness_max": row["reward"]} for row in search_rows(True)]
-    ax = axis(search_curves(rows, "evnas", has_policy=False), "EvNAS population: fitness")
+    ax = axis(search_curves(rows, "evnas", has_policy=False, own=STRATEGIES["evnas"].signal_panels),
+              "EvNAS population: fitness")
     assert ax.get_ylabel() == "reward = c / validation perplexity" and len(ax.get_lines()) == 2
 
 
@@ -99,5 +100,5 @@ def test_every_panel_key_is_one_the_strategy_logs(name):
     reward, baseline, entropy): a renamed statistic would leave a panel empty ("no data")."""
     strategy = make_strategy(CNN_SPACE, dataclasses.replace(SearchConfig(), strategy=name), 0)
     logged = set(strategy.epoch_statistics())
-    for keys, _, _ in STRATEGY_PANELS.get(name, ()):
+    for keys, _, _ in STRATEGIES[name].signal_panels:
         assert set(keys) <= logged, (name, set(keys) - logged)
