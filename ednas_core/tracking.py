@@ -483,15 +483,35 @@ class StageRun:
         return run if same and _ended(run, self.host) else None
 
     def _close_abandoned(self) -> None:
-        """Closes as KILLED the RUNNING runs of this stage and working directory whose process has ended."""
+        """Closes as KILLED the RUNNING runs of this stage and working directory whose process has ended, and
+        the parent run of each when it is another pipeline's (the rerun changed the params or the revision, so
+        nothing will go on with it) and none of its stages is still RUNNING."""
         runs = _retry(self.client.search_runs, [self.experiment_id],
                       filter_string=f"attributes.status = 'RUNNING' and tags.`ednas.stage` = '{self.stage}'")
+        parents = []
         for run in runs:
             if run.info.run_id != self.run_id and run.data.tags.get("ednas.workdir") == self.workdir \
                     and _ended(run, self.host):
                 _retry(self.client.set_tag, run.info.run_id, "error",
                        f"its process ended without closing the run (killed); closed by run {self.run_id}")
                 _retry(self.client.set_terminated, run.info.run_id, "KILLED")
+                parents.append(run.data.tags.get("mlflow.parentRunId", ""))
+        for parent in dict.fromkeys(p for p in parents if p and p != self.parent_id):
+            self._close_abandoned_parent(parent)
+
+    def _close_abandoned_parent(self, parent_id: str) -> None:
+        """A pipeline whose killed stage was just closed: KILLED, with the reason, unless a stage still runs."""
+        try:
+            parent = _retry(self.client.get_run, parent_id)
+        except Exception:  # MlflowException: deleted meanwhile
+            return
+        live = _retry(self.client.search_runs, [self.experiment_id], max_results=1,
+                      filter_string=f"attributes.status = 'RUNNING' and tags.`mlflow.parentRunId` = '{parent_id}'")
+        if parent.info.status == "RUNNING" and not live:
+            _retry(self.client.set_tag, parent_id, "error",
+                   f"{self.stage}: its process was killed; the stage was rerun as another pipeline (other params "
+                   f"or revision), closed by run {self.run_id}")
+            _retry(self.client.set_terminated, parent_id, "KILLED")
 
     # --- logging ------------------------------------------------------------------------------------------
 

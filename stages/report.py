@@ -16,7 +16,7 @@ metrics/info/evaluate.json), and writes
   each setting, failed pipelines listed; ednas_core/report/seed_study.py).
 
 The comparison and the study read the tracking store (once), which DVC does not track: after other experiments
-finish, refresh them with `dvc repro -f report` (or `python -m stages.report`); `python -m tools.study` writes the
+finish, refresh them with `dvc repro -f -s report` (or `python -m stages.report`); `python -m tools.study` writes the
 study alone."""
 
 from __future__ import annotations

@@ -613,6 +613,29 @@ def test_abandoned_runs_of_the_stage_and_directory_are_closed_as_killed(env, che
     assert "ednas.resumed_from_run" not in client.get_run(run.run_id).data.tags
 
 
+def test_parent_of_a_killed_stage_rerun_as_another_pipeline_is_closed_as_killed(env, checkpoint):
+    """Killed, then rerun with other params (another pipeline id): nothing goes on with the old pipeline, so its
+    parent must not stay RUNNING for ever; a rerun of the same pipeline takes the parent over instead."""
+    root, client = env
+    old = killed_execution("search", "killed-parent", checkpoint)
+    old_parent = client.get_run(old).data.tags["mlflow.parentRunId"]
+    with StageRun("search", "killed-parent", {"lr": 0.2}, PARAMS_TEXT + "\n# search.lr changed\n",
+                  checkpoint=checkpoint) as run:
+        assert run.parent_id != old_parent
+    assert client.get_run(old).info.status == "KILLED"
+    parent = client.get_run(old_parent)
+    assert parent.info.status == "KILLED" and run.run_id in parent.data.tags["error"]
+    assert parent.data.tags["error"].startswith("search: its process was killed")
+    assert client.get_run(run.parent_id).info.status == "FINISHED"
+
+    again = killed_execution("search", "killed-parent", checkpoint, params={"lr": 0.3})
+    same_parent = client.get_run(again).data.tags["mlflow.parentRunId"]
+    checkpoint.unlink(missing_ok=True)
+    with StageRun("search", "killed-parent", {"lr": 0.3}, PARAMS_TEXT, checkpoint=checkpoint) as rerun:
+        assert rerun.parent_id == same_parent  # the same pipeline: its own parent, RUNNING again, then FINISHED
+    assert client.get_run(same_parent).info.status == "FINISHED"
+
+
 def test_restart_closes_the_run_gone_on_with_and_replays_its_setup(env, checkpoint, tmp_path):
     root, client = env
     old = killed_execution("evaluate", "restart", checkpoint, steps=(1, 2))

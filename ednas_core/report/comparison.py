@@ -58,7 +58,7 @@ def pipeline_status(stages: Mapping[str, list[Any]]) -> tuple[str, str, str]:
 def results_pipeline(runs: Iterable[Any], run_ids: Sequence[str], fallback: str) -> str:
     """The pipeline whose results a report describes: that of the first of `run_ids` (the stage runs recorded in
     metrics/info/*.json, evaluate first) found among `runs`; `fallback` (the report run's own) when none is.
-    After `git commit`, `dvc repro -f report` runs at another revision, so its report run starts a pipeline of
+    After `git commit`, `dvc repro -f -s report` runs at another revision, so its report run starts a pipeline of
     its own with no results; the results' pipeline is still the one the report is about."""
     by_id = {getattr(run.info, "run_id", None): run for run in runs}
     for run_id in run_ids:

@@ -216,7 +216,7 @@ def test_a_changed_metric_changes_the_report(done, tmp_path, monkeypatch):
 
 
 def test_the_results_pipeline_is_this_one_when_the_report_reruns_at_another_revision(done, tmp_path, monkeypatch):
-    """`git commit` then `dvc repro -f report` (the README's refresh): the report run's revision differs from the
+    """`git commit` then `dvc repro -f -s report` (the README's refresh): the report run's revision differs from the
     stages' that made the results, so its pipeline id does too. metrics/info/*.json name those stages' runs:
     their pipeline is `this`, and the report-only pipeline is no row of the comparison nor an incomplete member
     of the study."""
