@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -26,7 +27,7 @@ from ednas_core import distributed
 from ednas_core.checkpoint import atomic_write_text
 from ednas_core.config import TASKS, ConfigError, Params, TaskConfig, flatten, load_params
 from ednas_core.data import DataError
-from ednas_core.epochs import CheckpointMismatch
+from ednas_core.epochs import CheckpointMismatch, NonFiniteError
 from ednas_core.strategies import STRATEGY_NAMES
 from ednas_core.tracking import TrackingUnavailable
 
@@ -213,7 +214,8 @@ def run_stage(name: str, body: Callable[[], None]) -> None:
         print(f"{name}: interrupted; a resumable checkpoint is kept where the stage supports it", file=sys.stderr)
         sys.exit(130)
     except EXPECTED_ERRORS as err:
-        _fail(name, str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        _fail(name, under_task(message) if isinstance(err, NonFiniteError) else message)
     except OSError as err:
         if err.errno not in STORAGE_ERRNOS:
             raise
@@ -259,13 +261,17 @@ class RankRun:
 
 def _memory_hint(stage: str) -> str:
     """The settings to lower, under the selected task's section of params.yaml (digits.search.batch_size)."""
-    hint = MEMORY_HINTS.get(stage, "the batch sizes")
+    return under_task(MEMORY_HINTS.get(stage, "the batch sizes"))
+
+
+def under_task(text: str) -> str:
+    """`text` with the keys it names (search.lr, evaluate.grad_clip: the library's messages name them as
+    CIFAR-10's) under the selected task's section of params.yaml (ptb.search.lr)."""
     try:
         prefix = read_params()[0].task_prefix()
-    except Exception:  # the hint is a courtesy: params.yaml was valid when the stage started
+    except Exception:  # a courtesy: params.yaml was valid when the stage started
         prefix = ""
-    return hint.replace("search.", f"{prefix}search.").replace("derive.", f"{prefix}derive.") \
-               .replace("evaluate.", f"{prefix}evaluate.")
+    return re.sub(r"(?<![\w.])(search|derive|evaluate)\.(?=\w)", lambda m: f"{prefix}{m.group(0)}", text)
 
 
 def _fail(name: str, message: str) -> None:

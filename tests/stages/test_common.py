@@ -16,6 +16,7 @@ import pytest
 from ednas_core.config import ConfigError, Params
 from ednas_core.data import DataError
 from stages import common
+from ednas_core.epochs import NonFiniteError
 from stages.common import Progress, StageError, epoch_rows, read_params, run_stage, write_csv, write_json
 
 PARAMS_YAML = Path(__file__).parents[2] / "params.yaml"
@@ -161,6 +162,21 @@ def test_run_stage_other_expected_errors(no_debug, capsys, err):
     assert exit_info.value.code == 1
     lines = capsys.readouterr().err.splitlines()
     assert lines == [f"search: error: {str(err).splitlines()[0]}"]
+
+
+@pytest.mark.parametrize("task, key", [("cifar10", "search.lr"), ("ptb", "ptb.search.lr"),
+                                       ("digits", "digits.search.lr")])
+def test_run_stage_divergence_names_the_keys_of_the_selected_task(no_debug, capsys, tmp_path, monkeypatch, task, key):
+    """The library names CIFAR-10's keys; a ptb run must be told ptb.search.lr (search.lr is refused there)."""
+    text = PARAMS_YAML.read_text()
+    (tmp_path / "params.yaml").write_text(text.replace("task: cifar10 ", f"task: {task} ", 1))
+    monkeypatch.chdir(tmp_path)
+    err = NonFiniteError("search epoch 1: policy reward is nan; the shared weights diverged (lower search.lr "
+                         "or search.grad_clip)")
+    with pytest.raises(SystemExit):
+        run_stage("search", raiser(err))
+    assert capsys.readouterr().err == (f"search: error: search epoch 1: policy reward is nan; the shared weights "
+                                       f"diverged (lower {key} or {key.replace('.lr', '.grad_clip')})\n")
 
 
 def test_run_stage_empty_message_names_the_error(no_debug, capsys):
