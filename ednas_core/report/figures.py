@@ -10,7 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ednas_core.genotypes import PAPER_GENOTYPES, Genotype
-from ednas_core.strategies import STRATEGIES
+from ednas_core.strategies import STRATEGIES, Strategy
 
 
 @dataclass
@@ -60,8 +60,9 @@ def write_figures(out_dir: Path, history: Mapping[str, np.ndarray] | None, genot
     out_dir.mkdir(parents=True, exist_ok=True)
     figs = Figures()
     if search_rows:
-        own = STRATEGIES[strategy].signal_panels if strategy in STRATEGIES else ()
-        figs.search.append(_save(viz.search_curves(search_rows, strategy, has_policy(strategy), own), out_dir,
+        cls = STRATEGIES.get(strategy)
+        own, baseline = (cls.signal_panels, cls.baseline_title) if cls else ((), Strategy.baseline_title)
+        figs.search.append(_save(viz.search_curves(search_rows, strategy, has_policy(strategy), own, baseline), out_dir,
                                  "search_curves", "Search learning curves"))
     else:
         figs.missing.append("metrics/search_epochs.csv (search learning curves)")
@@ -92,7 +93,9 @@ def write_figures(out_dir: Path, history: Mapping[str, np.ndarray] | None, genot
                                    "Evaluation learning curves"))
     else:
         figs.missing.append("metrics/evaluate_epochs.csv (evaluation learning curves)")
-    for name, paper_genotype in PAPER_GENOTYPES.items() if task != "nb201" else ():  # the paper's are CNN/RNN cells
+    for name, paper_genotype in PAPER_GENOTYPES.items():
+        if paper_genotype.space != genotype.space:  # the paper's cells of this run's space (none for nb201)
+            continue
         for cell_type, fig in viz.genotype_diagrams(paper_genotype, name).items():
             figs.paper.append(_save(fig, out_dir, f"{name}_{cell_type}", f"{name}: {cell_type} cell", svg=True))
     return figs

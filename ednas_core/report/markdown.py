@@ -8,9 +8,13 @@ import json
 import math
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from ..strategies import STRATEGIES, Strategy
+from ..tasks import TEXT_TASKS
 from .figures import FigureRef, Figures, has_policy
 from .nb201 import nb201_result_lines
 from .paper import METHOD_NAMES, main_metric, paper_table, published
+
+AUXILIARY_HEAD_TASKS = ("cifar10", "digits", "imagenet")  # the DARTS-style networks; RNNs and NB201's have none
 
 if TYPE_CHECKING:  # seed_study imports md_table from here
     from .seed_study import Study
@@ -58,9 +62,11 @@ def _paper_rows(task: str, strategy: str, evaluate: dict, search_days: float, ki
     return out
 
 
-def _scored_on(derive: dict) -> str:
-    images = derive.get("scored_on_images")
-    return "table look-ups (the tabular reward)" if images == 0 else f"{images} validation images"
+def _scored_on(derive: dict, task: str) -> str:
+    count = derive.get("scored_on_images")  # images, or predicted tokens for text tasks; 0 for table look-ups
+    if count == 0:
+        return "table look-ups (the tabular reward)"
+    return f"{count} validation tokens (one bptt window)" if task in TEXT_TASKS else f"{count} validation images"
 
 
 def _table_section(title: str, intro: str, header: list[str], rows: list[list[Any]]) -> list[str]:
@@ -107,13 +113,14 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
               f"(first epoch {_fmt(search.get('first_epoch_child_acc', math.nan))}), final reward "
               f"{_fmt(search.get('reward', math.nan))}, {entropy} {_fmt(search['entropy'])}"]
     if "baseline" in search:
-        lines.append(f"- final reward baseline (moving average) {_fmt(search['baseline'])}")
+        cls = STRATEGIES.get(strategy, Strategy)
+        lines.append(f"- final reward baseline ({cls.baseline_title}) {_fmt(search['baseline'])}")
     lines += [f"- measured cost: {hours:.4g} {kind}-hours on {search.get('device', '?')}", ""]
     if figures:
         lines += _images(figures.search)
     lines += ["## Derive", "",
               f"- {derive.get('samples')} candidates ({derive.get('distinct_samples')} distinct) scored on "
-              f"{_scored_on(derive)}: best reward "
+              f"{_scored_on(derive, task)}: best reward "
               f"{_fmt(derive.get('best_reward'))}, the strategy's own answer (argmax) {_fmt(derive.get('argmax_reward'))}, "
               f"mean {_fmt(derive.get('mean_reward'))}; written: {derive.get('mode')}",
               "", "Evaluated genotype:", "", "```json", json.dumps(genotype_json), "```", ""]
@@ -132,7 +139,8 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
                    + (f", top-5 error {evaluate['top5_error']:.2f}%" if "top5_error" in evaluate else "")
                    + (" on the 50,000 validation images (ImageNet's test labels are not public)"
                       if task == "imagenet" else ""))
-                  + f", {evaluate['params']:,} parameters (auxiliary head excluded)", ""]
+                  + f", {evaluate['params']:,} parameters"
+                  + (" (auxiliary head excluded)" if task in AUXILIARY_HEAD_TASKS else ""), ""]
     if figures:
         lines += _images(figures.evaluate)
     if comparison is not None:

@@ -44,6 +44,8 @@ class Strategy(ABC):
     # the strategy's own learning signals for the report's search curves, one panel each: (keys of its
     # epoch_statistics, title, y label; None = the task's reward axis)
     signal_panels: ClassVar[tuple[tuple[tuple[str, ...], str, str | None], ...]] = ()
+    # what the `baseline` of epoch_statistics averages, for the report (a strategy that keeps one)
+    baseline_title: ClassVar[str] = "moving average of the reward"
 
     def __init__(self, space: SearchSpace, settings: Any, seed: int):
         """`settings`: the strategy's own section of params.yaml (see settings_from); `seed` initialises

@@ -353,6 +353,7 @@ class ENASStrategy(Strategy):
     # probabilities() are Monte Carlo marginals of the controller's distribution (it has no closed-form ones)
     distribution_kind: ClassVar[str] = "policy (sampled marginals)"
     distribution_title: ClassVar[str] = f"ENAS controller: choice frequencies of {PROBABILITY_SAMPLES} samples"
+    baseline_title = "moving average of reward + entropy_weight x sample entropy (ENAS)"
     signal_panels = ((("controller_entropy",), "ENAS controller: entropy of a sample's decisions (summed)", "nats"),
                      (("controller_loss",), "ENAS controller: REINFORCE loss (mean over an epoch's updates)", "loss"))
 

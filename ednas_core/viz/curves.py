@@ -72,10 +72,11 @@ Panel = tuple[Sequence[str], str, str | None]
 
 
 def search_curves(rows: Rows, strategy: str = "ednas", has_policy: bool = True,
-                  own: Sequence[Panel] = ()) -> Figure:
+                  own: Sequence[Panel] = (), baseline: str = "moving average of the reward") -> Figure:
     """Child loss, child accuracy, reward (and baseline where the strategy keeps one), the entropy of the policy
     (`has_policy`: EDNAS, random) or of the choice frequencies (the others) per epoch; then a row of the
-    strategy's own signals, `own` (its Strategy.signal_panels). Epochs without a value (NAO between rounds)
+    strategy's own signals, `own` (its Strategy.signal_panels); `baseline` says what the baseline averages (its
+    Strategy.baseline_title). Epochs without a value (NAO between rounds)
     are left out of a line."""
     columns = 6  # the first two rows: two panels of 3 columns; the third: len(own) panels of 6 / len(own)
     fig = new_figure(10.0 if len(own) < 3 else 12.0, 9.5 if own else 6.5)
@@ -89,7 +90,7 @@ def search_curves(rows: Rows, strategy: str = "ednas", has_policy: bool = True,
     has_baseline = bool(np.isfinite(_column(rows, "baseline")).any())
     who = "policy" if has_policy else strategy
     _panel(axes[1][0], rows, ["reward", "baseline"] if has_baseline else ["reward"],
-           f"{who}: reward and moving-average baseline" if has_baseline
+           f"{who}: reward and baseline ({baseline})" if has_baseline
            else "reward: mean over the epoch's scored architectures", reward)
     _panel(axes[1][1], rows, ["entropy"], "policy entropy (all vectors, summed)" if has_policy
            else "entropy of the choice frequencies (all vectors, summed)", "nats")

@@ -108,8 +108,24 @@ def test_a_population_strategy_reports_the_entropy_of_its_choice_frequencies_and
     assert "final reward 0.74, entropy of its choice frequencies 1.9" in text
     assert "reward baseline" not in text and "policy entropy" not in text
     enas = cifar_report({**cifar_params, "search.strategy": "enas"})
-    assert "entropy of its choice frequencies 1.9" in enas and "- final reward baseline (moving average) 0.73" in enas
-    assert "- final reward baseline (moving average) 0.73" in cifar_report(cifar_params)
+    assert "entropy of its choice frequencies 1.9" in enas
+    # ENAS's baseline averages the reward plus its entropy bonus (above the reward): the line says so
+    assert ("- final reward baseline (moving average of reward + entropy_weight x sample entropy (ENAS)) 0.73"
+            in enas)
+    assert "- final reward baseline (moving average of the reward) 0.73" in cifar_report(cifar_params)
+
+
+def test_a_text_task_reports_tokens_and_no_auxiliary_head():
+    """PTB's derive scores a bptt window of tokens, and an RNN has no auxiliary head: the report must not speak
+    of images or of an auxiliary head there; CIFAR-10's report does."""
+    ptb = build_report("ptb", flat_params(dataclasses.replace(Params(), task="ptb")), search_metrics(),
+                       derive_metrics(scored_on_images=2240),
+                       without(evaluate_metrics(test_ppl=61.2, params=175_120), "test_error"), GENOTYPE)
+    assert "scored on 2240 validation tokens (one bptt window)" in ptb and "validation images" not in ptb
+    assert "175,120 parameters\n" in ptb and "auxiliary" not in ptb
+    cifar = build_report("cifar10", flat_params(Params()), search_metrics(), derive_metrics(), evaluate_metrics(),
+                         GENOTYPE)
+    assert "scored on 128 validation images" in cifar and "4,100,000 parameters (auxiliary head excluded)" in cifar
 
 
 def test_mlflow_run_ids_appear(cifar_params):

@@ -38,7 +38,7 @@ def axis(fig, title):
 def test_reward_axis_is_labelled_by_the_tasks_reward(text, label):
     rows = search_rows(text)
     assert reward_label(rows) == label
-    ax = axis(search_curves(rows), "policy: reward and moving-average baseline")
+    ax = axis(search_curves(rows), "policy: reward and baseline (moving average of the reward)")
     assert ax.get_ylabel() == label
     if text:
         assert "accuracy" not in ax.get_ylabel()
@@ -68,7 +68,7 @@ def test_no_axis_uses_an_offset_or_scientific_notation():
 def test_ednas_keeps_its_four_panels():
     fig = search_curves(search_rows(False), "ednas", has_policy=True)
     assert sorted(ax.get_title() for ax in fig.axes) == [
-        "policy entropy (all vectors, summed)", "policy: reward and moving-average baseline",
+        "policy entropy (all vectors, summed)", "policy: reward and baseline (moving average of the reward)",
         "shared-weight child: training accuracy", "shared-weight child: training loss"]
 
 
@@ -102,3 +102,27 @@ def test_every_panel_key_is_one_the_strategy_logs(name):
     logged = set(strategy.epoch_statistics())
     for keys, _, _ in STRATEGIES[name].signal_panels:
         assert set(keys) <= logged, (name, set(keys) - logged)
+
+
+
+def test_the_report_says_what_enas_baseline_averages(tmp_path, monkeypatch):
+    """ENAS's baseline is the moving average of reward + entropy bonus, above the rewards: the search curves the
+    report draws (write_figures) say so in the panel title; EDNAS's is the reward's own average."""
+    import ednas_core.viz as viz
+    from ednas_core.genotypes import PAPER_GENOTYPES
+    from ednas_core.report.figures import write_figures
+
+    drawn = {}
+
+    def spy(*args, **kwargs):  # the titles as drawn (write_figures closes the figure once saved)
+        fig = search_curves(*args, **kwargs)
+        drawn[args[1]] = [ax.get_title() for ax in fig.axes]
+        return fig
+
+    monkeypatch.setattr(viz, "search_curves", spy)
+    for strategy in ("enas", "ednas"):
+        write_figures(tmp_path / strategy, None, PAPER_GENOTYPES["paper-cifar10"], "derived", search_rows(False), [],
+                      strategy)
+    assert ("enas: reward and baseline (moving average of reward + entropy_weight x sample entropy (ENAS))"
+            in drawn["enas"])
+    assert "policy: reward and baseline (moving average of the reward)" in drawn["ednas"]
