@@ -165,9 +165,11 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
         step_mode = self.config.alternate == "step"
         wanted = strategy.rewards_wanted(epoch, child_steps if step_mode else policy_batches)
         budget = getattr(self.child, "reward_budget", None)
-        if budget is not None:  # rewards already spent: those of the epochs before (restored with the history)
+        if budget is not None:  # a run-wide reward budget (the tabular child): at most policy_batches rewards an
+            # epoch, so that the budget spreads over every epoch, and none beyond what the epochs before spent
+            # (restored with the history); a strategy that wanted more keeps the rest for the next epoch
             spent = sum(int(r.metrics["reward_count"]) for r in self.history)
-            wanted = max(0, min(wanted, budget - spent))
+            wanted = max(0, min(wanted, policy_batches, budget - spent))
         policy_iter = _cycle(lambda: self.child.policy_batches(epoch))
         ranks = distributed.world()
         sampled = hashlib.sha256()  # several processes: every architecture of the epoch, compared at its end
@@ -202,7 +204,7 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
                 for reward in scores:
                     if not math.isfinite(reward):
                         raise NonFiniteError(f"search epoch {epoch + 1}: policy reward is {reward}; "
-                                             "the shared weights diverged (lower search.lr)")
+                                             "the shared weights diverged (lower search.lr or search.grad_clip)")
                 strategy.observe(archs, scores)
                 rewards.extend(scores)
                 if not step_mode:  # step mode: one "child" phase, the reward rounds inside its steps

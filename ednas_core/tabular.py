@@ -3,11 +3,15 @@ network, whose reward is a look-up in the benchmark's table (ednas_core/data/nb2
 baselines search it (REA, REINFORCE, random search on `cifar10-valid` at the 12-epoch schedule).
 
 TableChild has no child steps and `queries_per_epoch` reward batches per epoch; the reward of an architecture is
-its 12-epoch CIFAR-10 validation accuracy / 100; `reward_budget` caps the look-ups of the whole run, so that the
-loop scores exactly `budget` architectures over ceil(budget / queries_per_epoch) epochs (a strategy that wants
-fewer rewards in an epoch uses fewer; a repeated architecture costs a query again, as in NB201's simulated
-training). What a search found is judged by the table's 200-epoch CIFAR-10 test accuracy of the architecture with
-the best validation accuracy among those queried (NB201's protocol), and of the strategy's final_architecture.
+its 12-epoch CIFAR-10 validation accuracy / 100; `reward_budget` caps the look-ups of the whole run, and the loop
+(ednas_core/search.py) scores at most `queries_per_epoch` rewards an epoch, so that it scores exactly `budget`
+architectures over ceil(budget / queries_per_epoch) epochs, `queries_per_epoch` in every epoch but the last (the
+rest of the budget): a strategy that wants more rewards in an epoch (ENAS: train_steps * num_aggregate; NAO: the
+rest of its pool) gets `queries_per_epoch` and carries on in the next epoch, one that wants fewer uses fewer; a
+repeated architecture costs a query again, as in NB201's simulated training. What a search found is judged by the
+table's 200-epoch CIFAR-10 test accuracy of the architecture with the best validation accuracy among those
+queried (NB201's protocol), and of the strategy's final_architecture. `table_reward` reads a reward without
+making a query (derive.mode queried: nothing looked up beyond the budget).
 """
 
 from __future__ import annotations
@@ -56,10 +60,17 @@ class TableChild:
         raise RuntimeError("a tabular search has no child steps (TableChild.steps_per_epoch is (0, n))")
 
     def reward(self, arch: Architecture, batch: Any) -> float:
-        """The table's 12-epoch CIFAR-10 validation accuracy of `arch` / 100 (`batch` is unused)."""
-        index = self.table.index(arch)
-        self._record(index)
-        return float(self.table.valid_12[index]) / 100.0
+        """The table's 12-epoch CIFAR-10 validation accuracy of `arch` / 100 (`batch` is unused); a query."""
+        self._record(self.table.index(arch))
+        return self.table_reward(arch)
+
+    def table_reward(self, arch: Architecture) -> float:
+        """The reward of `arch` read from the table without a query: nothing is recorded."""
+        return float(self.table.valid_12[self.table.index(arch)]) / 100.0
+
+    def queried_architectures(self) -> list[Architecture]:
+        """The distinct architectures queried, in the order of their first query."""
+        return [self.table.arch(index) for index in dict.fromkeys(self.queried)]
 
     def epoch_metrics(self) -> dict[str, float]:
         best = self.best

@@ -2,24 +2,23 @@
 of a pool), scores each on one validation minibatch (images, or a bptt window of tokens for text tasks) with the
 search's shared weights, and writes the best (or the strategy's final architecture, derive.mode: argmax) as
 data/derive/genotype.json, with every candidate in data/derive/candidates.csv and headline numbers in
-metrics/derive.json. derive.mode queried (nb201 tabular) writes the best-validation cell among the search's
-own look-ups instead (NB201's protocol: nothing looked up beyond search.budget). For nb201 the chosen cell is
-also looked up in the benchmark table: its true 200-epoch CIFAR-10 test accuracy and rank among the 15,625
-cells go to metrics/derive.json."""
+metrics/derive.json. derive.mode queried (nb201 tabular; NB201's protocol: nothing looked up beyond
+search.budget) draws nothing from the strategy: the candidates are the search's own distinct look-ups with their
+table rewards (read without a query), the chosen and best cell the best-validation one among them, so best_reward
+is the chosen cell's reward (derive.samples is unused). For nb201 the chosen cell is also looked up in the
+benchmark table: its true 200-epoch CIFAR-10 test accuracy and rank among the 15,625 cells go to
+metrics/derive.json."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
-
 from ednas_core.checkpoint import load_checkpoint, require_keys
-from ednas_core.derive import Candidate, derive
-from ednas_core.genotypes import from_architecture, save_genotype, to_architecture
+from ednas_core.derive import derive
+from ednas_core.genotypes import save_genotype, to_architecture
 from ednas_core.runtime import Runtime
-from ednas_core.spaces import NB201_SPACE
 from ednas_core.tasks import derive_scorer, load_data, restore_search
-from ednas_core.tasks.nb201 import best_queried, load_prepared_table, lookup
+from ednas_core.tasks.nb201 import derive_queried, load_prepared_table, lookup
 from ednas_core.tracking import StageRun
 
 from .common import (DERIVE_DIR, METRICS_DIR, PREPARED, StageError, flat_params, read_params, run_stage,
@@ -41,14 +40,12 @@ def main() -> None:
     with StageRun("derive", params.task, flat_params(params), text, extra_tags=stage_tags(params)) as run:
         child, strategy = restore_search(params.task, dataset, task.search, params.data, runtime, state, SUPERNET,
                                          RERUN_SEARCH, table=table)
-        score, scored_on = derive_scorer(params.task, child, task.derive.batch_size, runtime)
         queried = task.derive.mode == "queried"
-        searched = best_queried(child) if queried else None  # before derive's own look-ups join the child's record
-        result = derive(strategy, score, task.derive.samples, runtime.generator("derive"),
-                        "best" if queried else task.derive.mode)
-        if queried:  # NB201's protocol: the search's own best look-up, no look-up beyond its budget
-            result = dataclasses.replace(result, mode="queried", chosen=Candidate(
-                searched, from_architecture(NB201_SPACE, searched), score(searched), strategy.log_prob(searched)))
+        if queried:  # NB201's protocol: the best of the search's own look-ups, no look-up beyond its budget
+            result, scored_on = derive_queried(child, strategy), 0
+        else:
+            score, scored_on = derive_scorer(params.task, child, task.derive.batch_size, runtime)
+            result = derive(strategy, score, task.derive.samples, runtime.generator("derive"), task.derive.mode)
 
         save_genotype(result.chosen.genotype, DERIVE_DIR / "genotype.json")
         save_genotype(result.best.genotype, DERIVE_DIR / "best_genotype.json")
@@ -76,7 +73,8 @@ def main() -> None:
         run.log_pipeline_metrics({f"derive_{k}": v for k, v in summary.items()})
         for name in ("genotype.json", "best_genotype.json", "argmax_genotype.json", "candidates.csv"):
             run.log_artifact(DERIVE_DIR / name, "derive")
-        print(f"derive: best of {len(result.candidates)} samples reward {result.best.reward:.4f}, argmax "
+        what = "queried cells (the search's own look-ups)" if queried else "samples"
+        print(f"derive: best of {len(result.candidates)} {what} reward {result.best.reward:.4f}, argmax "
               f"{result.argmax.reward:.4f}; {result.mode} -> {DERIVE_DIR / 'genotype.json'}")
 
 

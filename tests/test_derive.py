@@ -1,10 +1,12 @@
-"""Derive: the best of N sampled architectures by their reward, the argmax architecture, and caching."""
+"""Derive: the best of N sampled architectures by their reward, the argmax architecture, and caching; derive_from
+scores a given list (mode queried: the search's own look-ups, equal rewards in their order)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from ednas_core.derive import derive
+from ednas_core.derive import derive, derive_from
 from ednas_core.strategies.ednas import EDNASSettings, EDNASStrategy
 from ednas_core.spaces import CNN_SPACE
 
@@ -53,3 +55,24 @@ def test_repeated_architectures_are_scored_once():
     calls = []
     result = derive(strategy, lambda a: calls.append(a) or 0.5, samples=20, generator=torch.Generator().manual_seed(1))
     assert result.distinct_samples == 1 and len(calls) == 1
+
+
+def test_derive_from_scores_given_architectures_and_queried_mode_ranks_ties_by_order():
+    """derive_from: the list of architectures derive() draws, or (mode queried) the search's own look-ups; in mode
+    queried equal rewards rank in the given order, not by log-probability, so best (== chosen) is the first."""
+    strategy = ednas_strategy()
+    with torch.no_grad():
+        strategy.vectors.edge_logits["normal"][:, SEP3] += 1.0  # the sep3-heavier architecture is more probable
+    archs = strategy.derive_candidates(torch.Generator().manual_seed(1), 30)
+    archs.sort(key=sep3_share)  # the least probable first among equal rewards
+    calls = []
+    result = derive_from(strategy, archs, lambda a: calls.append(a) or 0.5, mode="queried")
+    assert [c.architecture for c in result.candidates] == archs
+    assert result.mode == "queried" and result.chosen is result.best is result.ranked[0]
+    assert result.best.architecture == archs[0] and [c.architecture for c in result.ranked] == archs
+    assert result.argmax.architecture == strategy.final_architecture()
+    best = derive_from(strategy, archs, lambda a: 0.5, mode="best")  # mode best: the more probable of equals
+    assert best.best.log_prob == max(c.log_prob for c in best.candidates)
+    assert len(calls) == result.distinct_samples + (strategy.final_architecture() not in archs)
+    with pytest.raises(ValueError, match="no candidates"):
+        derive_from(strategy, [], sep3_share, mode="queried")

@@ -1,7 +1,8 @@
 """Tabular NAS-Bench-201 search (ednas_core/tabular.py): TableChild answers the table's 12-epoch validation
 accuracy / 100 and keeps the best-validation architecture after every query; tabular_search runs the real search
-loop for exactly `budget` queries over ceil(budget / queries_per_epoch) epochs, with any strategy; a search killed
-after an epoch and resumed from its checkpoint ends identical to an uninterrupted one.
+loop for exactly `budget` queries over ceil(budget / queries_per_epoch) epochs, queries_per_epoch in each, with any
+strategy; a search killed after an epoch and resumed from its checkpoint ends identical to an uninterrupted one;
+derive.mode queried picks among the search's own look-ups without a new one.
 
 The mechanics run on a made-up table of all 15,625 cells (always); the look-ups against the published files need
 EDNAS_DATA_ROOT and skip without it."""
@@ -89,7 +90,19 @@ def test_a_budget_below_what_the_strategy_wants_stops_later_epochs(table):
     assert len(search.child.queried) == 4 and len(search.strategy.population) == 4
 
 
-@pytest.mark.parametrize("strategy", ["ednas", "rea"])
+@pytest.mark.parametrize("strategy", ["ednas", "random", "rea", "enas", "evnas", "nao"])
+def test_every_epoch_scores_queries_per_epoch_rewards(table, strategy):
+    """The budget spreads over all ceil(budget / queries_per_epoch) epochs with params.yaml's settings, also for the
+    strategies that want more rewards an epoch (ENAS: train_steps * num_aggregate = 20; NAO: the rest of its
+    50-cell pool): no epoch is left without rewards (the loop caps an epoch at queries_per_epoch)."""
+    search = _run(table, strategy, budget=150, queries_per_epoch=10)
+    assert search.config.epochs == 15
+    assert [int(r.metrics["reward_count"]) for r in search.history] == [10] * 15
+    assert all(math.isfinite(r.metrics["reward"]) for r in search.history)
+    assert len(search.child.queried) == 150
+
+
+@pytest.mark.parametrize("strategy", ["ednas", "rea", "enas", "nao"])
 def test_resumed_search_equals_uninterrupted(table, tmp_path, strategy):
     overrides = dict(budget=45, queries_per_epoch=10)
     whole = _run(table, strategy, seed=3, **overrides)
@@ -105,6 +118,30 @@ def test_resumed_search_equals_uninterrupted(table, tmp_path, strategy):
         same = {k: v for k, v in a.metrics.items() if not k.endswith(("_time_s", "_per_s"))}
         assert same.keys() == {k for k in b.metrics if not k.endswith(("_time_s", "_per_s"))}
         assert all(v == b.metrics[k] or (math.isnan(v) and math.isnan(b.metrics[k])) for k, v in same.items())
+
+
+def test_derive_queried_looks_nothing_up_and_chooses_the_best_queried_cell(table):
+    """derive.mode queried: the candidates are the search's distinct look-ups in query order with their table
+    rewards; best == chosen == the best-validation look-up (the first of equals), and no query is recorded."""
+    from ednas_core.tasks.nb201 import best_queried, derive_queried
+
+    search = _run(table, "rea", budget=60)
+    child = search.child
+    record = (list(child.queried), child.best, list(child.curve))
+    result = derive_queried(child, search.strategy)
+    assert (child.queried, child.best, child.curve) == record, "derive extended the search's query record"
+    distinct = list(dict.fromkeys(child.queried))
+    assert [table.index(c.architecture) for c in result.candidates] == distinct
+    assert [c.reward for c in result.candidates] == [table.valid_12[i] / 100.0 for i in distinct]
+    assert result.mode == "queried" and result.chosen == result.best == result.ranked[0]
+    assert table.index(result.chosen.architecture) == table.index(best_queried(child)) == child.best
+    assert result.chosen.reward == max(table.valid_12[i] for i in child.queried) / 100.0
+    final = search.strategy.final_architecture()
+    assert table.index(result.argmax.architecture) == table.index(final)
+    assert result.argmax.reward == table.valid_acc(final) / 100.0
+    # equal rewards rank in query order (not by log-probability), so the first of equals is chosen
+    tops = [i for i in distinct if table.valid_12[i] == table.valid_12[child.best]]
+    assert [table.index(c.architecture) for c in result.ranked[:len(tops)]] == tops
 
 
 def test_seeds_differ_and_repeat(table):

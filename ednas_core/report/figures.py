@@ -11,6 +11,7 @@ import numpy as np
 
 from ednas_core.genotypes import PAPER_GENOTYPES, Genotype
 from ednas_core.strategies import STRATEGIES, Strategy
+from ednas_core.viz._common import cell_name
 
 
 @dataclass
@@ -76,7 +77,9 @@ def write_figures(out_dir: Path, history: Mapping[str, np.ndarray] | None, genot
         epochs = [int(e) for e in history["epoch"]]
         last = {k.removeprefix("prob_"): v[-1] for k, v in history.items() if k.startswith("prob_")}
         title = STRATEGIES[strategy].distribution_title if strategy in STRATEGIES else "policy"
-        figs.search.append(_save(viz.policy_heatmaps(last, epoch=epochs[-1], title=title), out_dir, "policy_final",
+        kind = STRATEGIES[strategy].distribution_kind if strategy in STRATEGIES else "policy"
+        figs.search.append(_save(viz.policy_heatmaps(last, epoch=epochs[-1], title=title, kind=kind), out_dir,
+                                 "policy_final",
                                  f"{title[0].upper()}{title[1:]} after the last epoch ({epochs[-1]})"))
         figs.search.append(_save(viz.policy_small_multiples(history, epochs=epochs, title=f"Operations: {title}"),
                                  out_dir, "policy_over_epochs", f"Operations over the search: {title}"))
@@ -86,9 +89,11 @@ def write_figures(out_dir: Path, history: Mapping[str, np.ndarray] | None, genot
     else:
         figs.missing.append("data/search/policy_history.npz (policy heatmaps and sampling histograms)")
     for cell_type, fig in viz.genotype_diagrams(genotype, genotype_name).items():
-        figs.genotype.append(_save(fig, out_dir, f"genotype_{cell_type}", f"{genotype_name}: {cell_type} cell",
+        figs.genotype.append(_save(fig, out_dir, f"genotype_{cell_type}", f"{genotype_name}: {cell_name(cell_type)}",
                                    svg=True))
-    if evaluate_rows:
+    if evaluate_rows and not any(row.get("train_loss") not in (None, "") for row in evaluate_rows):
+        pass  # a cell looked up in a table (nb201.evaluate.train: false): nothing was trained, no learning curve
+    elif evaluate_rows:
         figs.evaluate.append(_save(viz.evaluate_curves(evaluate_rows), out_dir, "evaluate_curves",
                                    "Evaluation learning curves"))
     else:
@@ -97,5 +102,5 @@ def write_figures(out_dir: Path, history: Mapping[str, np.ndarray] | None, genot
         if paper_genotype.space != genotype.space:  # the paper's cells of this run's space (none for nb201)
             continue
         for cell_type, fig in viz.genotype_diagrams(paper_genotype, name).items():
-            figs.paper.append(_save(fig, out_dir, f"{name}_{cell_type}", f"{name}: {cell_type} cell", svg=True))
+            figs.paper.append(_save(fig, out_dir, f"{name}_{cell_type}", f"{name}: {cell_name(cell_type)}", svg=True))
     return figs

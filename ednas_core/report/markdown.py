@@ -89,8 +89,9 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
     paper = published(strategy, task)
     which = f"{METHOD_NAMES.get(strategy, strategy)} row"
     lines = [f"# EDNAS report: {task}", "",
-             f"Search strategy `{strategy}`; search on {search.get('device', '?')}, evaluation on "
-             f"{evaluate.get('device', '?')}.", ""]
+             f"Search strategy `{strategy}`; search on {search.get('device', '?')}, "
+             + (f"evaluation on {evaluate['device']}." if "device" in evaluate else
+                "evaluation: a look-up in the NAS-Bench-201 table." if task == "nb201" else "evaluation on ?."), ""]
     if task == "nb201":
         lines += nb201_result_lines(str(params.get("nb201.search.mode", "?")), strategy, search, derive, evaluate)
     else:

@@ -45,7 +45,8 @@ def nb201_result_lines(mode: str, strategy: str, search: dict, derive: dict, eva
                      f"test accuracy {_num(evaluate.get('cifar10_test_acc'))}, against the table's "
                      f"{_num(evaluate['table_test_acc'])}")
     if mode == "tabular":
-        lines += [f"- search: {search.get('queries', '?')} table look-ups; best validation accuracy found "
+        queries = search.get("queries")
+        lines += [f"- search: {'?' if queries is None else f'{queries:.0f}'} table look-ups; best validation accuracy found "
                   f"{_num(search.get('best_valid_acc'))}, whose cell tests at {_num(search.get('best_test_acc'))}"]
         published = PUBLISHED_TABULAR
         note = ("Published tabular searches (NB201 Table 5, mean +- std over 500 runs, 12,000 s of simulated "
@@ -85,6 +86,8 @@ def nb201_curves(rows: Sequence[dict]) -> Figure | None:
             ok = [math.isfinite(v) for v in values]
             ax.plot(epochs[ok], values[ok], marker="o", markersize=3, label=key)
         if line is not None:
+            low, high = ax.get_ylim()  # the optimum inside the axes, however far the curves are from it
+            ax.set_ylim(min(low, line - 0.05 * (high - low)), max(high, line + 0.05 * (high - low)))
             ax.axhline(line, color="grey", linestyle="--", linewidth=1, label=f"optimum {line}")
         ax.set_title(title, fontsize=10)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

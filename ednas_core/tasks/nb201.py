@@ -4,8 +4,10 @@ search.mode tabular: no network; a reward is the table's 12-epoch CIFAR-10 valid
 (ednas_core/tabular.py), the budget a number of look-ups. search.mode weight_sharing: the NB201 supernet trained
 on CIFAR-10 by the search loop (ednas_core/child_nb201.py), with the ranking of a fixed sample of cells by the
 shared weights measured against the table every `rank_every` epochs (ednas_core/ranking.py). Derive scores the
-strategy's candidates with the search's own reward; evaluate looks the derived cell up in the table (the
-benchmark trained every cell: 200 epochs, CIFAR-10/100 and ImageNet16-120)."""
+strategy's candidates with the search's own reward (derive.mode best / argmax); derive.mode queried of a tabular
+search (derive_queried) makes no look-up beyond the budget: its candidates are the search's own look-ups, the
+chosen cell the best-validation one among them (NB201's protocol). Evaluate looks the derived cell up in the table
+(the benchmark trained every cell: 200 epochs, CIFAR-10/100 and ImageNet16-120)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from ..config import DataConfig, NB201SearchConfig
 from ..data import DataError, DeviceLoader, ImageDataset
 from ..data.nb201_table import NB201Table
 from ..data.prepared import TABLE_FILE, read_manifest
+from ..derive import DeriveResult, derive_from
 from ..epochs import EpochCallback
 from ..genotypes import Genotype, to_architecture
 from ..runtime import Runtime
@@ -97,6 +100,19 @@ def best_queried(child: Any) -> Architecture:
     return child.table.arch(child.best)
 
 
+def derive_queried(child: Any, strategy: Strategy) -> DeriveResult:
+    """derive.mode queried (NB201's protocol, nothing looked up beyond the search's budget): the candidates are the
+    search's own distinct look-ups in query order, each with its tabular reward read without a new query; `best`
+    and `chosen` are best_queried(child) (ties: the first queried); `argmax` is the strategy's final architecture
+    with its table reward (informational, not a query either). The child's query record is left as it was."""
+    searched = best_queried(child)
+    result = derive_from(strategy, child.queried_architectures(), child.table_reward, "queried")
+    if child.table.index(result.chosen.architecture) != child.table.index(searched):
+        raise RuntimeError(f"derive.mode queried chose {to_nb201_string(result.chosen.architecture)}, not the "
+                           f"search's best look-up {to_nb201_string(searched)}")
+    return result
+
+
 def lookup(table: NB201Table, arch: Architecture) -> dict[str, Any]:
     """What the benchmark knows of a cell: its string and index, its 200-epoch test accuracy on each dataset,
     its 12-epoch CIFAR-10 validation accuracy (the tabular reward) and its rank among the 15,625 cells."""
@@ -127,5 +143,5 @@ def nb201_genotype(source: str, derived: Path) -> Architecture:
     return to_architecture(genotype)
 
 
-__all__ = ["TABLE_DATASETS", "best_queried", "is_tabular", "load_prepared_table", "lookup", "make_nb201_search", "nb201_genotype",
+__all__ = ["TABLE_DATASETS", "best_queried", "derive_queried", "is_tabular", "load_prepared_table", "lookup", "make_nb201_search", "nb201_genotype",
            "nb201_scorer", "restore_nb201", "Strategy"]

@@ -73,20 +73,25 @@ Panel = tuple[Sequence[str], str, str | None]
 
 def search_curves(rows: Rows, strategy: str = "ednas", has_policy: bool = True,
                   own: Sequence[Panel] = (), baseline: str = "moving average of the reward") -> Figure:
-    """Child loss, child accuracy, reward (and baseline where the strategy keeps one), the entropy of the policy
+    """Child loss, child accuracy (none without a child: a tabular search), reward (and baseline where the strategy keeps one), the entropy of the policy
     (`has_policy`: EDNAS, random) or of the choice frequencies (the others) per epoch; then a row of the
     strategy's own signals, `own` (its Strategy.signal_panels); `baseline` says what the baseline averages (its
     Strategy.baseline_title). Epochs without a value (NAO between rounds)
     are left out of a line."""
-    columns = 6  # the first two rows: two panels of 3 columns; the third: len(own) panels of 6 / len(own)
-    fig = new_figure(10.0 if len(own) < 3 else 12.0, 9.5 if own else 6.5)
-    grid = fig.add_gridspec(3 if own else 2, columns)
-    axes = [[fig.add_subplot(grid[r, 0:3]), fig.add_subplot(grid[r, 3:6])] for r in range(2)]
+    columns = 6  # the child's and the reward's rows: two panels of 3 columns; the last: len(own) of 6 / len(own)
+    child = bool(np.isfinite(_column(rows, "child_loss")).any())  # none in a tabular search: no network
+    n_rows = (2 if child else 1) + (1 if own else 0)
+    fig = new_figure(10.0 if len(own) < 3 else 12.0, 3.0 * n_rows + 0.5)
+    grid = fig.add_gridspec(n_rows, columns)
+    axes = [[fig.add_subplot(grid[r, 0:3]), fig.add_subplot(grid[r, 3:6])] for r in range(n_rows - bool(own))]
+    if not child:
+        axes.insert(0, [])
     text = is_text(rows)
     reward = reward_label(rows)
-    _panel(axes[0][0], rows, ["child_loss"], "shared-weight child: training loss", "cross-entropy")
-    _panel(axes[0][1], rows, ["child_acc"], "shared-weight child: training "
-           + ("next-token accuracy" if text else "accuracy"), "accuracy")
+    if child:
+        _panel(axes[0][0], rows, ["child_loss"], "shared-weight child: training loss", "cross-entropy")
+        _panel(axes[0][1], rows, ["child_acc"], "shared-weight child: training "
+               + ("next-token accuracy" if text else "accuracy"), "accuracy")
     has_baseline = bool(np.isfinite(_column(rows, "baseline")).any())
     who = "policy" if has_policy else strategy
     _panel(axes[1][0], rows, ["reward", "baseline"] if has_baseline else ["reward"],
@@ -96,7 +101,7 @@ def search_curves(rows: Rows, strategy: str = "ednas", has_policy: bool = True,
            else "entropy of the choice frequencies (all vectors, summed)", "nats")
     for k, (keys, title, ylabel) in enumerate(own):
         width = columns // len(own)
-        _panel(fig.add_subplot(grid[2, k * width:(k + 1) * width]), rows, list(keys), title,
+        _panel(fig.add_subplot(grid[n_rows - 1, k * width:(k + 1) * width]), rows, list(keys), title,
                reward if ylabel is None else ylabel)
     fig.suptitle(f"Search learning curves ({strategy})" if own else "Search learning curves", fontsize=11)
     return fig

@@ -207,9 +207,10 @@ def _strip(probabilities: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def policy_heatmaps(probabilities: Mapping[str, np.ndarray], space: SearchSpace | None = None,
                     epoch: int | None = None, annotate: bool = True,
-                    title: str = "EDNAS policy vectors (softmax)") -> Figure:
+                    title: str = "EDNAS policy vectors (softmax)", kind: str = "policy") -> Figure:
     """All policy vectors of one moment: per cell type, the edge (operation) policy above the node (structure)
-    policy. Axes titles: '<cell> cell: operation policy' / '<cell> cell: input policy' (NB201: 'cell: ...').
+    policy. Axes titles: '<cell> cell: operation policy' / '<cell> cell: input policy' (NB201: 'cell: ...'); `kind`
+    'population' (Strategy.distribution_kind) names them 'operation choices' / 'input choices'.
     `title`: what the numbers are (Strategy.distribution_title: a policy's softmax, a population's choice
     frequencies)."""
     probs = _strip(probabilities)
@@ -224,9 +225,10 @@ def policy_heatmaps(probabilities: Mapping[str, np.ndarray], space: SearchSpace 
     for col, t in enumerate(space.cell_types):
         edge_axes.append(fig.add_subplot(grid[0, col]))
         node_axes.append(fig.add_subplot(grid[1, col]))
-        edge_image = edge_heatmap(edge_axes[-1], probs[f"{t}_edge"], cell, f"{cell_name(t)}: operation policy",
+        noun = "policy" if kind == "policy" else "choices"
+        edge_image = edge_heatmap(edge_axes[-1], probs[f"{t}_edge"], cell, f"{cell_name(t)}: operation {noun}",
                                   annotate, colorbar=False)
-        node_image = node_heatmap(node_axes[-1], probs[f"{t}_node"], cell, f"{cell_name(t)}: input policy",
+        node_image = node_heatmap(node_axes[-1], probs[f"{t}_node"], cell, f"{cell_name(t)}: input {noun}",
                                   annotate, colorbar=False)
     label = value_label(title)
     colour_bar(fig, edge_image, edge_axes, edge_uniform(cell), label)  # one scale: the bars differ in marks only

@@ -37,3 +37,41 @@ def test_curves_draw_what_the_rows_hold():
                {"epoch": "2", "rank_kendall_tau": "0.3", "rank_spearman_rho": "0.4", "rank_top5_precision": "0.1"}]
     assert len(nb201_curves(tabular).axes) == 1 and len(nb201_curves(ranking).axes) == 1
     assert nb201_curves([{"epoch": "1", "child_acc": "0.5"}]) is None
+
+
+def test_tabular_report_reads_as_a_table_search(tmp_path):
+    """QA of a tabular nb201 report: a whole count of look-ups, the optimum line inside the axes, no child panels
+    (there is no network), no learning curve for a looked-up cell, the cell captioned once, a population's
+    heatmaps not called a policy, and no '?' for the evaluation device."""
+    import numpy as np
+
+    from ednas_core.genotypes import from_architecture
+    from ednas_core.report.figures import write_figures
+    from ednas_core.report.markdown import build_report
+    from ednas_core.spaces import NB201_SPACE, from_nb201_string
+    from ednas_core.viz import policy_heatmaps, search_curves
+
+    text = "\n".join(nb201_result_lines("tabular", "rea", {"queries": 150.0}, {}, EVALUATE))
+    assert "- search: 150 table look-ups" in text
+    rows = [{"epoch": str(e), "child_loss": "", "child_acc": "", "reward": str(0.8 + e / 100), "baseline": "",
+             "entropy": "3.0", "best_valid_acc": str(80 + e), "best_test_acc": str(90 + e / 10)} for e in (1, 2)]
+    ax = nb201_curves(rows).axes[0]
+    low, high = ax.get_ylim()
+    assert low < 94.37 < high  # the optimum line is drawn where it can be seen
+    titles = [a.get_title() for a in search_curves(rows, "rea", False).axes]
+    assert not any("shared-weight child" in t for t in titles) and len(titles) == 2, titles
+
+    genotype = from_architecture(NB201_SPACE, from_nb201_string(EVALUATE["arch_string"]))
+    looked_up = [{"epoch": "200", "test_acc": "94.015"}]
+    figures = write_figures(tmp_path, None, genotype, "derived", rows, looked_up, "rea", task="nb201")
+    assert figures.evaluate == [] and not any("evaluate" in m for m in figures.missing)
+    assert [ref.title for ref in figures.genotype] == ["derived: cell"]
+    probs = {"cell_edge": np.full((6, 4), 0.25), "cell_node": np.full((3, 8), 1 / 8)}
+    heat = [a.get_title() for a in policy_heatmaps(probs, NB201_SPACE, kind="population").axes]
+    assert "cell: operation choices" in heat and not any("policy" in t for t in heat)
+
+    report = build_report("nb201", {"nb201.search.mode": "tabular", "nb201.search.strategy": "rea"},
+                          {"epochs": 15, "entropy": 3.0, "queries": 150.0, "device": "cpu"},
+                          {"samples": 150, "distinct_samples": 150, "scored_on_images": 0, "mode": "queried"},
+                          {**EVALUATE, "genotype": "derived", "test_error": 5.985}, genotype.to_dict())
+    assert "evaluation: a look-up in the NAS-Bench-201 table." in report and "evaluation on ?" not in report
