@@ -66,6 +66,34 @@ def test_other_tasks_keys_with_the_tasks_own_only_warn(repo, capsys):
         "reads digits.search.lr); that change does nothing — use -S digits.search.lr=..."]
 
 
+def test_another_strategys_key_warns_with_the_strategy_key_to_set(repo, capsys):
+    """digits runs ednas: its enas section is never read (QA: `dvc exp run -S nb201.search.enas.lr=0.01` while the
+    strategy was rea reran the pipeline without a word). A warning, not an error: a grid over strategies sets one
+    strategy's section for the runs of the others too."""
+    set_params(repo / "params.yaml", {"digits.search.enas.lr": 0.01})
+    code, out, err = run(capsys)
+    assert code == 0 and out == "check-params: params.yaml is valid (task: digits)\n"
+    assert err.splitlines() == [
+        "check-params: warning: digits.search.enas.lr is read by strategy enas only, but digits.search.strategy is "
+        "ednas; that change does nothing — add -S digits.search.strategy=enas to run it"]
+
+
+def test_several_strategies_keys_are_named_together(repo, capsys):
+    set_params(repo / "params.yaml", {"digits.search.nao.epochs": 5, "digits.search.evnas.elites": 2,
+                                      "digits.search.lr": 0.2})
+    code, out, err = run(capsys)
+    assert code == 0 and out == "check-params: params.yaml is valid (task: digits)\n"
+    assert err.splitlines() == [
+        "check-params: warning: digits.search.evnas.elites, digits.search.nao.epochs are read by strategies evnas "
+        "and nao only, but digits.search.strategy is ednas; that change does nothing — add "
+        "-S digits.search.strategy=evnas to run it"]
+
+
+def test_the_selected_strategys_own_section_passes(repo, capsys):
+    set_params(repo / "params.yaml", {"digits.search.strategy": "nao", "digits.search.nao.epochs": 5})
+    assert run(capsys) == (0, "check-params: params.yaml is valid (task: digits)\n", "")
+
+
 def test_shared_or_own_keys_and_unchanged_files_pass_silently(repo, capsys):
     assert run(capsys) == (0, "check-params: params.yaml is valid (task: digits)\n", "")
     set_params(repo / "params.yaml", {"runtime.seed": 3, "digits.evaluate.epochs": 2})
