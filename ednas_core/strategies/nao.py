@@ -111,6 +111,9 @@ class NAOConfig:
                 f"{prefix}new_architectures + {prefix}random_architectures: got {self.new_architectures} + "
                 f"{self.random_architectures}; expected less than {prefix}seed_architectures "
                 f"({self.seed_architectures}), the pool size, so that the best of the pool survive a round")
+        if self.top_k > self.seed_architectures:
+            raise ConfigError(f"{prefix}top_k: got {self.top_k}; expected at most {prefix}seed_architectures "
+                              f"({self.seed_architectures}), the pool whose best top_k seed the new architectures")
 
 
 def rnn_defaults() -> NAOConfig:

@@ -245,6 +245,16 @@ def test_pool_must_outlive_a_round():
         NAOStrategy(CNN_SPACE, NAOConfig(new_architectures=960), seed=0)
 
 
+def test_top_k_is_at_most_the_pool():
+    """QA: top_k 5000 of a pool of 200 was accepted (the whole pool then seeded the new architectures)."""
+    data = {**dataclasses.asdict(NAOConfig()), "top_k": 5000}
+    with pytest.raises(ConfigError) as err:
+        from_mapping(NAOConfig, data, prefix="digits.search.nao.")
+    assert str(err.value) == ("digits.search.nao.top_k: got 5000; expected at most digits.search.nao.seed_architectures "
+                              "(1000), the pool whose best top_k seed the new architectures")
+    assert from_mapping(NAOConfig, {**data, "top_k": 1000}, prefix="search.nao.").top_k == 1000
+
+
 def test_defaults_load_and_rnn_defaults_differ_where_nao_ws_ptb_does():
     assert from_mapping(NAOConfig, dataclasses.asdict(NAOConfig()), prefix="search.nao.") == NAOConfig()
     rnn = from_mapping(NAOConfig, dataclasses.asdict(rnn_defaults()), prefix="ptb.search.nao.")
