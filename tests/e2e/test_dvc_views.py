@@ -149,3 +149,16 @@ def test_another_task_in_a_one_task_workspace_is_refused(ablated):
     assert done.returncode != 0
     assert "check-params: error: task is markov, but dvc.yaml tracks the params of task digits only" in \
         done.stdout + done.stderr
+
+
+def test_the_readmes_report_refresh_reruns_the_report_alone(ablated):
+    """README: after more experiments `dvc repro -f -s report` refreshes the comparison. `-f` alone forces every
+    stage upstream of the target (a whole search and evaluation again: QA); with `-s` the report runs alone and
+    its comparison holds the experiments run since."""
+    assert "dvc repro -f -s report" in README and "dvc repro -f report" not in README
+    done = run(ablated, "dvc repro -f -s report")
+    ran = re.findall(r"Running stage '([\w-]+)'", done.stdout)
+    assert ran == ["report"], done.stdout
+    comparison = (ablated / "metrics/comparison.csv").read_text()
+    assert all(name in comparison for name, _, _ in RUN), comparison
+    run(ablated, "git checkout -- . && dvc checkout")  # back to the committed baseline for what follows
