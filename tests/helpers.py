@@ -16,6 +16,7 @@ from ednas_core.config import EvaluateConfig, RuntimeConfig, SearchConfig
 from ednas_core.data import ImageDataset
 from ednas_core.epochs import EpochCallback
 from ednas_core.runtime import Runtime
+from ednas_core.search import SearchCallback
 
 # Tiny tensors run fastest on one thread; more threads only contend with each other on a 2-core machine.
 torch.set_num_threads(1)
@@ -167,3 +168,28 @@ def write_pattern_imagefolder(root: Path, classes: int = 6, train_per_class: int
                 (folder / f"n{c:08d}_{k}.JPEG").write_bytes(
                     encode_jpeg(image.clamp(0, 255).to(torch.uint8), quality=90).numpy().tobytes())
     return root
+
+
+class NoRun:
+    """Stands in for tracking.StageRun: every logging call is accepted and dropped."""
+
+    run_id = "no-mlflow-run"
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+class NoFigures(SearchCallback):
+    """Stands in for the search stage's figure callback: draws nothing."""
+
+    def __init__(self, *args, **kwargs):
+        pass

@@ -20,36 +20,13 @@ import pytest
 from ednas_core.checkpoint import load_checkpoint
 from ednas_core.data.nb201_table import N_ARCHITECTURES, NB201Table, all_arch_strings
 from ednas_core.genotypes import Genotype, load_genotype, to_architecture
-from ednas_core.search import SearchCallback
+from helpers import NoFigures, NoRun
 from stages import derive as derive_stage
 from stages import prepare_data as prepare_stage
 from stages import search as search_stage
 from tools.workspace import PROJECT, set_params
 
 BUDGET = 20
-
-
-class NoRun:
-    """Stands in for tracking.StageRun: every logging call is accepted and dropped."""
-
-    run_id = "no-mlflow-run"
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-    def __getattr__(self, name):
-        return lambda *args, **kwargs: None
-
-
-class NoFigures(SearchCallback):
-    def __init__(self, *args, **kwargs):
-        pass
 
 
 def made_up_table() -> NB201Table:

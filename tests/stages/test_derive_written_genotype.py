@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ednas_core.genotypes import Genotype, load_genotype, to_architecture
-from ednas_core.search import SearchCallback
+from helpers import NoFigures, NoRun
 from stages import derive as derive_stage
 from stages import prepare_data as prepare_stage
 from stages import search as search_stage
@@ -30,29 +30,6 @@ TASKS = {
                "markov.derive.samples": SAMPLES, "markov.derive.batch_size": 16},
 }
 COMMON = {"runtime.device": "cpu", "runtime.seed": 3, "tracking.progress": "off"}
-
-
-class NoRun:
-    """Stands in for tracking.StageRun: every logging call is accepted and dropped."""
-
-    run_id = "no-mlflow-run"
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-    def __getattr__(self, name):
-        return lambda *args, **kwargs: None
-
-
-class NoFigures(SearchCallback):
-    def __init__(self, *args, **kwargs):
-        pass
 
 
 def run_derive(root: Path, mode: str, task: str) -> dict:
