@@ -63,8 +63,8 @@ def write_figures(out_dir: Path, history: Mapping[str, np.ndarray] | None, genot
     if search_rows:
         cls = STRATEGIES.get(strategy)
         own, baseline = (cls.signal_panels, cls.baseline_title) if cls else ((), Strategy.baseline_title)
-        figs.search.append(_save(viz.search_curves(search_rows, strategy, has_policy(strategy), own, baseline), out_dir,
-                                 "search_curves", "Search learning curves"))
+        figs.search.append(_save(viz.search_curves(search_rows, strategy, has_policy(strategy), own, baseline),
+                                 out_dir, "search_curves", "Search learning curves"))
     else:
         figs.missing.append("metrics/search_epochs.csv (search learning curves)")
     if task == "nb201":
@@ -91,12 +91,12 @@ def write_figures(out_dir: Path, history: Mapping[str, np.ndarray] | None, genot
     for cell_type, fig in viz.genotype_diagrams(genotype, genotype_name).items():
         figs.genotype.append(_save(fig, out_dir, f"genotype_{cell_type}", f"{genotype_name}: {cell_name(cell_type)}",
                                    svg=True))
-    if evaluate_rows and not any(row.get("train_loss") not in (None, "") for row in evaluate_rows):
-        pass  # a cell looked up in a table (nb201.evaluate.train: false): nothing was trained, no learning curve
-    elif evaluate_rows:
+    # a cell only looked up in a table (nb201.evaluate.train: false) was not trained: it has no learning curve
+    trained = any(row.get("train_loss") not in (None, "") for row in evaluate_rows)
+    if trained:
         figs.evaluate.append(_save(viz.evaluate_curves(evaluate_rows), out_dir, "evaluate_curves",
                                    "Evaluation learning curves"))
-    else:
+    elif not evaluate_rows:
         figs.missing.append("metrics/evaluate_epochs.csv (evaluation learning curves)")
     for name, paper_genotype in PAPER_GENOTYPES.items():
         if paper_genotype.space != genotype.space:  # the paper's cells of this run's space (none for nb201)

@@ -73,11 +73,11 @@ Panel = tuple[Sequence[str], str, str | None]
 
 def search_curves(rows: Rows, strategy: str = "ednas", has_policy: bool = True,
                   own: Sequence[Panel] = (), baseline: str = "moving average of the reward") -> Figure:
-    """Child loss, child accuracy (none without a child: a tabular search), reward (and baseline where the strategy keeps one), the entropy of the policy
-    (`has_policy`: EDNAS, random) or of the choice frequencies (the others) per epoch; then a row of the
-    strategy's own signals, `own` (its Strategy.signal_panels); `baseline` says what the baseline averages (its
-    Strategy.baseline_title). Epochs without a value (NAO between rounds)
-    are left out of a line."""
+    """Child loss and accuracy (a row left out without a child: a tabular search), reward (and baseline where the
+    strategy keeps one), the entropy of the policy (`has_policy`: EDNAS, random) or of the choice frequencies (the
+    others) per epoch; then a row of the strategy's own signals, `own` (its Strategy.signal_panels). `baseline`
+    says what the baseline averages (Strategy.baseline_title). Epochs without a value (NAO between rounds) are
+    left out of a line."""
     columns = 6  # the child's and the reward's rows: two panels of 3 columns; the last: len(own) of 6 / len(own)
     child = bool(np.isfinite(_column(rows, "child_loss")).any())  # none in a tabular search: no network
     n_rows = (2 if child else 1) + (1 if own else 0)

@@ -250,8 +250,9 @@ def test_top_k_is_at_most_the_pool():
     data = {**dataclasses.asdict(NAOConfig()), "top_k": 5000}
     with pytest.raises(ConfigError) as err:
         from_mapping(NAOConfig, data, prefix="digits.search.nao.")
-    assert str(err.value) == ("digits.search.nao.top_k: got 5000; expected at most digits.search.nao.seed_architectures "
-                              "(1000), the pool whose best top_k seed the new architectures")
+    assert str(err.value) == ("digits.search.nao.top_k: got 5000; expected at most "
+                              "digits.search.nao.seed_architectures (1000), the pool whose best top_k seed the new "
+                              "architectures")
     assert from_mapping(NAOConfig, {**data, "top_k": 1000}, prefix="search.nao.").top_k == 1000
 
 
