@@ -61,12 +61,16 @@ class TableChild:
 
     def reward(self, arch: Architecture, batch: Any) -> float:
         """The table's 12-epoch CIFAR-10 validation accuracy of `arch` / 100 (`batch` is unused); a query."""
-        self._record(self.table.index(arch))
-        return self.table_reward(arch)
+        index = self.table.index(arch)
+        self._record(index)
+        return self._reward_at(index)
 
     def table_reward(self, arch: Architecture) -> float:
         """The reward of `arch` read from the table without a query: nothing is recorded."""
-        return float(self.table.valid_12[self.table.index(arch)]) / 100.0
+        return self._reward_at(self.table.index(arch))
+
+    def _reward_at(self, index: int) -> float:
+        return float(self.table.valid_12[index]) / 100.0
 
     def queried_architectures(self) -> list[Architecture]:
         """The distinct architectures queried, in the order of their first query."""

@@ -193,3 +193,15 @@ class NoFigures(SearchCallback):
 
     def __init__(self, *args, **kwargs):
         pass
+
+
+def stages_without_tracking(mp: pytest.MonkeyPatch, root: Path) -> None:
+    """Runs the prepare-data, search and derive stages' main() in `root` as DVC would (cwd, DVC_ROOT), with MLflow
+    and the search's figure callback replaced by no-ops."""
+    from stages import derive, prepare_data, search
+
+    mp.chdir(root)
+    mp.setenv("DVC_ROOT", str(root))
+    for module in (prepare_data, search, derive):
+        mp.setattr(module, "StageRun", NoRun)
+    mp.setattr(search, "MLflowPolicyFigures", NoFigures)

@@ -60,10 +60,10 @@ def write_figures(out_dir: Path, history: Mapping[str, np.ndarray] | None, genot
 
     out_dir.mkdir(parents=True, exist_ok=True)
     figs = Figures()
+    cls = STRATEGIES.get(strategy, Strategy)  # a name no longer registered: the interface's defaults (a policy)
     if search_rows:
-        cls = STRATEGIES.get(strategy)
-        own, baseline = (cls.signal_panels, cls.baseline_title) if cls else ((), Strategy.baseline_title)
-        figs.search.append(_save(viz.search_curves(search_rows, strategy, has_policy(strategy), own, baseline),
+        figs.search.append(_save(viz.search_curves(search_rows, strategy, has_policy(strategy), cls.signal_panels,
+                                                   cls.baseline_title),
                                  out_dir, "search_curves", "Search learning curves"))
     else:
         figs.missing.append("metrics/search_epochs.csv (search learning curves)")
@@ -77,9 +77,8 @@ def write_figures(out_dir: Path, history: Mapping[str, np.ndarray] | None, genot
         epochs = [int(e) for e in history["epoch"]]
         last = {k.removeprefix("prob_"): v[-1] for k, v in history.items() if k.startswith("prob_")}
         title = STRATEGIES[strategy].distribution_title if strategy in STRATEGIES else "policy"
-        kind = STRATEGIES[strategy].distribution_kind if strategy in STRATEGIES else "policy"
-        figs.search.append(_save(viz.policy_heatmaps(last, epoch=epochs[-1], title=title, kind=kind), out_dir,
-                                 "policy_final",
+        figs.search.append(_save(viz.policy_heatmaps(last, epoch=epochs[-1], title=title, kind=cls.distribution_kind),
+                                 out_dir, "policy_final",
                                  f"{title[0].upper()}{title[1:]} after the last epoch ({epochs[-1]})"))
         figs.search.append(_save(viz.policy_small_multiples(history, epochs=epochs, title=f"Operations: {title}"),
                                  out_dir, "policy_over_epochs", f"Operations over the search: {title}"))

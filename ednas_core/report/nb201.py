@@ -47,7 +47,8 @@ def nb201_result_lines(mode: str, strategy: str, search: dict, derive: dict, eva
     if mode == "tabular":
         queries = search.get("queries")
         lines += [f"- search: {'?' if queries is None else f'{queries:.0f}'} table look-ups; best validation "
-                  f"accuracy found {_num(search.get('best_valid_acc'))}, whose cell tests at {_num(search.get('best_test_acc'))}"]
+                  f"accuracy found {_num(search.get('best_valid_acc'))}, whose cell tests at "
+                  f"{_num(search.get('best_test_acc'))}"]
         published = PUBLISHED_TABULAR
         note = ("Published tabular searches (NB201 Table 5, mean +- std over 500 runs, 12,000 s of simulated "
                 "training each; the budget here is counted in look-ups, search.budget):")

@@ -83,21 +83,21 @@ def search_curves(rows: Rows, strategy: str = "ednas", has_policy: bool = True,
     n_rows = (2 if child else 1) + (1 if own else 0)
     fig = new_figure(10.0 if len(own) < 3 else 12.0, 3.0 * n_rows + 0.5)
     grid = fig.add_gridspec(n_rows, columns)
-    axes = [[fig.add_subplot(grid[r, 0:3]), fig.add_subplot(grid[r, 3:6])] for r in range(n_rows - bool(own))]
-    if not child:
-        axes.insert(0, [])
+    pairs = [(fig.add_subplot(grid[r, 0:3]), fig.add_subplot(grid[r, 3:6])) for r in range(n_rows - bool(own))]
     text = is_text(rows)
     reward = reward_label(rows)
     if child:
-        _panel(axes[0][0], rows, ["child_loss"], "shared-weight child: training loss", "cross-entropy")
-        _panel(axes[0][1], rows, ["child_acc"], "shared-weight child: training "
+        loss_ax, acc_ax = pairs[0]
+        _panel(loss_ax, rows, ["child_loss"], "shared-weight child: training loss", "cross-entropy")
+        _panel(acc_ax, rows, ["child_acc"], "shared-weight child: training "
                + ("next-token accuracy" if text else "accuracy"), "accuracy")
+    reward_ax, entropy_ax = pairs[-1]
     has_baseline = bool(np.isfinite(_column(rows, "baseline")).any())
     who = "policy" if has_policy else strategy
-    _panel(axes[1][0], rows, ["reward", "baseline"] if has_baseline else ["reward"],
+    _panel(reward_ax, rows, ["reward", "baseline"] if has_baseline else ["reward"],
            f"{who}: reward and baseline ({baseline})" if has_baseline
            else "reward: mean over the epoch's scored architectures", reward)
-    _panel(axes[1][1], rows, ["entropy"], "policy entropy (all vectors, summed)" if has_policy
+    _panel(entropy_ax, rows, ["entropy"], "policy entropy (all vectors, summed)" if has_policy
            else "entropy of the choice frequencies (all vectors, summed)", "nats")
     for k, (keys, title, ylabel) in enumerate(own):
         width = columns // len(own)

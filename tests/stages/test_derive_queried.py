@@ -20,7 +20,7 @@ import pytest
 from ednas_core.checkpoint import load_checkpoint
 from ednas_core.data.nb201_table import N_ARCHITECTURES, NB201Table, all_arch_strings
 from ednas_core.genotypes import Genotype, load_genotype, to_architecture
-from helpers import NoFigures, NoRun
+from helpers import stages_without_tracking
 from stages import derive as derive_stage
 from stages import prepare_data as prepare_stage
 from stages import search as search_stage
@@ -54,11 +54,7 @@ def derived(request, tmp_path_factory) -> dict:
         return out
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        mp.setenv("DVC_ROOT", str(root))
-        for module in (prepare_stage, search_stage, derive_stage):
-            mp.setattr(module, "StageRun", NoRun)
-        mp.setattr(search_stage, "MLflowPolicyFigures", NoFigures)
+        stages_without_tracking(mp, root)
         mp.setattr(derive_stage, "restore_search", recording)
         prepare_stage.main()
         search_stage.main()

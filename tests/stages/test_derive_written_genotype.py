@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ednas_core.genotypes import Genotype, load_genotype, to_architecture
-from helpers import NoFigures, NoRun
+from helpers import stages_without_tracking
 from stages import derive as derive_stage
 from stages import prepare_data as prepare_stage
 from stages import search as search_stage
@@ -71,11 +71,7 @@ def derived(request, tmp_path_factory) -> dict:
     shutil.copy(PROJECT / "params.yaml", root / "params.yaml")
     set_params(root / "params.yaml", {**COMMON, **TASKS[task]})
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        mp.setenv("DVC_ROOT", str(root))
-        for module in (prepare_stage, search_stage, derive_stage):
-            mp.setattr(module, "StageRun", NoRun)
-        mp.setattr(search_stage, "MLflowPolicyFigures", NoFigures)
+        stages_without_tracking(mp, root)
         prepare_stage.main()
         search_stage.main()
         best = run_derive(root, "best", task)
