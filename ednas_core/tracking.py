@@ -1,4 +1,5 @@
-"""MLflow tracking for the pipeline's stages: the only module of the library that knows MLflow and DVC.
+"""MLflow tracking for the pipeline's stages: the only module of the library that knows MLflow and DVC (but for
+DVC_ROOT, read in repo.py).
 
 - Tracking URI: MLFLOW_TRACKING_URI when set (a team server), else SQLite `mlflow.db` at the repository root
   as an absolute path. The root is DVC_ROOT when DVC runs the stage (also for `dvc exp run --temp/--queue`,
@@ -55,6 +56,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import numpy as np
 
 from .checkpoint import atomic_write_text
+from .repo import repo_root
 from .search import EpochReport, SearchCallback
 from .spaces import SPACES, CellSpace, SearchSpace
 
@@ -70,11 +72,6 @@ UI_QUERY = "workflowType=machine_learning"
 PIPELINE_STAGE = "pipeline"  # ednas.stage of a pipeline's parent run
 HEALTH_TIMEOUT_S = 5.0
 POLICY_DECIMALS = 6  # policy JSON: probabilities rounded (the float32 softmax otherwise prints 0.3499999940395355)
-
-
-def repo_root() -> Path:
-    """The original repository root: DVC_ROOT under DVC (also in temp experiment copies), else the cwd."""
-    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
 
 
 def tracking_uri(root: Path | None = None) -> str:

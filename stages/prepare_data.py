@@ -24,6 +24,7 @@ from ednas_core.config import Params
 from ednas_core.data.nb201_table import NB201Table
 from ednas_core.data.prepared import TABLE_FILE, Manifest, md5sum, save_prepared, save_table_manifest
 from ednas_core.data.ptb import PTB_FILES, PTB_URL, Corpus, load_ptb, make_synthetic_corpus
+from ednas_core.repo import download_lock, raw_data_root
 from ednas_core.tasks.imagenet import imagenet_root, prepare_imagenet
 from ednas_core.tracking import StageRun
 
@@ -95,10 +96,15 @@ def _download_ptb(root: Path) -> None:
 
 
 def _ptb(root: Path) -> tuple[Corpus, dict[str, str]]:
-    folder = next((f for f in (root, root / "ptb") if all((f / n).is_file() for n in PTB_FILES)), None)
+    def present() -> Path | None:
+        return next((f for f in (root, root / "ptb") if all((f / n).is_file() for n in PTB_FILES)), None)
+
+    folder = present()
     if folder is None:
-        _download_ptb(root)
-        folder = root / "ptb"
+        with download_lock(root):
+            if present() is None:
+                _download_ptb(root)
+        folder = present() or root / "ptb"
     return load_ptb(folder), {f"{folder.name}/{n}": md5sum(folder / n) for n in PTB_FILES}
 
 
@@ -112,7 +118,9 @@ def load_task_data(task: str, root: Path) -> tuple[ImageDataset | Corpus, dict[s
 
         return load_digits_dataset(), {"sklearn.datasets.load_digits": f"scikit-learn {sklearn.__version__}"}
     if not any((root / folder).is_dir() for folder in CIFAR_FILES):
-        _download_cifar10(root)
+        with download_lock(root):
+            if not any((root / folder).is_dir() for folder in CIFAR_FILES):
+                _download_cifar10(root)
     return load_cifar10(root), _cifar_sources(root)
 
 
@@ -166,7 +174,7 @@ def _describe(params: Params, manifest: Manifest,
 
 def main() -> None:
     params, text = read_params()
-    root = Path(params.data.root)
+    root = raw_data_root(params.data.root)
     with StageRun("prepare-data", params.task, flat_params(params), text, extra_tags=stage_tags(params)) as run:
         manifest, table = _prepare(params, root)
         summary, info, logged, line = _describe(params, manifest, table)

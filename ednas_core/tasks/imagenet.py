@@ -27,6 +27,7 @@ from ..data.imagenet import (INDEX_FILE, ImageNetBatches, ImageNetDataset, Image
 from ..data.imagenet_archives import extract_official_archives
 from ..data.prepared import Manifest, read_manifest, save_index_manifest
 from ..epochs import EpochCallback
+from ..repo import raw_data_root
 from ..runtime import Runtime, seed_for
 from ..search import EDNASSearch, load_search_state
 from ..spaces import CNN_SPACE, Architecture
@@ -54,7 +55,7 @@ class PreparedImageNet:
 
 
 def imagenet_root(data: DataConfig) -> Path:
-    return Path(data.root) / IMAGENET_DIR
+    return raw_data_root(data.root) / IMAGENET_DIR
 
 
 def prepare_imagenet(data: DataConfig, folder: Path) -> tuple[Manifest, ImageNetIndex]:

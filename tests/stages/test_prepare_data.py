@@ -156,6 +156,58 @@ def test_real_cifar10():
     assert all(len(v) == 32 for v in sources.values())
 
 
+# --- a `dvc exp run --temp/--queue` copy: the repository's data.root -----------------------------------------
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def temp_experiment_copy(tmp_path, monkeypatch):
+    """A repository whose git-ignored data/raw holds a small PTB, and the copy DVC runs a temp experiment in
+    (cwd; DVC_ROOT names the repository): params.yaml with task ptb, no data/raw. Downloads are recorded."""
+    from ednas_core.data.ptb import PTB_FILES
+    from tests.helpers import stages_without_tracking
+    from tools.workspace import set_params
+    import stages.prepare_data as prepare_data
+
+    repo = tmp_path / "repo"
+    copy = repo / ".dvc" / "tmp" / "exps" / "run" / "abc"
+    copy.mkdir(parents=True)
+    (repo / "data" / "raw").mkdir(parents=True)
+    for name, text in zip(PTB_FILES, (" the cat sat \n the dog \n" * 50, " the dog sat \n", " cat \n")):
+        (repo / "data" / "raw" / name).write_text(text)
+    (copy / "params.yaml").write_text((PROJECT / "params.yaml").read_text())
+    set_params(copy / "params.yaml", {"task": "ptb"})
+    stages_without_tracking(monkeypatch, copy)
+    monkeypatch.setenv("DVC_ROOT", str(repo))
+    downloads: list[Path] = []
+    monkeypatch.setattr(prepare_data, "_download_ptb", downloads.append)
+    return repo, copy, downloads
+
+
+def test_temp_experiment_reads_the_repositorys_raw_data(temp_experiment_copy):
+    import stages.prepare_data as prepare_data
+
+    repo, copy, downloads = temp_experiment_copy
+    prepare_data.main()
+    assert downloads == []                       # found in the repository, not downloaded into the copy
+    info = json.loads((copy / "metrics" / "info" / "prepare.json").read_text())
+    assert info["task"] == "ptb" and (copy / "data" / "prepared" / MANIFEST_FILE).is_file()
+    assert json.loads((copy / "metrics" / "prepare.json").read_text())["train_tokens"] == 350  # (3 words + <eos>, 2 words + <eos>) x 50
+    assert not (copy / "data" / "raw").exists()
+
+
+def test_temp_experiment_downloads_into_the_repository(temp_experiment_copy):
+    import stages.prepare_data as prepare_data
+
+    repo, copy, downloads = temp_experiment_copy
+    for name in (repo / "data" / "raw").iterdir():
+        name.unlink()
+    with pytest.raises(DataError):              # the recording stand-in downloads nothing
+        prepare_data.main()
+    assert downloads == [repo.resolve() / "data" / "raw"]
+
+
 # --- ednas_core.data.prepared -------------------------------------------------------------------------------
 
 def test_save_then_load_prepared(tmp_path, pattern_dataset):
