@@ -60,7 +60,7 @@ def nb201_result_lines(mode: str, strategy: str, search: dict, derive: dict, eva
         note = "Published weight-sharing searches on CIFAR-10 (the derived cell's CIFAR-10 test accuracy):"
     lines += ["", note, "", "| method | CIFAR-10 test accuracy (%) |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in published]
-    lines += [f"| this run ({strategy}) | {_num(table['cifar10_test_acc'])} |", ""]
+    lines.append(f"| this run ({strategy}) | {_num(table['cifar10_test_acc'])} |")
     return lines
 
 

@@ -75,3 +75,5 @@ def test_tabular_report_reads_as_a_table_search(tmp_path):
                           {"samples": 150, "distinct_samples": 150, "scored_on_images": 0, "mode": "queried"},
                           {**EVALUATE, "genotype": "derived", "test_error": 5.985}, genotype.to_dict())
     assert "evaluation: a look-up in the NAS-Bench-201 table." in report and "evaluation on ?" not in report
+    assert "paper's is GPU time" not in report   # no published search cost to compare with
+    assert "\n\n\n" not in report                # no doubled blank line after the result section
