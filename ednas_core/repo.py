@@ -37,9 +37,15 @@ def raw_data_root(root: str | Path) -> Path:
 @contextmanager
 def download_lock(root: Path) -> Iterator[None]:
     """Serialises looking for and downloading raw data in `root` across processes (queued experiments share the
-    repository's data.root: the second waits for the first download instead of writing the same files)."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / DOWNLOAD_LOCK, "w") as lock:
+    repository's data.root: the second waits for the first download instead of writing the same files). A folder
+    that cannot hold the lock file (read-only) gets no lock: the download then says itself why it fails."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = open(root / DOWNLOAD_LOCK, "w")
+    except OSError:
+        yield
+        return
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

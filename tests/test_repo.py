@@ -71,3 +71,12 @@ def test_imagenet_images_of_a_temp_copy_are_the_repositorys(tmp_path, monkeypatc
 
     repo, _ = copy_of(tmp_path, monkeypatch)
     assert imagenet_root(DataConfig(root="data/raw")) == repo / "data" / "raw" / "imagenet"
+
+
+
+def test_download_lock_where_no_lock_file_can_be_made_lets_the_download_say_why(tmp_path):
+    (tmp_path / "file").write_text("")                # data.root under a file: mkdir fails (as on a read-only disk)
+    entered = False
+    with download_lock(tmp_path / "file" / "raw"):   # no lock, and no OSError of its own
+        entered = True
+    assert entered
