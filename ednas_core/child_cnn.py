@@ -31,6 +31,8 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class ImageChild(SharedWeightsChild):
+    sample_unit = "images"
+
     def __init__(self, net: nn.Module, train_loader: DeviceLoader, valid_loader: DeviceLoader,
                  config: SearchConfig, runtime: Runtime):
         self.net = net

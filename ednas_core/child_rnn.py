@@ -43,6 +43,8 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class TextChild(SharedWeightsChild):
+    sample_unit = "tokens"  # images_per_epoch counts predicted tokens
+
     def __init__(self, net: RNNSearchNetwork, train_data: torch.Tensor, valid_data: torch.Tensor,
                  config: RNNSearchConfig, runtime: Runtime):
         self.net = net

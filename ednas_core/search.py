@@ -54,7 +54,9 @@ class Child(Protocol):
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
     @property
-    def images_per_epoch(self) -> tuple[int, int]: ...  # (child split, policy split)
+    def images_per_epoch(self) -> tuple[int, int]: ...  # (child split, policy split), in sample_unit
+    # what images_per_epoch counts, naming the throughput metrics (child_<unit>_per_s): images, tokens, look-ups
+    sample_unit: str
     @property
     def steps_per_epoch(self) -> tuple[int, int]: ...   # (child batches, policy batches)
     # optional: `reward_budget: int` caps the rewards of the whole run (a tabular benchmark's query budget);
@@ -244,6 +246,7 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
                                  "the shared weights diverged (lower search.lr or search.grad_clip)")
         probabilities = strategy.probabilities()
         entropies = distribution_entropy(probabilities)
+        unit = self.child.sample_unit
         metrics.update({
             "reward": float(np.mean(rewards)) if rewards else math.nan,
             "reward_count": float(len(rewards)),
@@ -255,8 +258,8 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
             "child_time_s": child_time,
             "policy_time_s": policy_time,
             "epoch_time_s": child_time + policy_time,
-            "child_images_per_s": n_child / child_time if child_time > 0 else math.nan,
-            "policy_images_per_s": n_policy / policy_time if policy_time > 0 else math.nan,
+            f"child_{unit}_per_s": n_child / child_time if child_time > 0 else math.nan,
+            f"policy_{unit}_per_s": n_policy / policy_time if policy_time > 0 else math.nan,
         })
         if self.epoch_probe is not None:  # after the phases and their timing: it judges the epoch's weights
             t3 = time.perf_counter()

@@ -52,6 +52,8 @@ class SyntheticChild:
     """The Child protocol of the search loop with no weights: child steps only count, a reward is `reward(arch)`
     plus optional Gaussian noise drawn from a generator seeded per (epoch, batch)."""
 
+    sample_unit = "images"
+
     def __init__(self, reward: Reward, child_steps: int = 10, policy_batches: int = 20, noise: float = 0.0,
                  seed: int = 0):
         self.reward_fn = reward

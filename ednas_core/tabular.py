@@ -34,6 +34,8 @@ class TableChild:
     """The search loop's Child protocol over the NB201 table: 0 child steps, `queries_per_epoch` rewards per epoch,
     each a look-up; records every query so that the best architecture so far is known after each one."""
 
+    sample_unit = "lookups"  # a reward is one look-up: policy_lookups_per_s
+
     def __init__(self, table: NB201Table, budget: int, queries_per_epoch: int):
         if budget < 1 or queries_per_epoch < 1:
             raise ValueError(f"a tabular search needs budget >= 1 and queries_per_epoch >= 1, got {budget} and "

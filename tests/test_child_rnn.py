@@ -91,8 +91,9 @@ def test_epoch_reports_metrics_and_counts(tmp_path):
     search, result = run(tmp_path, callbacks=[rec], epochs=1)
     m = rec.reports[0].metrics
     for key in ("child_loss", "child_ppl", "child_acc", "reward", "baseline", "entropy", "entropy_recurrent_node",
-                "entropy_recurrent_edge", "child_images_per_s", "policy_images_per_s"):
+                "entropy_recurrent_edge", "child_tokens_per_s", "policy_tokens_per_s"):
         assert math.isfinite(m[key]), key
+    assert not any("images" in key for key in m), sorted(m)  # a text child's throughput is in tokens
     assert m["child_ppl"] == pytest.approx(math.exp(m["child_loss"]))
     assert 0 < m["reward"] < 80
     child_steps, policy_steps = search.child.steps_per_epoch
@@ -170,7 +171,7 @@ def test_resumed_search_equals_uninterrupted_search(tmp_path):
         assert torch.equal(a, b), name
     for a, b in zip(full.strategy.vectors.parameters(), resumed.strategy.vectors.parameters()):
         assert torch.equal(a, b)
-    timing = {"child_time_s", "policy_time_s", "epoch_time_s", "child_images_per_s", "policy_images_per_s"}
+    timing = {"child_time_s", "policy_time_s", "epoch_time_s", "child_tokens_per_s", "policy_tokens_per_s"}
     for ra, rb in zip(full.history, resumed.history):
         assert {k: v for k, v in ra.metrics.items() if k not in timing} == \
                {k: v for k, v in rb.metrics.items() if k not in timing}

@@ -100,6 +100,8 @@ def test_every_epoch_scores_queries_per_epoch_rewards(table, strategy):
     assert [int(r.metrics["reward_count"]) for r in search.history] == [10] * 15
     assert all(math.isfinite(r.metrics["reward"]) for r in search.history)
     assert len(search.child.queried) == 150
+    throughput = {k for k in search.history[0].metrics if k.endswith("_per_s")}
+    assert throughput == {"child_lookups_per_s", "policy_lookups_per_s"}  # a reward is a look-up, not an image
 
 
 @pytest.mark.parametrize("strategy", ["ednas", "rea", "enas", "nao"])
