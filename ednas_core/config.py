@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, TypeVar, get_type_hints
 
@@ -34,6 +35,11 @@ class RuntimeConfig:
     fused_optimizer: bool = True  # fused SGD kernel on CUDA (one launch for all parameters); ignored on CPU
     compile: bool = False         # torch.compile the CNN evaluation network (first epoch pays the compilation)
     gpus: int = knob(1, ge=1, le=1024)  # processes of the search/evaluate stages (torchrun + DDP); 1: one process
+
+    def check_consistency(self, prefix: str) -> None:
+        """The device's spelling (whether that device exists is the stage's check, on the machine it runs on)."""
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"{prefix}device: got {self.device!r}; expected auto, cpu, cuda or cuda:N")
 
 
 @dataclass
@@ -407,7 +413,8 @@ def _hint(value: Any, kind: type) -> str:
     """Why a value that looks right is refused: params.yaml is YAML 1.2 (as DVC reads it), where yes/no/on/off
     are strings, and a quoted number is a string."""
     if not isinstance(value, str):
-        return ""
+        finite = kind is not float or not isinstance(value, float) or math.isfinite(value)
+        return "" if finite else " (finite: nan and inf are refused)"
     unquote = " (write it without quotes)"
     if kind is bool:
         word = value.strip().lower()

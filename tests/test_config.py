@@ -284,13 +284,31 @@ def test_int_for_float_becomes_float(raw):
 def test_non_finite_rejected(raw, bad, shown):
     d = data(raw)
     d["search"]["grad_clip"] = bad
-    assert error_of(d) == f"search.grad_clip: got {shown}; expected a number > 0"
+    why = "" if isinstance(bad, str) else " (finite: nan and inf are refused)"  # inf > 0, but not finite
+    assert error_of(d) == f"search.grad_clip: got {shown}; expected a number > 0{why}"
 
 
 def test_yaml_nan_rejected(raw):
     d = data(raw)
     d["evaluate"]["lr"] = yaml12("x: .nan")["x"]
-    assert error_of(d) == "evaluate.lr: got nan; expected a number > 0"
+    assert error_of(d) == "evaluate.lr: got nan; expected a number > 0 (finite: nan and inf are refused)"
+    d["evaluate"]["lr"], d["search"]["epochs"] = 0.1, yaml12("x: .inf")["x"]
+    assert error_of(d) == "search.epochs: got inf; expected an integer >= 1"
+
+
+@pytest.mark.parametrize("device", ["cuda:x", "gpu", "CUDA", "cuda:", "cpu:0", "mps"])
+def test_misspelt_device_rejected_before_any_stage(raw, device):
+    """check-params reads the same load: a device torch cannot parse stops the run there, not in the search."""
+    d = data(raw)
+    d["runtime"]["device"] = device
+    assert error_of(d) == f"runtime.device: got {device!r}; expected auto, cpu, cuda or cuda:N"
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
+def test_device_spellings_accepted(raw, device):
+    d = data(raw)
+    d["runtime"]["device"] = device
+    assert load_params(d).runtime.device == device   # whether the GPU exists is checked by the stage
 
 
 def test_non_strict_fills_defaults():
