@@ -1,6 +1,7 @@
 """The imagenet task through the real pipeline on a generated ImageFolder of small JPEGs (6 classes): `dvc repro`
 indexes the folder, searches on image files, derives, trains the cell and reports top-1 / top-5 error beside
-the paper's; the same with two processes (runtime.gpus: 2, gloo on the CPU); a missing ImageNet folder is one line."""
+the paper's, and again in a `dvc exp run --temp` copy (reading the repository's images); the same with two
+processes (runtime.gpus: 2, gloo on the CPU); a missing ImageNet folder is one line."""
 
 from __future__ import annotations
 
@@ -59,6 +60,13 @@ def test_imagenet_pipeline_on_a_generated_image_folder(tmp_path):
     done = dvc(ws, "exp", "run", "-S", "imagenet.evaluate.init_channels=12")
     assert "Running stage 'evaluate'" in done.stdout
     assert "Running stage 'prepare-data'" not in done.stdout and "Running stage 'search'" not in done.stdout
+    # a `dvc exp run --temp` copy lacks the git-ignored data/raw: it indexes and reads the repository's images
+    done = dvc(ws, "exp", "run", "--temp", "-n", "in-a-copy", "-S", "imagenet.search.epochs=1")
+    assert "Running stage 'prepare-data'" in done.stdout and "Running stage 'evaluate'" in done.stdout
+    copy = [r for r in mlflow_runs(ws, task="imagenet") if r.data.tags.get("dvc.exp_name") == "in-a-copy"]
+    assert {r.data.tags["ednas.stage"]: r.info.status for r in copy} == {
+        s: "FINISHED" for s in ("prepare-data", "search", "derive", "evaluate", "report")}
+    assert not list((ws / ".dvc/tmp").glob("exps/**/data/raw"))  # nothing copied or downloaded into the copy
 
 
 def test_two_processes_search_and_train_imagenet(tmp_path):
