@@ -28,6 +28,7 @@ import torch.distributed as dist
 
 from . import gpu_claim
 from .knobs import ConfigError
+from .process_lifetime import end_with_parent
 
 TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -274,6 +275,7 @@ def maybe_relaunch(module: str, gpus: int, device: str) -> int | None:
     print(f"{module.rsplit('.', 1)[-1]}: runtime.gpus {gpus}: re-launching under torchrun ({where})",
           file=sys.stderr, flush=True)
     try:
-        return subprocess.call(relaunch_args(module, gpus), env=env)
+        # torchrun (and so its ranks) ends with this process: a killed stage leaves no ranks running on its GPUs
+        return subprocess.call(relaunch_args(module, gpus), env=env, preexec_fn=end_with_parent)
     finally:
         gpu_claim.release_claim()

@@ -480,23 +480,27 @@ class StageRun:
         return run if same and _ended(run, self.host) else None
 
     def _close_abandoned(self) -> None:
-        """Closes as KILLED the RUNNING runs of this stage and working directory whose process has ended, and
-        the parent run of each when it is another pipeline's (the rerun changed the params or the revision, so
-        nothing will go on with it) and none of its stages is still RUNNING."""
+        """Closes as KILLED the RUNNING runs of this stage whose process has ended, of this working directory or
+        of one that no longer exists (a `dvc exp run --temp/--queue` copy, deleted when its experiment was
+        killed: nothing can resume there), and the parent run of each when it is another pipeline's (the rerun
+        changed the params or the revision, so nothing will go on with it) and none of its stages still runs."""
         runs = _retry(self.client.search_runs, [self.experiment_id],
                       filter_string=f"attributes.status = 'RUNNING' and tags.`ednas.stage` = '{self.stage}'")
-        parents = []
+        parents: dict[str, str] = {}  # parent run id -> the deleted working copy of its killed stage ('' if none)
         for run in runs:
-            if run.info.run_id != self.run_id and run.data.tags.get("ednas.workdir") == self.workdir \
-                    and _ended(run, self.host):
+            workdir = run.data.tags.get("ednas.workdir", "")
+            gone = workdir if workdir and workdir != self.workdir and not Path(workdir).exists() else ""
+            if run.info.run_id != self.run_id and (workdir == self.workdir or gone) and _ended(run, self.host):
+                copy = f"; its working copy {gone} is gone" if gone else ""
                 _retry(self.client.set_tag, run.info.run_id, "error",
-                       f"its process ended without closing the run (killed); closed by run {self.run_id}")
+                       f"its process ended without closing the run (killed){copy}; closed by run {self.run_id}")
                 _retry(self.client.set_terminated, run.info.run_id, "KILLED")
-                parents.append(run.data.tags.get("mlflow.parentRunId", ""))
-        for parent in dict.fromkeys(p for p in parents if p and p != self.parent_id):
-            self._close_abandoned_parent(parent)
+                parents.setdefault(run.data.tags.get("mlflow.parentRunId", ""), gone)
+        for parent, gone in parents.items():
+            if parent and parent != self.parent_id:
+                self._close_abandoned_parent(parent, gone)
 
-    def _close_abandoned_parent(self, parent_id: str) -> None:
+    def _close_abandoned_parent(self, parent_id: str, gone: str = "") -> None:
         """A pipeline whose killed stage was just closed: KILLED, with the reason, unless a stage still runs."""
         try:
             parent = _retry(self.client.get_run, parent_id)
@@ -505,9 +509,10 @@ class StageRun:
         live = _retry(self.client.search_runs, [self.experiment_id], max_results=1,
                       filter_string=f"attributes.status = 'RUNNING' and tags.`mlflow.parentRunId` = '{parent_id}'")
         if parent.info.status == "RUNNING" and not live:
+            why = (f"its working copy {gone} is gone (a killed `dvc exp run --temp/--queue`)" if gone else
+                   "the stage was rerun as another pipeline (other params or revision)")
             _retry(self.client.set_tag, parent_id, "error",
-                   f"{self.stage}: its process was killed; the stage was rerun as another pipeline (other params "
-                   f"or revision), closed by run {self.run_id}")
+                   f"{self.stage}: its process was killed; {why}; closed by run {self.run_id}")
             _retry(self.client.set_terminated, parent_id, "KILLED")
 
     # --- logging ------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from ednas_core.checkpoint import atomic_write_text
 from ednas_core.config import TASKS, ConfigError, Params, TaskConfig, flatten, load_params
 from ednas_core.data import DataError
 from ednas_core.epochs import CheckpointMismatch, NonFiniteError
+from ednas_core.process_lifetime import end_with_parent
 from ednas_core.strategies import STRATEGY_NAMES
 from ednas_core.tracking import TrackingUnavailable
 
@@ -203,7 +204,10 @@ def _out_of_memory(err: BaseException) -> bool:
 def run_stage(name: str, body: Callable[[], None]) -> None:
     """Runs a stage body; expected failures print one line `<stage>: error: ...` and exit 1: bad params, data or
     state files, a folder the stage cannot write (checked first; a disk that fills up later is reported with the
-    file), and a network too large for the memory (with the settings to lower)."""
+    file), and a network too large for the memory (with the settings to lower). Run by DVC (DVC_STAGE set), the
+    stage ends when DVC's process does (process_lifetime: `dvc queue kill --force` ends DVC, not its stage)."""
+    if os.environ.get("DVC_STAGE"):
+        end_with_parent()
     try:
         try:
             check_writable(STAGE_OUTPUTS.get(name, ()))

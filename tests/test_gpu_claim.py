@@ -270,8 +270,9 @@ def test_a_multi_gpu_stage_claims_its_gpus_for_torchrun_and_gives_them_back(lock
     monkeypatch.setenv(gpu_claim.WAIT_ENV, "0")
     seen = {}
 
-    def torchrun(args, env):
-        seen.update(args=args, visible=env["CUDA_VISIBLE_DEVICES"], held=gpu_claim.current_claims())
+    def torchrun(args, env, preexec_fn):
+        seen.update(args=args, visible=env["CUDA_VISIBLE_DEVICES"], held=gpu_claim.current_claims(),
+                    ends_with_stage=preexec_fn is distributed.end_with_parent)
         return 0
 
     monkeypatch.setattr(distributed.subprocess, "call", torchrun)
@@ -283,4 +284,5 @@ def test_a_multi_gpu_stage_claims_its_gpus_for_torchrun_and_gives_them_back(lock
         held_by_other.handle.close()
     assert seen["visible"] == "1,2" and seen["held"] == THREE[1:]
     assert "--nproc-per-node=2" in seen["args"]
+    assert seen["ends_with_stage"]  # a killed stage takes its torchrun (and ranks) with it
     assert gpu_claim.current_claims() == []  # released when the stage's torchrun ended

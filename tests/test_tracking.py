@@ -510,9 +510,9 @@ def dead_pid() -> int:
 
 
 def killed_execution(stage: str, task: str, checkpoint: Path, params: dict | None = None,
-                     steps: tuple[int, ...] = ()) -> str:
+                     steps: tuple[int, ...] = (), text: str = PARAMS_TEXT) -> str:
     """A stage execution whose process died with its run open: entered, never exited, its pid gone."""
-    run = StageRun(stage, task, params or {"lr": 0.1}, PARAMS_TEXT, checkpoint=checkpoint)
+    run = StageRun(stage, task, params or {"lr": 0.1}, text, checkpoint=checkpoint)
     run.__enter__()
     for step in steps:
         run.log_metrics({"loss": 1.0 / step, "acc": 0.1 * step}, step=step)
@@ -634,6 +634,31 @@ def test_parent_of_a_killed_stage_rerun_as_another_pipeline_is_closed_as_killed(
     with StageRun("search", "killed-parent", {"lr": 0.3}, PARAMS_TEXT, checkpoint=checkpoint) as rerun:
         assert rerun.parent_id == same_parent  # the same pipeline: its own parent, RUNNING again, then FINISHED
     assert client.get_run(same_parent).info.status == "FINISHED"
+
+
+def test_killed_stage_of_a_deleted_experiment_copy_is_closed_by_a_stage_elsewhere(env, tmp_path, monkeypatch):
+    """`dvc queue kill --force` SIGKILLs DVC, whose stage then dies (end_with_parent) with its run open, and DVC
+    deletes the experiment's copy: no rerun will ever run in that directory. The next execution of the stage,
+    wherever it runs, closes that run and its pipeline; a dead run whose directory still exists is left to it."""
+    root, client = env
+    copies = [tmp_path / ".dvc/tmp/exps" / name for name in ("deleted", "kept")]
+    killed = []
+    for copy in copies:
+        (copy / "data/search").mkdir(parents=True)
+        monkeypatch.chdir(copy)
+        killed.append(killed_execution("search", "copies", copy / "data/search/checkpoint.safetensors",
+                                       text=f"{PARAMS_TEXT}\n# experiment {copy.name}\n"))
+    monkeypatch.chdir(tmp_path)
+    shutil.rmtree(copies[0])
+    with StageRun("search", "copies", {"lr": 0.5}, PARAMS_TEXT + "\n# another experiment\n") as run:
+        pass
+    deleted, kept = (client.get_run(r) for r in killed)
+    assert deleted.info.status == "KILLED" and kept.info.status == "RUNNING"
+    assert f"its working copy {copies[0].resolve()} is gone" in deleted.data.tags["error"]
+    parent = client.get_run(deleted.data.tags["mlflow.parentRunId"])
+    assert parent.info.status == "KILLED" and run.run_id in parent.data.tags["error"]
+    assert "a killed `dvc exp run --temp/--queue`" in parent.data.tags["error"]
+    assert client.get_run(kept.data.tags["mlflow.parentRunId"]).info.status == "RUNNING"
 
 
 def test_restart_closes_the_run_gone_on_with_and_replays_its_setup(env, checkpoint, tmp_path):
