@@ -1,7 +1,8 @@
 """The study across seeds: the pipelines of comparison.pipelines_from_runs grouped by their settings except the
 seed, one row a group with the number of seeds, mean +- sample std (ddof=1), min and max of the task's main
-metric (report.paper.main_metric), of the parameters and of the search cost, the EDNAS paper's numbers beside
-the groups of the ednas strategy, written as study.{md,csv,png}.
+metric (report.paper.main_metric), of the parameters and of the search cost, and beside each group its
+strategy's published numbers on the task (report.paper: EDNAS's and the EDNAS paper's random search, ENAS,
+NAONet-WS, EvNAS-A; none for REA or the CPU tasks), written as study.{md,csv,png}.
 
 Which parameters make a group (study_params): every flat parameter of the pipeline's task except
 - `runtime.seed`, the replicate axis of the study;
@@ -37,7 +38,7 @@ from ednas_core.config import TASKS
 
 from .comparison import strategy_key, varying_keys
 from .markdown import md_table
-from .paper import main_metric, published
+from .paper import METHOD_NAMES, main_metric, published
 
 SEED_KEY = "runtime.seed"
 EXECUTION_KEYS = frozenset({"runtime.device", "runtime.compile", "runtime.fused_optimizer", "runtime.channels_last",
@@ -136,14 +137,16 @@ class StudyGroup:
 
     @property
     def paper(self) -> dict[str, Any] | None:
-        """The EDNAS paper's numbers for the task, for a group of the paper's strategy only."""
-        return published(PAPER_STRATEGY, self.task) if self.strategy == PAPER_STRATEGY else None
+        """The published numbers of the group's strategy on its task (None where its paper has none)."""
+        return published(self.strategy, self.task)
 
     @property
     def label(self) -> str:
-        """The strategy and the distinguishing values, one a line, keys without the task's prefix."""
+        """The strategy and the distinguishing values, one a line, keys without the task's prefix; a key the group
+        has no value of (another strategy's section) is left out."""
         prefix = f"{self.task}."
-        return "\n".join([self.strategy] + [f"{k.removeprefix(prefix)}={v}" for k, v in self.distinguishing.items()])
+        return "\n".join([self.strategy] + [f"{k.removeprefix(prefix)}={v}" for k, v in self.distinguishing.items()
+                                             if v != ""])
 
 
 def study_groups(pipelines: Sequence[Mapping[str, Any]], task: str = "") -> list[StudyGroup]:
@@ -177,7 +180,8 @@ def _paper_text(group: StudyGroup) -> str:
     if paper is None:
         return ""
     days = "-" if paper["search_gpu_days"] is None else f"{paper['search_gpu_days']:g} GPU-days"
-    return f"{paper.get(group.metric, math.nan):g} · {paper['params_m']:g}M · {days}"
+    return (f"{METHOD_NAMES[group.strategy]}: {paper.get(group.metric, math.nan):g} · {paper['params_m']:g}M · "
+            f"{days}")
 
 
 def study_table(groups: Sequence[StudyGroup]) -> tuple[list[str], list[list[Any]]]:
@@ -185,7 +189,7 @@ def study_table(groups: Sequence[StudyGroup]) -> tuple[list[str], list[list[Any]
     keys = _distinguishing_keys(groups)
     header = (["task", "strategy"] + keys +
               ["n", "seeds", "failed", "incomplete", "metric", "mean ± std", "min / max", "params (M)",
-               "search cost (h)", "paper (EDNAS: result · params · search)"])
+               "search cost (h)", "published (method: result · params · search)"])
     rows = []
     for g in groups:
         main = g.summary(g.metric)
@@ -202,7 +206,7 @@ def study_csv_rows(groups: Sequence[StudyGroup]) -> tuple[list[str], list[list[A
     stats = ["mean", "std", "min", "max"]
     header = (["task", "strategy"] + keys + ["n", "seeds", "failed", "incomplete", "metric"] + stats +
               [f"{key}_{s}" for key in STAT_KEYS for s in stats] +
-              ["paper_result", "paper_params_m", "paper_search_gpu_days"])
+              ["paper_method", "paper_result", "paper_params_m", "paper_search_gpu_days"])
     rows = []
     for g in groups:
         summaries = [g.summary(g.metric)] + [g.summary(key) for key in STAT_KEYS]
@@ -210,7 +214,8 @@ def study_csv_rows(groups: Sequence[StudyGroup]) -> tuple[list[str], list[list[A
         rows.append([g.task, g.strategy] + [g.distinguishing.get(k, "") for k in keys] +
                     [summaries[0].n, " ".join(g.seeds), len(g.failed), len(g.incomplete), g.metric] +
                     [getattr(s, name) for s in summaries for name in stats] +
-                    [paper.get(g.metric), paper.get("params_m"), paper.get("search_gpu_days")])
+                    [METHOD_NAMES[g.strategy] if paper else None, paper.get(g.metric), paper.get("params_m"),
+                     paper.get("search_gpu_days")])
     return header, rows
 
 
@@ -242,7 +247,8 @@ def build_study(pipelines: Sequence[Mapping[str, Any]], task: str = "") -> Study
 
 def study_figure_png(study: Study) -> bytes:
     """The strip plot: one panel a task, each counted seed a point (jittered, reproducibly), the group's mean with
-    a ±std bar, the EDNAS paper's value as a dashed horizontal line where the task has one."""
+    a ±std bar, the EDNAS paper's value as a dashed horizontal line across the panel where the task has one, and
+    each other strategy's published value as a dotted one across its own group."""
     from ednas_core.viz._common import figure_png_bytes, new_figure
 
     tasks = list(dict.fromkeys(g.task for g in study.groups))
@@ -258,6 +264,7 @@ def study_figure_png(study: Study) -> bytes:
     for ax, task in zip(axes, tasks):
         groups = [g for g in study.groups if g.task == task]
         metric = main_metric(task)
+        published_colour: dict[str, str] = {}  # one legend entry and colour a strategy, however many its groups
         for x, g in enumerate(groups):
             values = [p[metric] for p in g.counted]
             ax.scatter(x + rng.uniform(-0.15, 0.15, len(values)), values, s=22, alpha=0.75, color=f"C{x % 10}",
@@ -266,6 +273,13 @@ def study_figure_png(study: Study) -> bytes:
             if stat.n:
                 ax.errorbar([x + 0.3], [stat.mean], yerr=None if math.isnan(stat.std) else [stat.std], fmt="o",
                             color="black", capsize=4, markersize=5, zorder=3)
+            own = g.paper or {}
+            if g.strategy != PAPER_STRATEGY and metric in own:
+                first = g.strategy not in published_colour
+                colour = published_colour.setdefault(g.strategy, f"C{x % 10}")
+                ax.hlines(own[metric], x - 0.35, x + 0.45, colors=colour, linestyles="dotted", linewidth=1.5,
+                          label=f"{METHOD_NAMES[g.strategy]} paper: {own[metric]:g}" if first else "_nolegend_",
+                          zorder=1)
             if g.failed or g.incomplete:
                 ax.annotate(f"{len(g.failed)} failed, {len(g.incomplete)} incomplete", (x, 0), xycoords=(
                     "data", "axes fraction"), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=7,
@@ -274,6 +288,7 @@ def study_figure_png(study: Study) -> bytes:
         if metric in paper:
             ax.axhline(paper[metric], color="gray", linestyle="--", linewidth=1,
                        label=f"EDNAS paper: {paper[metric]:g}")
+        if ax.get_legend_handles_labels()[1]:
             ax.legend(loc="best", fontsize=8)
         ax.set_xticks(range(len(groups)), [g.label for g in groups], fontsize=8)
         ax.set_xlim(-0.6, len(groups) - 0.2)
@@ -295,8 +310,10 @@ def study_markdown(study: Study, png_link: str) -> str:
              "One row per group of pipelines that differ only in `runtime.seed` (and in tracking, execution and "
              "other tasks' keys; see ednas_core/report/seed_study.py), with mean ± sample std (ddof=1), min and max "
              "of the seeds that finished; `n` counts them (a seed run more than once counts once, with its latest "
-             "run), `failed` and `incomplete` (no main metric yet) count the rest. Parameter columns are the keys that differ between groups. Search cost in hours of the "
-             "device the search ran on; the paper's in GPU-days.", ""]
+             "run), `failed` and `incomplete` (no main metric yet) count the rest. Parameter columns are the keys "
+             "that differ between groups. Search cost in hours of the device the search ran on. `published`: the "
+             "group's strategy's own paper on the task (ednas_core/report/paper.py cites each), search cost in "
+             "GPU-days.", ""]
     lines += md_table(header, rows) if rows else ["(no pipelines recorded yet)"]
     failed_header, failed_rows = study.failed()
     lines += ["", "## Failed pipelines", ""]

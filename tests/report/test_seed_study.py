@@ -11,10 +11,12 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+import matplotlib.axes
 from matplotlib.image import imread
 
 from ednas_core.report.comparison import pipelines_from_runs
-from ednas_core.report.seed_study import Summary, build_study, study_groups, study_params, write_study
+from ednas_core.report.seed_study import (Summary, build_study, study_figure_png, study_groups, study_params,
+                                          write_study)
 
 BASE = {"search.lr": "0.05", "search.strategy": "ednas", "runtime.amp": "true", "runtime.device": "auto",
         "tracking.progress": "auto", "digits.search.lr": "0.1"}
@@ -93,7 +95,7 @@ def test_three_seeds_of_two_strategies_give_two_groups_with_mean_and_sample_std(
     assert ednas.failed[0]["error"] == "FloatingPointError: loss is nan at epoch 3"
     assert [p["pipeline"] for p in random.incomplete] == ["random-4"] and not random.failed
     assert ednas.distinguishing == {} and random.distinguishing == {}  # only the strategy differs
-    assert ednas.paper["test_error"] == 2.84 and random.paper is None  # paper.py's EDNAS row, ednas groups only
+    assert ednas.paper["test_error"] == 2.84 and random.paper["test_error"] == 3.91  # each strategy's own row
 
 
 def test_pipeline_status_ignores_the_parent_run_and_a_failure_rerun():
@@ -148,6 +150,32 @@ def test_a_strategy_section_distinguishes_only_groups_of_that_strategy():
     assert [g.seeds for g in groups] == [["1", "2"]] * 3
 
 
+def test_each_strategys_group_shows_its_own_published_numbers(tmp_path, monkeypatch):
+    """A study comparing strategies reads each against its own paper (report/paper.py): NAO against NAONet-WS,
+    EvNAS against EvNAS-A (no published search cost), REA against nothing; the figure draws each such value once
+    over its groups, beside the EDNAS paper's line."""
+    runs, k = [], 0
+    for strategy, section in (("ednas", {}), ("evnas", {}), ("nao", {"search.nao.top_k": "20"}),
+                              ("nao", {"search.nao.top_k": "50"}), ("rea", {})):
+        params = {**BASE, "search.strategy": strategy, "runtime.seed": "1", **section}
+        runs += pipeline_runs(f"p{k}", params, 3.0 + k, 3.0, 1.0, start=10 * k)
+        k += 1
+    study = build_study(pipelines_from_runs(runs))
+    header, rows = study.table()
+    published = {(row[1], row[2]): row[-1] for row in rows}
+    assert published == {("ednas", ""): "EDNAS: 2.84 · 3.7M · 0.28 GPU-days", ("evnas", ""): "EvNAS-A: 2.4 · 3.6M · -",
+                         ("nao", "20"): "NAONet-WS: 3.53 · 2.5M · 0.3 GPU-days",
+                         ("nao", "50"): "NAONet-WS: 3.53 · 2.5M · 0.3 GPU-days", ("rea", ""): "-"}
+    assert [g.label for g in study.groups] == [  # the figure's ticks: no 'search.nao.top_k=' under ednas
+        "ednas", "evnas", "nao\nsearch.nao.top_k=20", "nao\nsearch.nao.top_k=50", "rea"]
+    legends = []
+    real_legend = matplotlib.axes.Axes.legend
+    monkeypatch.setattr(matplotlib.axes.Axes, "legend", lambda ax, *a, **kw: (
+        legends.append(ax.get_legend_handles_labels()[1]), real_legend(ax, *a, **kw))[1])
+    assert study_figure_png(study)[:4] == b"\x89PNG"
+    assert legends == [["EvNAS-A paper: 2.4", "NAONet-WS paper: 3.53", "EDNAS paper: 2.84"]]
+
+
 def test_ptb_groups_use_perplexity_and_the_papers_ptb_row():
     runs = []
     for seed, ppl in ((1, 60.0), (2, 62.0)):
@@ -161,7 +189,7 @@ def test_ptb_groups_use_perplexity_and_the_papers_ptb_row():
     header, rows = build_study(pipelines_from_runs(runs)).table()
     row = dict(zip(header, rows[0]))
     assert row["metric"] == "test perplexity" and row["mean ± std"] == "61 ± 1.4" and row["min / max"] == "60 / 62"
-    assert row["paper (EDNAS: result · params · search)"] == "59.45 · 23M · 0.11 GPU-days"
+    assert row["published (method: result · params · search)"] == "EDNAS: 59.45 · 23M · 0.11 GPU-days"
 
 
 def test_one_seed_has_no_std():
@@ -175,8 +203,9 @@ def test_write_study_md_csv_and_a_real_png(tmp_path):
     text = write_study(study, tmp_path / "study.md", tmp_path / "study.csv", tmp_path / "figures" / "study.png")
     assert (tmp_path / "study.md").read_text() == text and text.startswith("# Study across seeds\n")
     assert "| cifar10 | ednas | 3 | 1 2 3 | 1 | 0 | test error (%) | 3.1 ± 0.26 | 2.9 / 3.4 | 3.6 ± 0.1 | 7 ± 1 | " \
-           "2.84 · 3.7M · 0.28 GPU-days |" in text
-    assert "| cifar10 | random | 3 | 1 2 3 | 0 | 1 | test error (%) | 3.9 ± 0.36 | 3.6 / 4.3 |" in text
+           "EDNAS: 2.84 · 3.7M · 0.28 GPU-days |" in text
+    assert "| cifar10 | random | 3 | 1 2 3 | 0 | 1 | test error (%) | 3.9 ± 0.36 | 3.6 / 4.3 | 3 ± 0 | 5 ± 0 | " \
+           "random search: 3.91 · 3.4M · 0.27 GPU-days |" in text
     assert "| cifar10 | ednas | ednas-4 | exp-ednas-4 | 4 | evaluate | FloatingPointError: loss is nan at epoch 3 |" \
            in text
     assert "](figures/study.png)" in text
@@ -186,7 +215,7 @@ def test_write_study_md_csv_and_a_real_png(tmp_path):
         ("ednas", "3", "1 2 3", "1", "0"), ("random", "3", "1 2 3", "0", "1")]
     assert float(rows[0]["mean"]) == pytest.approx(3.1) and float(rows[0]["std"]) == pytest.approx(math.sqrt(0.07))
     assert float(rows[1]["max"]) == 4.3 and float(rows[0]["search_hours_std"]) == pytest.approx(1.0)
-    assert rows[0]["paper_result"] == "2.84" and rows[1]["paper_result"] == ""
+    assert [(r["paper_method"], r["paper_result"]) for r in rows] == [("EDNAS", "2.84"), ("random search", "3.91")]
     png = (tmp_path / "figures/study.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     image = imread(io.BytesIO(png), format="png")
