@@ -20,7 +20,7 @@ from .markdown import md_table
 from .paper import main_metric
 
 SEARCH_KEYS = {"search_child_acc": "child_acc", "search_reward": "reward"}
-COMPARISON_FIXED = ["pipeline", "task", "strategy", "experiment", "git_rev", "started", "stages"]
+COMPARISON_FIXED = ["pipeline", "task", "strategy", "experiment", "git_rev", "started", "stages", "status"]
 COMPARISON_METRICS = ["search_child_acc", "search_reward", "search_hours", "derive_best_reward", "test_error",
                       "test_ppl", "params_m"]
 
@@ -43,13 +43,14 @@ def _latest(runs: list[Any]) -> Any:
 def pipeline_status(stages: Mapping[str, list[Any]]) -> tuple[str, str, str]:
     """(status, failed stage, error) of a pipeline from its stage runs, each stage judged by its latest run: a
     FAILED or KILLED one (no later FINISHED run) fails the pipeline at the first such stage in pipeline order,
-    with that run's `error` tag; else "running" while a stage's latest run is RUNNING (or SCHEDULED); else
-    "finished"."""
+    with that run's `error` tag, as "failed at <stage>" or "killed at <stage>"; else "running" while a stage's
+    latest run is RUNNING (or SCHEDULED); else "finished"."""
     order = sorted(stages, key=lambda s: (STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER), s))
     latest = {stage: _latest(stages[stage]) for stage in order}
     for stage in order:
         if latest[stage].info.status in FAILED_STATUSES:
-            return f"failed at {stage}", stage, latest[stage].data.tags.get("error", "")
+            how = "killed" if latest[stage].info.status == "KILLED" else "failed"
+            return f"{how} at {stage}", stage, latest[stage].data.tags.get("error", "")
     if any(run.info.status != "FINISHED" for run in latest.values()):
         return "running", "", ""
     return "finished", "", ""
@@ -194,8 +195,10 @@ def write_comparison(header: list[str], rows: list[list[Any]], md_path: Path, cs
     atomic_write_text(csv_path, buffer.getvalue())
     text = "\n".join(["# EDNAS pipelines in the tracking store", "",
                       "One row per pipeline (MLflow runs sharing the tag ednas.pipeline_id), ranked by the task's "
-                      "main metric (lower is better). Parameter columns are the keys that differ between "
-                      "pipelines of a task (a strategy's own section only where its pipelines differ in it).",
+                      "main metric (lower is better). `stages`: those that finished; `status`: finished, "
+                      "running, or failed / killed at a stage (its metrics are those it logged until then). "
+                      "Parameter columns are the keys that differ between pipelines of a task (a strategy's own "
+                      "section only where its pipelines differ in it).",
                       ""] + md_table(header, rows)) + "\n"
     atomic_write_text(md_path, text)
     return text

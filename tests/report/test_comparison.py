@@ -41,6 +41,22 @@ def test_runs_are_grouped_by_pipeline_with_headline_metrics():
     assert math.isnan(pipelines["p3"]["test_error"]) and pipelines["p3"]["stages"] == "report"
 
 
+def test_status_column_tells_finished_running_failed_and_killed_pipelines_apart(tmp_path):
+    """A pipeline killed mid-search (`dvc queue kill`) keeps the metrics its search logged: without the status
+    its row read like a finished search's."""
+    runs = [fake_run("done", "search", 1, {"child_acc": 0.6}), fake_run("done", "evaluate", 2, {"test_error": 3.0}),
+            fake_run("live", "search", 3, {"child_acc": 0.4}, status="RUNNING"),
+            fake_run("bad", "search", 4), fake_run("bad", "derive", 5, status="FAILED"),
+            fake_run("cut", "prepare-data", 6), fake_run("cut", "search", 7, {"child_acc": 0.57}, status="KILLED"),
+            fake_run("again", "search", 8, status="KILLED"), fake_run("again", "search", 9)]  # resumed, finished
+    header, rows = comparison_table(pipelines_from_runs(runs), "cifar10")
+    status = {row[0]: dict(zip(header, row))["status"] for row in rows}
+    assert status == {"done": "finished", "live": "running", "bad": "failed at derive", "cut": "killed at search",
+                      "again": "finished"}
+    text = write_comparison(header, rows, tmp_path / "comparison.md", tmp_path / "comparison.csv")
+    assert "| killed at search |" in text and "`status`" in text
+
+
 def test_write_comparison_leaves_nan_empty(tmp_path):
     runs = [fake_run("a", "evaluate", 1, {"test_error": 3.0}, params={"search.lr": "0.1"}),
             fake_run("b", "search", 2, {"child_acc": 0.5}, params={"search.lr": "0.2"})]

@@ -267,7 +267,7 @@ def test_a_missing_info_file_is_named(done, tmp_path, monkeypatch):
 def test_comparison_table_without_a_store():
     def pipeline(pid, task, error, lr, started):
         return {"pipeline": pid, "task": task, "strategy": "ednas", "experiment": pid, "git_rev": "", "started": "",
-                "stages": "", "started_ms": started, "search_child_acc": math.nan, "search_reward": math.nan,
+                "stages": "", "status": "finished", "started_ms": started, "search_child_acc": math.nan, "search_reward": math.nan,
                 "search_hours": math.nan, "derive_best_reward": math.nan, "test_error": error, "test_ppl": math.nan,
                 "params_m": math.nan, "params": {"search.lr": lr, "tracking.progress": pid, "runtime.seed": "2"}}
 
