@@ -18,7 +18,8 @@ The git revision and the DVC experiment name do not split groups either.
 
 A group's statistics count its pipelines that have the main metric and did not fail; a failed pipeline (status
 `failed at <stage>` or `killed at <stage>`) is counted and listed with its stage and error, one without the main
-metric yet is counted as incomplete; neither is dropped. Pure functions over the pipeline dicts: no tracking store here."""
+metric yet is counted as incomplete; neither is dropped. Pure functions over the pipeline dicts: no tracking
+store here."""
 
 from __future__ import annotations
 

@@ -163,7 +163,8 @@ def test_each_strategys_group_shows_its_own_published_numbers(tmp_path, monkeypa
     study = build_study(pipelines_from_runs(runs))
     header, rows = study.table()
     published = {(row[1], row[2]): row[-1] for row in rows}
-    assert published == {("ednas", ""): "EDNAS: 2.84 · 3.7M · 0.28 GPU-days", ("evnas", ""): "EvNAS-A: 2.4 · 3.6M · -",
+    assert published == {("ednas", ""): "EDNAS: 2.84 · 3.7M · 0.28 GPU-days",
+                         ("evnas", ""): "EvNAS-A: 2.4 · 3.6M · -",
                          ("nao", "20"): "NAONet-WS: 3.53 · 2.5M · 0.3 GPU-days",
                          ("nao", "50"): "NAONet-WS: 3.53 · 2.5M · 0.3 GPU-days", ("rea", ""): "-"}
     assert [g.label for g in study.groups] == [  # the figure's ticks: no 'search.nao.top_k=' under ednas
