@@ -15,16 +15,25 @@ from __future__ import annotations
 import ctypes
 import signal
 import sys
+from typing import Any, Callable
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
+def _libc_prctl() -> Callable[..., Any] | None:
+    """libc's prctl, looked up once at import: end_with_parent also runs as a subprocess preexec_fn, between fork
+    and exec, where loading a library (dlopen) may deadlock on a lock another thread of the parent held."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _libc_prctl()
+
+
 def end_with_parent(sig: int = signal.SIGTERM) -> bool:
     """Asks the kernel for `sig` when the parent process ends; False where that is not available."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    return _PRCTL is not None and _PRCTL(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0

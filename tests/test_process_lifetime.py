@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ednas_core.process_lifetime import end_with_parent
+from ednas_core.tracking import process_alive
 
 PROJECT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
@@ -34,14 +35,6 @@ time.sleep(120)
 """
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def orphan_after_parent_killed(end: bool) -> bool:
     """Whether the child still runs 5 s after its parent was SIGKILLed."""
     env = {**os.environ, "PYTHONPATH": str(PROJECT), **({"END_WITH_PARENT": "1"} if end else {})}
@@ -51,9 +44,9 @@ def orphan_after_parent_killed(end: bool) -> bool:
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     deadline = time.monotonic() + 5
-    while alive(child) and time.monotonic() < deadline:
+    while process_alive(child) and time.monotonic() < deadline:
         time.sleep(0.1)
-    running = alive(child)
+    running = process_alive(child)
     if running:
         os.kill(child, signal.SIGKILL)
     return running
