@@ -81,6 +81,20 @@ class SearchConfig:
     nao: NAOConfig = field(default_factory=NAOConfig)
     rea: REAConfig = field(default_factory=REAConfig)
 
+    def check_consistency(self, prefix: str) -> None:
+        check_nao_rounds(self.strategy, self.nao, self.epochs, prefix)
+
+
+def check_nao_rounds(strategy: str, nao: NAOConfig, epochs: int, prefix: str) -> None:
+    """Strategy nao scores its pool, trains its encoder-predictor-decoder and grows the pool at the end of every
+    update_every-th epoch only: a schedule shorter than update_every would run no round at all and derive from an
+    untrained predictor's ranking of the seed pool, a search that learned nothing. (The other strategies learn in
+    every epoch.)"""
+    if strategy == "nao" and nao.update_every > epochs:
+        raise ConfigError(f"{prefix}nao.update_every: got {nao.update_every}; expected at most {prefix}epochs "
+                          f"({epochs}): NAO scores its pool and trains its predictor only every update_every epochs, "
+                          f"so this search would run no round; lower {prefix}nao.update_every or raise {prefix}epochs")
+
 
 @dataclass
 class DeriveConfig:
@@ -147,6 +161,9 @@ class RNNSearchConfig:
     nao: NAOConfig = field(default_factory=_nao.rnn_defaults)      # NAO-WS's PTB search script
     rea: REAConfig = field(default_factory=REAConfig)              # NAS-Bench-201's REA settings
 
+    def check_consistency(self, prefix: str) -> None:
+        check_nao_rounds(self.strategy, self.nao, self.epochs, prefix)
+
 
 @dataclass
 class RNNEvaluateConfig:
@@ -186,6 +203,21 @@ class NB201SearchConfig(SearchConfig):
     rank_every: int = knob(5, ge=1)             # weight_sharing: rank the probe cells every N epochs (and at the last)
     rank_samples: int = knob(200, ge=2)         # weight_sharing: fixed uniform sample of cells whose ranking is measured
     rank_batches: int = knob(2, ge=1)           # weight_sharing: validation batches each probe cell is scored on
+
+    def check_consistency(self, prefix: str) -> None:
+        if self.mode == "weight_sharing":
+            super().check_consistency(prefix)
+        elif self.strategy == "nao":  # tabular: NAO scores its pool over several epochs (ednas_core/tabular.py)
+            scored, epochs, u = 0, -(-self.budget // self.queries_per_epoch), self.nao.update_every
+            for _ in range(u, epochs + 1, u):  # at most queries_per_epoch look-ups on every update_every-th epoch
+                scored += min(self.queries_per_epoch, self.budget - scored)
+            if scored < self.nao.seed_architectures:
+                raise ConfigError(
+                    f"{prefix}nao.seed_architectures: got {self.nao.seed_architectures}; expected at most {scored}, "
+                    f"the look-ups NAO gets in this tabular search ({prefix}budget {self.budget}, at most "
+                    f"{prefix}queries_per_epoch {self.queries_per_epoch} on every {prefix}nao.update_every-th "
+                    f"({u}) epoch): no round would score the whole pool and train the predictor; lower "
+                    f"{prefix}nao.seed_architectures or {prefix}nao.update_every, or raise {prefix}budget")
 
 
 @dataclass

@@ -385,3 +385,46 @@ def test_derive_mode_queried_only_for_a_tabular_nb201_search(raw):
         load_params(raw)
     raw["nb201"]["search"]["mode"] = "tabular"
     assert load_params(raw).nb201.derive.mode == "queried"
+
+
+@pytest.mark.parametrize("section", [("search",), ("ptb", "search"), ("imagenet", "search"), ("digits", "search")])
+def test_a_nao_search_shorter_than_its_round_interval_is_refused(raw, section):
+    """NAO learns only in its rounds (every update_every epochs): a schedule with none would derive from an
+    untrained predictor; refused with the key. The same epochs are fine for a strategy that learns every epoch."""
+    params = data(raw)
+    search = params
+    for name in section:
+        search = search[name]
+    where = ".".join(section) + "."
+    search["strategy"], search["epochs"] = "nao", search["nao"]["update_every"] - 1
+    assert error_of(params) == (
+        f"{where}nao.update_every: got {search['nao']['update_every']}; expected at most {where}epochs "
+        f"({search['epochs']}): NAO scores its pool and trains its predictor only every update_every epochs, so "
+        f"this search would run no round; lower {where}nao.update_every or raise {where}epochs")
+    search["epochs"] = search["nao"]["update_every"]
+    assert load_params(params)
+    search["strategy"], search["epochs"] = "enas", 1
+    assert load_params(params)
+
+
+@pytest.mark.parametrize("update_every,budget,scored", [(4, 150, 30), (16, 150, 0), (1, 45, 45)])
+def test_a_tabular_nao_search_whose_budget_never_scores_its_whole_pool_is_refused(raw, update_every, budget, scored):
+    """Tabular NB201: NAO gets at most queries_per_epoch look-ups on its round epochs, so a round needs several of
+    them (ednas_core/tabular.py); a budget that never scores the whole pool runs no round (3 and 50 are fine: one
+    round, as tests/test_tabular.py's runs count)."""
+    params = data(raw)
+    search = params["nb201"]["search"]
+    search["strategy"], search["budget"], search["nao"]["update_every"] = "nao", budget, update_every
+    assert error_of(params).startswith(
+        f"nb201.search.nao.seed_architectures: got 50; expected at most {scored}, the look-ups NAO gets in this "
+        f"tabular search (nb201.search.budget {budget}, at most nb201.search.queries_per_epoch 10 on every "
+        f"nb201.search.nao.update_every-th ({update_every}) epoch): no round would")
+    search["strategy"] = "ednas"
+    assert load_params(params)
+    search["strategy"], search["mode"], search["epochs"] = "nao", "weight_sharing", update_every
+    params["nb201"]["derive"]["mode"] = "best"
+    assert load_params(params)  # weight sharing scores the whole pool in its round epoch
+    params["nb201"]["derive"]["mode"] = "queried"
+    for update_every, budget in ((3, 150), (1, 50)):
+        search["mode"], search["budget"], search["nao"]["update_every"] = "tabular", budget, update_every
+        assert load_params(params)

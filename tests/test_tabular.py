@@ -8,6 +8,7 @@ The mechanics run on a made-up table of all 15,625 cells (always); the look-ups 
 EDNAS_DATA_ROOT and skip without it."""
 
 import csv
+import dataclasses
 import math
 
 import numpy as np
@@ -102,6 +103,16 @@ def test_every_epoch_scores_queries_per_epoch_rewards(table, strategy):
     assert len(search.child.queried) == 150
     throughput = {k for k in search.history[0].metrics if k.endswith("_per_s")}
     assert throughput == {"child_lookups_per_s", "policy_lookups_per_s"}  # a reward is a look-up, not an image
+
+
+@pytest.mark.parametrize("update_every,budget,rounds", [(1, 150, 3), (3, 150, 1), (4, 150, 0), (1, 50, 1), (1, 45, 0)])
+def test_nao_rounds_need_its_whole_pool_scored_within_the_budget(table, update_every, budget, rounds):
+    """NAO scores at most queries_per_epoch (10) pool members on every update_every-th epoch, so its first round
+    (the 50-cell pool scored, the predictor trained) needs 5 such epochs: the runs that check-params refuses
+    (tests/test_config.py: update_every 4 or a budget of 45) would run none."""
+    s = nb201_search_config().nao
+    search = _run(table, "nao", budget=budget, nao=dataclasses.replace(s, update_every=update_every, epochs=2))
+    assert search.strategy.rounds == rounds
 
 
 @pytest.mark.parametrize("strategy", ["ednas", "rea", "enas", "nao"])
