@@ -44,7 +44,9 @@ def pipeline_status(stages: Mapping[str, list[Any]]) -> tuple[str, str, str]:
     """(status, failed stage, error) of a pipeline from its stage runs, each stage judged by its latest run: a
     FAILED or KILLED one (no later FINISHED run) fails the pipeline at the first such stage in pipeline order,
     with that run's `error` tag, as "failed at <stage>" or "killed at <stage>"; else "running" while a stage's
-    latest run is RUNNING (or SCHEDULED); else "finished"."""
+    latest run is RUNNING (or SCHEDULED); else "finished" once its evaluate or report stage has run, and
+    "stopped after <stage>" before: `dvc repro search` alone, an interrupt between two stages, or a stage that
+    stopped on its inputs before it opened its run (a corrupt supernet file, say; its error is DVC's output)."""
     order = sorted(stages, key=lambda s: (STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER), s))
     latest = {stage: _latest(stages[stage]) for stage in order}
     for stage in order:
@@ -53,7 +55,9 @@ def pipeline_status(stages: Mapping[str, list[Any]]) -> tuple[str, str, str]:
             return f"{how} at {stage}", stage, latest[stage].data.tags.get("error", "")
     if any(run.info.status != "FINISHED" for run in latest.values()):
         return "running", "", ""
-    return "finished", "", ""
+    if {"evaluate", "report"} & set(order) or not order:
+        return "finished", "", ""
+    return f"stopped after {order[-1]}", "", ""
 
 
 def results_pipeline(runs: Iterable[Any], run_ids: Sequence[str], fallback: str) -> str:
@@ -196,7 +200,9 @@ def write_comparison(header: list[str], rows: list[list[Any]], md_path: Path, cs
     text = "\n".join(["# EDNAS pipelines in the tracking store", "",
                       "One row per pipeline (MLflow runs sharing the tag ednas.pipeline_id), ranked by the task's "
                       "main metric (lower is better). `stages`: those that finished; `status`: finished, "
-                      "running, or failed / killed at a stage (its metrics are those it logged until then). "
+                      "running, failed / killed at a stage (its metrics are those it logged until then), or "
+                      "stopped after a stage (no later stage ran: a partial `dvc repro`, or one that stopped "
+                      "before the next stage's run began). "
                       "Parameter columns are the keys that differ between pipelines of a task (a strategy's own "
                       "section only where its pipelines differ in it).",
                       ""] + md_table(header, rows)) + "\n"

@@ -48,11 +48,13 @@ def test_status_column_tells_finished_running_failed_and_killed_pipelines_apart(
             fake_run("live", "search", 3, {"child_acc": 0.4}, status="RUNNING"),
             fake_run("bad", "search", 4), fake_run("bad", "derive", 5, status="FAILED"),
             fake_run("cut", "prepare-data", 6), fake_run("cut", "search", 7, {"child_acc": 0.57}, status="KILLED"),
-            fake_run("again", "search", 8, status="KILLED"), fake_run("again", "search", 9)]  # resumed, finished
+            fake_run("again", "search", 8, status="KILLED"), fake_run("again", "search", 9),  # resumed, finished
+            fake_run("again", "derive", 10), fake_run("again", "evaluate", 11), fake_run("again", "report", 12),
+            fake_run("cut2", "search", 13), fake_run("cut2", "derive", 14)]  # then stopped before evaluate's run
     header, rows = comparison_table(pipelines_from_runs(runs), "cifar10")
     status = {row[0]: dict(zip(header, row))["status"] for row in rows}
     assert status == {"done": "finished", "live": "running", "bad": "failed at derive", "cut": "killed at search",
-                      "again": "finished"}
+                      "again": "finished", "cut2": "stopped after derive"}
     text = write_comparison(header, rows, tmp_path / "comparison.md", tmp_path / "comparison.csv")
     assert "| killed at search |" in text and "`status`" in text
 
