@@ -20,6 +20,16 @@ TINY = {
     "digits.evaluate.init_channels": 4,
 }
 
+# NAO: a round every epoch, on a pool of 40 (the demo's 200 cost a minute here and test nothing more)
+NAO_SMALL = {"digits.search.nao.update_every": 1, "digits.search.nao.seed_architectures": 40,
+             "digits.search.nao.new_architectures": 16, "digits.search.nao.random_architectures": 4,
+             "digits.search.nao.top_k": 8, "digits.search.nao.epochs": 20}
+
+
+def set_args(params: dict) -> tuple[str, ...]:
+    """`-S key=value` arguments of `dvc exp run` that set `params`."""
+    return tuple(arg for key, value in params.items() for arg in ("-S", f"{key}={value}"))
+
 
 def dvc(workspace: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=workspace, env=dvc_env(), capture_output=True,

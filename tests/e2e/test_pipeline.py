@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import dvc, mlflow_runs
+from pipeline import NAO_SMALL, dvc, mlflow_runs, set_args
 
 pytestmark = pytest.mark.slow
 STAGES = ["prepare-data", "search", "derive", "evaluate", "report"]
@@ -121,13 +121,7 @@ def test_exp_run_ablation_reruns_search_and_after_but_not_prepare(workspace):
     assert "lr-ablation" in json.dumps(shown) and "child_acc" in json.dumps(shown)
 
 
-# NAO: a round every epoch, on a pool of 40 (the demo's 200 cost a minute here and test nothing more)
-NAO_SMALL = ("-S", "digits.search.nao.update_every=1", "-S", "digits.search.nao.seed_architectures=40",
-             "-S", "digits.search.nao.new_architectures=16", "-S", "digits.search.nao.random_architectures=4",
-             "-S", "digits.search.nao.top_k=8", "-S", "digits.search.nao.epochs=20")
-
-
-@pytest.mark.parametrize("name, extra", [("enas", ()), ("evnas", ()), ("nao", NAO_SMALL)])
+@pytest.mark.parametrize("name, extra", [("enas", ()), ("evnas", ()), ("nao", set_args(NAO_SMALL))])
 def test_exp_run_with_another_strategy(workspace, name, extra):
     """`dvc exp run -S <task>.search.strategy=<name>`: the whole pipeline runs with that strategy, MLflow tags
     it and logs its own section (not the others'), and the report compares it with its own paper."""

@@ -3,6 +3,7 @@ prepare-data stage reads the real CIFAR-10 files when EDNAS_DATA_ROOT is set."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from ednas_core.checkpoint import load_checkpoint
-from pipeline import TINY, stage
+from pipeline import NAO_SMALL, TINY, stage
 from tools.workspace import dvc_env, make_workspace
 
 pytestmark = pytest.mark.slow
@@ -23,21 +24,36 @@ pytestmark = pytest.mark.slow
 BYTE_STABLE = ("data/search/supernet.safetensors", "data/search/final_policy.json")
 
 
-def test_killed_search_stage_resumes_to_the_uninterrupted_result(tmp_path, workspace):
-    ws = make_workspace(tmp_path / "ws", {**TINY, "digits.search.epochs": 4})
+def workspace_with_prepared_data(tmp_path: Path, workspace: Path, params: dict) -> Path:
+    """A workspace of `params` holding the session workspace's prepared digits (prepare-data need not run)."""
+    ws = make_workspace(tmp_path / "ws", params)
     for rel in ("data/prepared/dataset.pt", "data/prepared/manifest.json"):
         (ws / rel).parent.mkdir(parents=True, exist_ok=True)
         (ws / rel).write_bytes((workspace / rel).read_bytes())
+    return ws
+
+
+def kill_search(ws: Path, after_epoch: int = 0) -> int:
+    """Runs the search stage and SIGKILLs it once its checkpoint holds epoch `after_epoch` (0-based) or later;
+    returns the checkpoint's epoch."""
     checkpoint = ws / "data/search/checkpoint.safetensors"
     proc = subprocess.Popen([sys.executable, "-m", "stages.search"], cwd=ws, env=dvc_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+    while proc.poll() is None and time.monotonic() < deadline:
+        if checkpoint.exists() and load_checkpoint(checkpoint)["epoch"] >= after_epoch:
+            break
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert checkpoint.exists(), "the search finished before it could be killed"
-    killed_at = load_checkpoint(checkpoint)["epoch"]
+    return load_checkpoint(checkpoint)["epoch"]
+
+
+def test_killed_search_stage_resumes_to_the_uninterrupted_result(tmp_path, workspace):
+    ws = workspace_with_prepared_data(tmp_path, workspace, {**TINY, "digits.search.epochs": 4})
+    checkpoint = ws / "data/search/checkpoint.safetensors"
+    killed_at = kill_search(ws)
     assert killed_at < 3
     resumed = stage(ws, "search")
     assert resumed.returncode == 0, resumed.stderr
@@ -67,6 +83,33 @@ def test_killed_search_stage_resumes_to_the_uninterrupted_result(tmp_path, works
                      **json.loads((ws / "metrics/info/search.json").read_text())}
     for key in ("child_loss", "child_acc", "reward", "baseline", "entropy"):
         assert fresh_metrics[key] == resumed_metrics[key], key
+
+
+def test_killed_nao_search_stage_resumes_to_the_uninterrupted_result(tmp_path, workspace):
+    """The strategy with the most state (encoder-predictor-decoder, its Adam moments, the pool, the scored pool,
+    the round's cursor): SIGKILLed one epoch after a round, its search stage resumes to the uninterrupted bytes."""
+    params = {**TINY, **NAO_SMALL, "digits.search.epochs": 6, "digits.search.strategy": "nao",
+              "digits.search.nao.update_every": 2}
+    ws = workspace_with_prepared_data(tmp_path, workspace, params)
+    uninterrupted = stage(ws, "search")
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    expected = {rel: (ws / rel).read_bytes() for rel in BYTE_STABLE}
+    metrics, epochs = json.loads((ws / "metrics/search.json").read_text()), untimed_epochs(ws)
+    assert [bool(row["pairwise_accuracy"]) for row in epochs] == [False, True] * 3  # the rounds' epochs
+    assert kill_search(ws, after_epoch=2) == 2  # killed after the 3rd epoch, one after a round
+    resumed = stage(ws, "search")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "search: resuming after epoch 3 of 6" in resumed.stderr
+    for rel in BYTE_STABLE:
+        assert (ws / rel).read_bytes() == expected[rel], rel
+    assert json.loads((ws / "metrics/search.json").read_text()) == metrics
+    assert untimed_epochs(ws) == epochs
+
+
+def untimed_epochs(ws: Path) -> list[dict[str, str]]:
+    """metrics/search_epochs.csv without its wall-clock columns (*_s, *_per_s), which no rerun repeats."""
+    with open(ws / "metrics/search_epochs.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if not k.endswith("_s")} for row in csv.DictReader(f)]
 
 
 def prepare_real(tmp_path: Path, task: str) -> tuple[Path, dict]:
