@@ -32,7 +32,7 @@ import torch
 
 from . import distributed
 from .config import SearchConfig
-from .checkpoint import applying, require_keys
+from .checkpoint import StateFileError, applying, require_keys
 from .epochs import CheckpointedLoop, EpochCallback, NonFiniteError, fingerprint
 from .strategies import Strategy, strategy_settings
 from .strategies.base import distribution_entropy
@@ -273,8 +273,14 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
 def load_search_state(child: Child, strategy: Strategy, state: dict, source: Path, fix: str) -> None:
     """Puts a finished search's state (data/search/supernet.safetensors, read from `source`) into a freshly built
     child and strategy, for derive; a state that does not fit raises one StateFileError line naming `source` and
-    saying `fix`."""
+    saying `fix`. A state that names the strategy that wrote it (`strategy`, since 2026-12-06) must be of
+    `strategy`'s kind: another strategy's state (derive run alone after search.strategy was changed) is refused
+    with both names rather than with the first entry it lacks."""
     require_keys(state, ("child", "policy"), source, fix)
+    written = state.get("strategy")
+    if isinstance(written, str) and written != strategy.name:
+        raise StateFileError(f"{source} holds the state of a search with strategy {written}; the params ask for "
+                             f"strategy {strategy.name}; {fix}")
     with applying(source, fix):
         child.load_state_dict(state["child"])
         strategy.load_state_dict(state["policy"])

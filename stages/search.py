@@ -112,7 +112,7 @@ def main() -> None:
         search_seconds = sum(r.metrics["epoch_time_s"] for r in result.history) * world.size  # all ranks' hours
         argmax = from_architecture(search.space, result.final_architecture)
         save_checkpoint({"child": child_state, "policy": search.strategy.state_dict(),
-                         "fingerprint": search.fingerprint}, SUPERNET)
+                         "fingerprint": search.fingerprint, "strategy": search.strategy.name}, SUPERNET)
         arrays = history_arrays(result)
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)

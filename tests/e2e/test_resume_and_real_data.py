@@ -94,6 +94,7 @@ def test_killed_nao_search_stage_resumes_to_the_uninterrupted_result(tmp_path, w
     uninterrupted = stage(ws, "search")
     assert uninterrupted.returncode == 0, uninterrupted.stderr
     expected = {rel: (ws / rel).read_bytes() for rel in BYTE_STABLE}
+    assert load_checkpoint(ws / BYTE_STABLE[0])["strategy"] == "nao"  # derive names it if the params differ
     metrics, epochs = json.loads((ws / "metrics/search.json").read_text()), untimed_epochs(ws)
     assert [bool(row["pairwise_accuracy"]) for row in epochs] == [False, True] * 3  # the rounds' epochs
     assert kill_search(ws, after_epoch=2) == 2  # killed after the 3rd epoch, one after a round

@@ -92,3 +92,20 @@ def test_restore_search_names_a_supernet_of_other_settings(pattern_dataset, tmp_
     with pytest.raises(StateFileError, match=r"\(no entry 'vectors'\)"):
         restore_search("digits", pattern_dataset, tiny_search_config(layers=3), DataConfig(), cpu_runtime(), state,
                        source, RERUN)
+
+
+def test_restore_search_names_the_strategy_of_another_strategys_supernet(pattern_dataset, tmp_path):
+    """derive run alone after search.strategy changed: the supernet's strategy entry (written by the search stage)
+    names both strategies instead of the first policy entry the other strategy lacks."""
+    source = tmp_path / "supernet.safetensors"
+    search = make_search("digits", pattern_dataset, tiny_search_config(layers=3, strategy="nao"), DataConfig(),
+                         cpu_runtime(), None, [], {})
+    state = {"child": search.child.state_dict(), "policy": search.strategy.state_dict(), "strategy": "nao"}
+    with pytest.raises(StateFileError) as err:
+        restore_search("digits", pattern_dataset, tiny_search_config(layers=3), DataConfig(), cpu_runtime(), state,
+                       source, RERUN)
+    assert str(err.value) == (f"{source} holds the state of a search with strategy nao; the params ask for strategy "
+                              f"ednas; {RERUN}")
+    _, strategy = restore_search("digits", pattern_dataset, tiny_search_config(layers=3, strategy="nao"),
+                                 DataConfig(), cpu_runtime(), state, source, RERUN)
+    assert strategy.name == "nao" and strategy.pool == search.strategy.pool
