@@ -91,7 +91,7 @@ def main() -> None:
         runs = ednas_runs()
         current = results_pipeline(runs, [info.get("mlflow_run_id", "") for info in (evaluate, derive, search)],
                                    run.tags["ednas.pipeline_id"])
-        pipelines = pipelines_from_runs(runs, current)
+        pipelines = pipelines_from_runs(runs, current, writing=run.run_id)
         comparison = comparison_table(pipelines, params.task, current)
         write_comparison(*comparison, METRICS_DIR / "comparison.md", METRICS_DIR / "comparison.csv")
         study = build_study(pipelines, params.task)

@@ -30,9 +30,18 @@ PARENT_STAGE = "pipeline"  # ednas.stage of a pipeline's parent run (tracking.PI
 FAILED_STATUSES = ("FAILED", "KILLED")
 
 
-def _pick(runs: list[Any]) -> Any:
+def _status(run: Any, writing: str = "") -> str:
+    """A run's status; `writing`, the id of the report run that writes the table (RUNNING while it does), counts
+    as FINISHED: a finished pipeline's own report must not call it running. Should that report fail after
+    writing the table, its run is FAILED and the next table says so."""
+    if writing and getattr(run.info, "run_id", None) == writing:
+        return "FINISHED"
+    return run.info.status
+
+
+def _pick(runs: list[Any], writing: str = "") -> Any:
     """The latest finished run of a stage in a pipeline (else the latest run)."""
-    finished = [r for r in runs if r.info.status == "FINISHED"]
+    finished = [r for r in runs if _status(r, writing) == "FINISHED"]
     return max(finished or runs, key=lambda r: r.info.start_time or 0)
 
 
@@ -40,20 +49,21 @@ def _latest(runs: list[Any]) -> Any:
     return max(runs, key=lambda r: r.info.start_time or 0)
 
 
-def pipeline_status(stages: Mapping[str, list[Any]]) -> tuple[str, str, str]:
+def pipeline_status(stages: Mapping[str, list[Any]], writing: str = "") -> tuple[str, str, str]:
     """(status, failed stage, error) of a pipeline from its stage runs, each stage judged by its latest run: a
     FAILED or KILLED one (no later FINISHED run) fails the pipeline at the first such stage in pipeline order,
     with that run's `error` tag, as "failed at <stage>" or "killed at <stage>"; else "running" while a stage's
     latest run is RUNNING (or SCHEDULED); else "finished" once its evaluate or report stage has run, and
     "stopped after <stage>" before: `dvc repro search` alone, an interrupt between two stages, or a stage that
-    stopped on its inputs before it opened its run (a corrupt supernet file, say; its error is DVC's output)."""
+    stopped on its inputs before it opened its run (a corrupt supernet file, say; its error is DVC's output).
+    `writing`: see _status."""
     order = sorted(stages, key=lambda s: (STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER), s))
     latest = {stage: _latest(stages[stage]) for stage in order}
     for stage in order:
-        if latest[stage].info.status in FAILED_STATUSES:
+        if _status(latest[stage], writing) in FAILED_STATUSES:
             how = "killed" if latest[stage].info.status == "KILLED" else "failed"
             return f"{how} at {stage}", stage, latest[stage].data.tags.get("error", "")
-    if any(run.info.status != "FINISHED" for run in latest.values()):
+    if any(_status(run, writing) != "FINISHED" for run in latest.values()):
         return "running", "", ""
     if {"evaluate", "report"} & set(order) or not order:
         return "finished", "", ""
@@ -73,11 +83,12 @@ def results_pipeline(runs: Iterable[Any], run_ids: Sequence[str], fallback: str)
     return fallback
 
 
-def pipelines_from_runs(runs: Iterable[Any], current: str = "") -> list[dict[str, Any]]:
+def pipelines_from_runs(runs: Iterable[Any], current: str = "", writing: str = "") -> list[dict[str, Any]]:
     """Groups MLflow runs by ednas.pipeline_id: one dict per pipeline with its tags, params and headline
     metrics (NaN where a stage did not run or did not log the metric) and its status (pipeline_status: `status`,
     `failed_stage`, `error`). The pipeline's parent run (ednas.stage `pipeline`) is not a stage's and is skipped.
-    Pipelines without a search, derive or evaluate run are left out, except `current` and failed ones."""
+    Pipelines without a search, derive or evaluate run are left out, except `current` and failed ones.
+    `writing`: the id of the report run that writes the table (see _status)."""
     groups: dict[str, dict[str, list]] = {}
     for run in runs:
         tags = run.data.tags
@@ -90,10 +101,10 @@ def pipelines_from_runs(runs: Iterable[Any], current: str = "") -> list[dict[str
         groups.setdefault(pid, {}).setdefault(stage, []).append(run)
     out = []
     for pid, stages in groups.items():
-        status, failed_stage, error = pipeline_status(stages)
+        status, failed_stage, error = pipeline_status(stages, writing)
         if not {"search", "derive", "evaluate"} & set(stages) and pid != current and not failed_stage:
             continue  # only a prepare-data or report run: nothing to compare
-        picked = {stage: _pick(rs) for stage, rs in stages.items()}
+        picked = {stage: _pick(rs, writing) for stage, rs in stages.items()}
         any_run = picked.get("search") or next(iter(picked.values()))
         tags = any_run.data.tags
         started = min(r.info.start_time or 0 for rs in stages.values() for r in rs)
@@ -106,7 +117,7 @@ def pipelines_from_runs(runs: Iterable[Any], current: str = "") -> list[dict[str
         if math.isnan(hours):
             hours = metric("search", "search_cpu_hours")
         finished = [s for s in STAGE_ORDER
-                    if s in picked and picked[s].info.status == "FINISHED"]
+                    if s in picked and _status(picked[s], writing) == "FINISHED"]
         out.append({
             "pipeline": pid,
             "task": tags.get("ednas.task", ""),

@@ -186,7 +186,10 @@ def test_comparison_ranks_pipelines_by_test_error(done):
     assert "prepare-only" not in {r["experiment"] for r in rows}  # nothing to compare
     assert rows[-1]["task"] == "cifar10"  # the report's task first
     this = [r for r in rows if r["this"] == "yes"]
-    assert len(this) == 1 and this[0]["stages"] == ""  # the report's own pipeline: this tmp dir's params
+    assert len(this) == 1  # the report's own pipeline (this tmp dir's params), which its report run finishes: the
+    assert this[0]["stages"] == "report" and this[0]["status"] == "finished"  # table said running, stages ''
+    assert {r["experiment"]: r["status"] for r in rows if r["this"] != "yes"} == {
+        "lr-0.2": "finished", "workspace": "finished", "lr-0.05": "finished", "unfinished": "stopped after search"}
     assert float(digits[0]["search_child_acc"]) == 0.6 and float(digits[0]["derive_best_reward"]) == 0.7
     assert "runtime.seed" not in rows[0]  # equal everywhere: not a column
     md = (done / "metrics/comparison.md").read_text()
