@@ -100,7 +100,7 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
                           _paper_rows(task, strategy, evaluate, hours / 24.0, kind))
     if not paper and task != "nb201":
         lines += ["", f"No published {task} result of strategy `{strategy}`; the numbers above stand alone."]
-    if kind == "CPU" and task != "nb201":  # nb201's published rows hold no search cost
+    if kind == "CPU" and paper and task != "nb201":  # nb201's published rows hold no search cost
         lines += ["", "The search cost here is measured in CPU time; the paper's is GPU time."]
     rows = paper_table(task)
     if rows:

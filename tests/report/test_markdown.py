@@ -154,6 +154,14 @@ def test_digits_has_no_paper_experiment(digits_params):
     assert "| test error (%) | 7.5 | - | - |" in lines
     assert "| parameters (M) | 0.012 | - | - |" in lines
     assert "2.84" not in text and "3.7 |" not in text
+    assert "GPU time" not in text  # no published cost to set the CPU time against
+
+
+def test_a_cpu_search_cost_beside_a_published_gpu_cost_says_so(cifar_params):
+    search = without(search_metrics(), "search_gpu_hours", search_cpu_hours=48.0, device="cpu")
+    assert "The search cost here is measured in CPU time; the paper's is GPU time." in cifar_report(cifar_params,
+                                                                                                    search=search)
+    assert "GPU time" not in cifar_report(cifar_params)  # measured on a GPU
 
 
 def test_cpu_hours_label(cifar_params):
