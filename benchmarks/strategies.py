@@ -13,8 +13,12 @@ Alone, beside an earlier benchmarks.run result (its search_epoch section, e.g. m
     python -m benchmarks.strategies [--search-epoch RESULT.json] [--only enas,nao] [--nao-epochs N] [--out DIR]
                                     [--device cuda --nao-device search] [--quick]
 
---nao-epochs sets NAO's controller passes per round (published: 1000; the round's cost is nearly all those
-passes, so a tenth of them measures a tenth of the round in a tenth of the time). --device is the search's device
+--nao-epochs N sets NAO's controller passes per round (published: 1000; the round's cost is nearly all those
+passes, so a tenth of them measures a tenth of the round in a tenth of the time). NAO then also runs with 2N
+passes, and the keys nao_{cnn,rnn}_host_s_per_epoch_projected (and nao_cnn_share_of_epoch_projected) project
+both to the settings' own passes (published: 1000): a round's cost is a + b x passes (the passes are alike;
+scoring, gradient ascent and decoding do not depend on them), so a GPU box with little time measures NAO in
+seconds instead of minutes. --device is the search's device
 (default cpu): a strategy that can compute there does so when its settings ask (--nao-device search: NAO's EPD,
 search.nao.device); the others stay on the CPU as in a real search."""
 
@@ -118,11 +122,35 @@ def bench_strategies(sizes: Any, search_epoch: dict[str, float] | None = None, n
             out[f"{name}_cnn_{key}"] = value
         for key, value in rnn.items():
             out[f"{name}_rnn_{key}"] = value
+        if name == "nao" and nao_epochs is not None:  # and at 2 x nao_epochs: projected to the settings' passes
+            for space, base, steps, once in (("cnn", SearchConfig(), (child_steps, policy_batches), cnn),
+                                             ("rnn", RNNSearchConfig(), ptb_steps, rnn)):
+                twice = host_cost(CNN_SPACE if space == "cnn" else RNN_SPACE,
+                                  _config(base, name, quick, 2 * nao_epochs, nao_device), *steps, device=device)
+                out[f"{name}_{space}_host_s_per_epoch_projected"] = projected(
+                    once["host_s_per_epoch"], twice["host_s_per_epoch"], nao_epochs,
+                    _config(base, name, quick).nao.epochs)
         if search_epoch:  # the child's epoch on the measured device: child phase + this strategy's rewards
-            reward_s = search_epoch["policy_step_ms"] / 1000.0
-            epoch_s = search_epoch["child_s"] + cnn["rewards_per_epoch"] * reward_s + cnn["host_s_per_epoch"]
-            out[f"{name}_cnn_share_of_epoch"] = cnn["host_s_per_epoch"] / epoch_s
+            for suffix in ("", "_projected"):
+                host = out.get(f"{name}_cnn_host_s_per_epoch{suffix}")
+                if host is not None:
+                    out[f"{name}_cnn_share_of_epoch{suffix}"] = share_of_epoch(search_epoch, cnn["rewards_per_epoch"],
+                                                                               host)
     return out
+
+
+def projected(cost_once: float, cost_twice: float, passes: int, target: int) -> float:
+    """The cost at `target` passes of a round that costs cost_once at `passes` and cost_twice at 2 x passes:
+    cost = a + b x passes, a and b held at 0 or more against timing noise."""
+    per_pass = max(cost_twice - cost_once, 0.0) / passes
+    return max(cost_once - per_pass * passes, 0.0) + per_pass * target
+
+
+def share_of_epoch(search_epoch: dict[str, float], rewards_per_epoch: float, host_s: float) -> float:
+    """A strategy's host-side seconds as a share of a search epoch on the measured device: the child phase, the
+    strategy's rewards (one reward forward each) and the host-side seconds."""
+    reward_s = search_epoch["policy_step_ms"] / 1000.0
+    return host_s / (search_epoch["child_s"] + rewards_per_epoch * reward_s + host_s)
 
 
 def bench_nao_epd_on_device(sizes: Any, device: str, search_epoch: dict[str, float] | None = None

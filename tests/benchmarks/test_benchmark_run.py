@@ -70,6 +70,10 @@ def test_strategies_alone_beside_an_earlier_search_epoch(tmp_path, capsys):
         host = measured[f"{name}_cnn_host_s_per_epoch"]
         epoch = 10.0 + measured[f"{name}_cnn_rewards_per_epoch"] * 0.005 + host
         assert measured[f"{name}_cnn_share_of_epoch"] == pytest.approx(host / epoch)
+    for space in ("cnn", "rnn"):  # measured at 1 and 2 passes, projected to the (quick) settings' 2 passes
+        assert measured[f"nao_{space}_host_s_per_epoch_projected"] > 0
+    assert 0 < measured["nao_cnn_share_of_epoch_projected"] < 1
+    assert "enas_cnn_host_s_per_epoch_projected" not in measured
     written = json.loads(next((tmp_path / "out").glob("strategies-*.json")).read_text())
     assert written["strategies"] == measured
     assert "search epoch of: NVIDIA H200" in capsys.readouterr().out
@@ -77,6 +81,16 @@ def test_strategies_alone_beside_an_earlier_search_epoch(tmp_path, capsys):
                 ["--device", "tpu"], ["--nao-device", "gpu"]):
         with pytest.raises(SystemExit):
             strategies_main(["--quick", *bad])
+
+
+def test_a_round_of_more_passes_is_projected_linearly():
+    """cost = a + b x passes: from 3 s at 10 passes and 5 s at 20 (b = 0.2, a = 1) to 201 s at 1000."""
+    from benchmarks.strategies import projected
+
+    assert projected(3.0, 5.0, 10, 1000) == pytest.approx(201.0)
+    assert projected(3.0, 5.0, 10, 10) == pytest.approx(3.0)
+    assert projected(3.0, 2.9, 10, 1000) == pytest.approx(3.0)  # timing noise: no pass costs less than none
+    assert projected(3.0, 7.0, 10, 1000) == pytest.approx(400.0)  # a < 0 from noise: the passes alone
 
 
 @pytest.mark.parametrize("device", DEVICES)
