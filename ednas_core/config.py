@@ -205,9 +205,24 @@ class NB201SearchConfig(SearchConfig):
     rank_batches: int = knob(2, ge=1)           # weight_sharing: validation batches each probe cell is scored on
 
     def check_consistency(self, prefix: str) -> None:
+        """Weight sharing: SearchConfig's. Tabular: a budget in which the strategy makes no learning step at all
+        (its look-ups would be a random search's under its name) is refused with the key; a study of small
+        budgets (python -m tools.nb201_study --budget) runs them anyway. tests/test_tabular.py counts the steps."""
         if self.mode == "weight_sharing":
             super().check_consistency(prefix)
-        elif self.strategy == "nao":  # tabular: NAO scores its pool over several epochs (ednas_core/tabular.py)
+            return
+        first_step = {  # look-ups up to the strategy's first learning step (NAO's first round: below)
+            "enas": (self.enas.num_aggregate, f"{prefix}enas.num_aggregate",
+                     "the rewards of its controller's first Adam step"),
+            "evnas": (self.evnas.population_size, f"{prefix}evnas.population_size",
+                      "the first generation scored, then bred"),
+            "rea": (self.rea.population_size + 1, f"{prefix}rea.population_size",
+                    "the random population scored, then the first mutant of a selected parent")}
+        if self.strategy in first_step and self.budget < first_step[self.strategy][0]:
+            needed, key, why = first_step[self.strategy]
+            raise ConfigError(f"{prefix}budget: got {self.budget}; strategy {self.strategy} learns nothing in fewer "
+                              f"than {needed} look-ups ({why}); raise {prefix}budget or lower {key}")
+        if self.strategy == "nao":  # tabular: NAO scores its pool over several epochs (ednas_core/tabular.py)
             scored, epochs, u = 0, -(-self.budget // self.queries_per_epoch), self.nao.update_every
             for _ in range(u, epochs + 1, u):  # at most queries_per_epoch look-ups on every update_every-th epoch
                 scored += min(self.queries_per_epoch, self.budget - scored)

@@ -428,3 +428,22 @@ def test_a_tabular_nao_search_whose_budget_never_scores_its_whole_pool_is_refuse
     for update_every, budget in ((3, 150), (1, 50)):
         search["mode"], search["budget"], search["nao"]["update_every"] = "tabular", budget, update_every
         assert load_params(params)
+
+
+@pytest.mark.parametrize("strategy,key,needed", [("enas", "enas.num_aggregate", 20),
+                                                 ("evnas", "evnas.population_size", 10),
+                                                 ("rea", "rea.population_size", 11)])
+def test_a_tabular_budget_below_the_strategys_first_learning_step_is_refused(raw, strategy, key, needed):
+    """A tabular search whose budget ends before the strategy's first learning step would be random search under
+    the strategy's name (tests/test_tabular.py counts the steps at these budgets)."""
+    params = data(raw)
+    search = params["nb201"]["search"]
+    search["strategy"], search["budget"] = strategy, needed - 1
+    message = error_of(params)
+    assert message.startswith(f"nb201.search.budget: got {needed - 1}; strategy {strategy} learns nothing in fewer "
+                              f"than {needed} look-ups (")
+    assert message.endswith(f"); raise nb201.search.budget or lower nb201.search.{key}")
+    search["budget"] = needed
+    assert load_params(params)
+    search["strategy"], search["budget"] = "ednas", 1
+    assert load_params(params)

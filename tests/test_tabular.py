@@ -115,6 +115,21 @@ def test_nao_rounds_need_its_whole_pool_scored_within_the_budget(table, update_e
     assert search.strategy.rounds == rounds
 
 
+@pytest.mark.parametrize("strategy,budget,steps", [("enas", 19, 0), ("enas", 20, 1), ("evnas", 9, 0), ("evnas", 10, 1),
+                                                   ("rea", 10, 0), ("rea", 11, 1)])
+def test_the_first_learning_step_comes_at_the_budget_check_params_asks_for(table, strategy, budget, steps):
+    """ENAS's first Adam step after num_aggregate (20) look-ups, EvNAS's first bred generation after its
+    population (10), REA's first mutant after its population (10) and one more: the budgets below which
+    tests/test_config.py's check refuses a tabular search."""
+    search = _run(table, strategy, budget=budget)
+    s = search.strategy
+    done = {"enas": lambda: len(s.optimizer.state_dict()["state"]) and
+            int(next(iter(s.optimizer.state_dict()["state"].values()))["step"]),
+            "evnas": lambda: s.generation,
+            "rea": lambda: int(sum(r.metrics["mutants"] for r in search.history))}[strategy]()
+    assert done == steps
+
+
 @pytest.mark.parametrize("strategy", ["ednas", "rea", "enas", "nao"])
 def test_resumed_search_equals_uninterrupted(table, tmp_path, strategy):
     overrides = dict(budget=45, queries_per_epoch=10)
