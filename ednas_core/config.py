@@ -223,7 +223,7 @@ class NB201SearchConfig(SearchConfig):
             raise ConfigError(f"{prefix}budget: got {self.budget}; strategy {self.strategy} learns nothing in fewer "
                               f"than {needed} look-ups ({why}); raise {prefix}budget or lower {key}")
         if self.strategy == "nao":  # tabular: NAO scores its pool over several epochs (ednas_core/tabular.py)
-            scored, epochs, u = 0, -(-self.budget // self.queries_per_epoch), self.nao.update_every
+            scored, epochs, u = 0, tabular_epochs(self.budget, self.queries_per_epoch), self.nao.update_every
             for _ in range(u, epochs + 1, u):  # at most queries_per_epoch look-ups on every update_every-th epoch
                 scored += min(self.queries_per_epoch, self.budget - scored)
             if scored < self.nao.seed_architectures:
@@ -234,6 +234,12 @@ class NB201SearchConfig(SearchConfig):
                     f"({u}) epoch): no round would score the whole pool and train the predictor; lower "
                     f"{prefix}nao.seed_architectures or {prefix}nao.update_every, or raise {prefix}budget")
 
+
+
+def tabular_epochs(budget: int, queries_per_epoch: int) -> int:
+    """Epochs of a tabular NB201 search (ednas_core/tabular.py): queries_per_epoch look-ups each, the rest of the
+    budget in the last."""
+    return -(-budget // queries_per_epoch)
 
 @dataclass
 class NB201EvaluateConfig:

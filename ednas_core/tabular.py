@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from .config import tabular_epochs
 from .data.nb201_table import NB201Table
 from .epochs import EpochCallback
 from .runtime import Runtime
@@ -111,10 +112,6 @@ class TableChild:
             self.best = index
         self.queried.append(index)
         self.curve.append(float(self.table.tests["cifar10"][self.best]))
-
-
-def tabular_epochs(budget: int, queries_per_epoch: int) -> int:
-    return -(-budget // queries_per_epoch)
 
 
 def tabular_search(table: NB201Table, search_config: Any, runtime: Runtime, checkpoint: Path | None,
