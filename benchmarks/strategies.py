@@ -123,11 +123,11 @@ def bench_strategies(sizes: Any, search_epoch: dict[str, float] | None = None, n
         for key, value in rnn.items():
             out[f"{name}_rnn_{key}"] = value
         if name == "nao" and nao_epochs is not None:  # and at 2 x nao_epochs: projected to the settings' passes
-            for space, base, steps, once in (("cnn", SearchConfig(), (child_steps, policy_batches), cnn),
-                                             ("rnn", RNNSearchConfig(), ptb_steps, rnn)):
-                twice = host_cost(CNN_SPACE if space == "cnn" else RNN_SPACE,
-                                  _config(base, name, quick, 2 * nao_epochs, nao_device), *steps, device=device)
-                out[f"{name}_{space}_host_s_per_epoch_projected"] = projected(
+            for key, space, base, steps, once in (
+                    ("cnn", CNN_SPACE, SearchConfig(), (child_steps, policy_batches), cnn),
+                    ("rnn", RNN_SPACE, RNNSearchConfig(), ptb_steps, rnn)):
+                twice = host_cost(space, _config(base, name, quick, 2 * nao_epochs, nao_device), *steps, device=device)
+                out[f"{name}_{key}_host_s_per_epoch_projected"] = projected(
                     once["host_s_per_epoch"], twice["host_s_per_epoch"], nao_epochs,
                     _config(base, name, quick).nao.epochs)
         if search_epoch:  # the child's epoch on the measured device: child phase + this strategy's rewards
