@@ -31,16 +31,12 @@ import numpy as np
 from .checkpoint import atomic_write_bytes, atomic_write_text
 from .config import RuntimeConfig
 from .data.nb201_table import NB201Table
+from .report.paper import NB201_OPTIMUM, NB201_PUBLISHED, NB201_SPACE_MEAN, nb201_published
 from .runtime import Runtime
 from .tabular import TabularResult, tabular_search
 from .viz._common import figure_png_bytes, new_figure
 
-# NB201 (Dong and Yang, ICLR 2020), its comparison of search methods: CIFAR-10 test accuracy (%), mean +- std,
-# 12,000 s simulated-time budget
-PUBLISHED = (("REA", 93.92, 0.30), ("REINFORCE", 93.85, 0.37), ("RS", 93.70, 0.36))
-PUBLISHED_OPTIMUM, PUBLISHED_MEAN = 94.37, 87.06
-# the published row each strategy corresponds to (EDNAS: REINFORCE, on decoupled policy vectors)
-COUNTERPART = {"rea": "REA", "ednas": "REINFORCE", "random": "RS"}
+PUBLISHED = NB201_PUBLISHED["tabular"]  # NB201's tabular searches (report/paper.py): (method, mean, std)
 BASELINE = "random"
 CSV_COLUMNS = ("strategy", "seed", "best_arch", "best_valid_acc", "best_test_acc", "best_rank", "final_arch",
                "final_test_acc", "final_rank", "queries")
@@ -151,10 +147,9 @@ def summary_table(summaries: Sequence[StrategySummary]) -> str:
     lines = ["| strategy | n | test acc. (%) mean ± std | min | max | mean rank | final arch. acc. (%) | queries "
              f"| NB201 paper | U vs {BASELINE} | p vs {BASELINE} |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
-    published = {name: (m, s) for name, m, s in PUBLISHED}
     for s in summaries:
-        row = COUNTERPART.get(s.strategy)
-        paper = f"{row} {published[row][0]:.2f} ± {published[row][1]:.2f}" if row else "—"
+        row = nb201_published(s.strategy, "tabular")
+        paper = f"{row[0]} {row[1]:.2f} ± {row[2]:.2f}" if row else "—"
         u = "—" if math.isnan(s.u) else f"{s.u:.0f}"
         lines.append(f"| {s.strategy} | {s.n} | {s.mean:.2f} ± {s.std:.2f} | {s.min:.2f} | {s.max:.2f} | "
                      f"{s.mean_rank:.0f} | {s.final_mean:.2f} ± {s.final_std:.2f} | {s.queries:.0f} | {paper} | {u} | "
@@ -193,8 +188,8 @@ NB201 paper (Dong and Yang, ICLR 2020), its comparison of search methods, CIFAR-
 |---|---:|
 {published}
 
-The space: optimum {table.optimum():.2f} (published {PUBLISHED_OPTIMUM}), mean {table.mean():.2f}
-(published {PUBLISHED_MEAN}) over all cells.
+The space: optimum {table.optimum():.2f} (published {NB201_OPTIMUM}), mean {table.mean():.2f}
+(published {NB201_SPACE_MEAN}) over all cells.
 
 Wall time on the CPU: {timing or "not measured"}.
 

@@ -95,7 +95,7 @@ def test_study_writes_csv_md_png_with_real_look_ups(tmp_path, capsys):
         assert int(row["queries"]) == 40 and 1 <= int(row["best_rank"]) <= 15_625
     md = (out / "study.md").read_text()
     for text in ("Budget: 40 queries", "12,000 s", "cannot be reproduced exactly", "| REA | 93.92 ± 0.30 |",
-                 "| REINFORCE | 93.85 ± 0.37 |", "| RS | 93.70 ± 0.36 |", "optimum 94.37", "mean 87.06",
+                 "| REINFORCE | 93.85 ± 0.37 |", "| random search | 93.70 ± 0.36 |", "optimum 94.37", "mean 87.06",
                  "Mann-Whitney", "study.png"):
         assert text in md, text
     assert (out / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / "study.png").stat().st_size > 10_000

@@ -10,15 +10,11 @@ from typing import Any, Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-# CIFAR-10 test accuracy (%) after NB201's 200 epochs: NAS-Bench-201 (Dong and Yang, ICLR 2020), Table 5.
-# Tabular rows: search with the table's validation accuracy as reward at a 12,000 s simulated budget.
-PUBLISHED_TABULAR = [("REA", "93.92 +- 0.30"), ("REINFORCE", "93.85 +- 0.37"), ("random search", "93.70 +- 0.36")]
-# Weight-sharing rows: the cell each method derived, looked up in the table (NB201 Table 5; DrNAS: Chen et al.
-# 2021, Table 3).
-PUBLISHED_WEIGHT_SHARING = [("ENAS", "54.30"), ("DARTS (1st order)", "54.30"), ("GDAS", "93.61"),
-                            ("DrNAS", "94.36")]
-OPTIMUM = 94.37      # best CIFAR-10 test accuracy of the space
-SPACE_MEAN = 87.06   # mean over the 15,625 cells
+from .paper import NB201_OPTIMUM as OPTIMUM, NB201_PUBLISHED, NB201_SPACE_MEAN as SPACE_MEAN
+
+
+def _published_value(mean: float, std: float | None) -> str:
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} +- {std:.2f}"
 
 
 def _num(value: Any, digits: int = 2) -> str:
@@ -49,17 +45,17 @@ def nb201_result_lines(mode: str, strategy: str, search: dict, derive: dict, eva
         lines += [f"- search: {'?' if queries is None else f'{queries:.0f}'} table look-ups; best validation "
                   f"accuracy found {_num(search.get('best_valid_acc'))}, whose cell tests at "
                   f"{_num(search.get('best_test_acc'))}"]
-        published = PUBLISHED_TABULAR
+        published = NB201_PUBLISHED["tabular"]
         note = ("Published tabular searches (NB201 Table 5, mean +- std over 500 runs, 12,000 s of simulated "
                 "training each; the budget here is counted in look-ups, search.budget):")
     else:
         lines += [f"- ranking by the shared weights at the end of the search: Kendall tau "
                   f"{_num(search.get('rank_kendall_tau'), 3)}, Spearman rho {_num(search.get('rank_spearman_rho'), 3)}, "
                   f"top-5% precision {_num(search.get('rank_top5_precision'), 3)}"]
-        published = PUBLISHED_WEIGHT_SHARING
+        published = NB201_PUBLISHED["weight_sharing"]
         note = "Published weight-sharing searches on CIFAR-10 (the derived cell's CIFAR-10 test accuracy):"
     lines += ["", note, "", "| method | CIFAR-10 test accuracy (%) |", "|---|---|"]
-    lines += [f"| {name} | {value} |" for name, value in published]
+    lines += [f"| {name} | {_published_value(mean, std)} |" for name, mean, std in published]
     lines.append(f"| this run ({strategy}) | {_num(table['cifar10_test_acc'])} |")
     return lines
 

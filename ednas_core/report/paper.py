@@ -5,7 +5,7 @@ a task."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 # strategy -> task -> search cost in GPU-days (None: not published), parameters in millions, the task's result,
 # and where the numbers come from.
@@ -50,6 +50,46 @@ PAPER_RANDOM = PUBLISHED["random"]
 def published(strategy: str, task: str) -> dict[str, Any] | None:
     """The published numbers of `strategy` on `task`, or None when its paper has no such experiment."""
     return PUBLISHED.get(strategy, {}).get(task)
+
+
+# NAS-Bench-201 (Dong and Yang, ICLR 2020), Table 5: the CIFAR-10 test accuracy (%) after the benchmark's 200 epochs
+# of the cell each method found, (method, mean, std or None). Tabular: searches rewarded by the table's validation
+# accuracy at 12,000 s of simulated training, mean and std over 500 runs. Weight sharing: the cell each method
+# derived, looked up in the table (DrNAS: Chen et al. 2021, Table 3).
+NB201_PUBLISHED: dict[str, tuple[tuple[str, float, float | None], ...]] = {
+    "tabular": (("REA", 93.92, 0.30), ("REINFORCE", 93.85, 0.37), ("random search", 93.70, 0.36)),
+    "weight_sharing": (("ENAS", 54.30, None), ("DARTS (1st order)", 54.30, None), ("GDAS", 93.61, None),
+                       ("DrNAS", 94.36, None)),
+}
+NB201_OPTIMUM, NB201_SPACE_MEAN = 94.37, 87.06  # the space's best and mean CIFAR-10 test accuracy (%), published
+# The published row each strategy's search corresponds to, per search mode (EDNAS: NB201's REINFORCE, a policy
+# vector per edge trained by REINFORCE; ENAS: NB201's own ENAS, whose settings nb201.search.enas takes).
+NB201_COUNTERPART = {"tabular": {"rea": "REA", "ednas": "REINFORCE", "random": "random search"},
+                     "weight_sharing": {"enas": "ENAS"}}
+NB201_MODE_KEY = "nb201.search.mode"
+
+
+def nb201_published(strategy: str, mode: str) -> tuple[str, float, float | None] | None:
+    """(method, CIFAR-10 test accuracy, std or None) of the NB201 row `strategy`'s search in `mode` corresponds
+    to, or None where NB201 has none."""
+    name = NB201_COUNTERPART.get(mode, {}).get(strategy)
+    return next((row for row in NB201_PUBLISHED[mode] if row[0] == name), None) if name else None
+
+
+def published_for(strategy: str, task: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What a pipeline of `strategy` on `task` with flat `params` compares with: published(strategy, task), and on
+    nb201 the NB201 row of its search mode as a test error (100 - accuracy) with its std ('method' names the row;
+    no parameter count or search cost: the benchmark's cells vary, and its tabular budget is simulated time)."""
+    if task != "nb201":
+        return published(strategy, task)
+    mode = str(params.get(NB201_MODE_KEY, "tabular"))
+    row = nb201_published(strategy, mode)
+    if row is None:
+        return None
+    name, accuracy, std = row
+    return {"method": f"NB201 {name} ({mode.replace('_', ' ')})", "test_error": round(100.0 - accuracy, 2),
+            "test_error_std": std, "params_m": None, "search_gpu_days": None,
+            "source": f"NAS-Bench-201 (Dong and Yang, ICLR 2020), Table 5, {mode.replace('_', '-')} searches"}
 
 
 def _result(task: str, row: dict[str, Any]) -> str:

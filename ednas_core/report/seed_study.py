@@ -2,7 +2,9 @@
 seed, one row a group with the number of seeds, mean +- sample std (ddof=1), min and max of the task's main
 metric (report.paper.main_metric), of the parameters and of the search cost, and beside each group its
 strategy's published numbers on the task (report.paper: EDNAS's and the EDNAS paper's random search, ENAS,
-NAONet-WS, EvNAS-A; none for REA or the CPU tasks), written as study.{md,csv,png}.
+NAONet-WS, EvNAS-A; on nb201 the NAS-Bench-201 paper's row of the strategy's counterpart in the group's search
+mode, tabular REA, REINFORCE for EDNAS and random search, weight-sharing ENAS; none for the others or the CPU
+tasks), written as study.{md,csv,png}.
 
 Which parameters make a group (study_params): every flat parameter of the pipeline's task except
 - `runtime.seed`, the replicate axis of the study;
@@ -39,7 +41,7 @@ from ednas_core.config import TASKS
 
 from .comparison import strategy_key, varying_keys
 from .markdown import md_table
-from .paper import METHOD_NAMES, main_metric, published
+from .paper import METHOD_NAMES, main_metric, published, published_for
 
 SEED_KEY = "runtime.seed"
 EXECUTION_KEYS = frozenset({"runtime.device", "runtime.compile", "runtime.fused_optimizer", "runtime.channels_last",
@@ -138,8 +140,14 @@ class StudyGroup:
 
     @property
     def paper(self) -> dict[str, Any] | None:
-        """The published numbers of the group's strategy on its task (None where its paper has none)."""
-        return published(self.strategy, self.task)
+        """The published numbers of the group's strategy on its task (None where its paper has none; nb201: the
+        benchmark's row of the strategy's counterpart in the group's search mode, report.paper.published_for)."""
+        return published_for(self.strategy, self.task, self.params)
+
+    @property
+    def paper_method(self) -> str:
+        """The name of the published row (the strategy's method; nb201: NB201's row and mode)."""
+        return (self.paper or {}).get("method", METHOD_NAMES.get(self.strategy, self.strategy))
 
     @property
     def label(self) -> str:
@@ -180,9 +188,12 @@ def _paper_text(group: StudyGroup) -> str:
     paper = group.paper
     if paper is None:
         return ""
+    std = paper.get(f"{group.metric}_std")
+    result = f"{paper.get(group.metric, math.nan):g}" + ("" if std is None else f" ± {std:g}")
+    if paper["params_m"] is None and paper["search_gpu_days"] is None:  # nb201: the result alone
+        return f"{group.paper_method}: {result}"
     days = "-" if paper["search_gpu_days"] is None else f"{paper['search_gpu_days']:g} GPU-days"
-    return (f"{METHOD_NAMES[group.strategy]}: {paper.get(group.metric, math.nan):g} · {paper['params_m']:g}M · "
-            f"{days}")
+    return f"{group.paper_method}: {result} · {paper['params_m']:g}M · {days}"
 
 
 def study_table(groups: Sequence[StudyGroup]) -> tuple[list[str], list[list[Any]]]:
@@ -207,7 +218,7 @@ def study_csv_rows(groups: Sequence[StudyGroup]) -> tuple[list[str], list[list[A
     stats = ["mean", "std", "min", "max"]
     header = (["task", "strategy"] + keys + ["n", "seeds", "failed", "incomplete", "metric"] + stats +
               [f"{key}_{s}" for key in STAT_KEYS for s in stats] +
-              ["paper_method", "paper_result", "paper_params_m", "paper_search_gpu_days"])
+              ["paper_method", "paper_result", "paper_result_std", "paper_params_m", "paper_search_gpu_days"])
     rows = []
     for g in groups:
         summaries = [g.summary(g.metric)] + [g.summary(key) for key in STAT_KEYS]
@@ -215,8 +226,8 @@ def study_csv_rows(groups: Sequence[StudyGroup]) -> tuple[list[str], list[list[A
         rows.append([g.task, g.strategy] + [g.distinguishing.get(k, "") for k in keys] +
                     [summaries[0].n, " ".join(g.seeds), len(g.failed), len(g.incomplete), g.metric] +
                     [getattr(s, name) for s in summaries for name in stats] +
-                    [METHOD_NAMES[g.strategy] if paper else None, paper.get(g.metric), paper.get("params_m"),
-                     paper.get("search_gpu_days")])
+                    [g.paper_method if paper else None, paper.get(g.metric), paper.get(f"{g.metric}_std"),
+                     paper.get("params_m"), paper.get("search_gpu_days")])
     return header, rows
 
 
@@ -265,7 +276,8 @@ def study_figure_png(study: Study) -> bytes:
     for ax, task in zip(axes, tasks):
         groups = [g for g in study.groups if g.task == task]
         metric = main_metric(task)
-        published_colour: dict[str, str] = {}  # one legend entry and colour a strategy, however many its groups
+        task_paper = published(PAPER_STRATEGY, task) or {}  # the EDNAS paper's, dashed across the panel
+        published_colour: dict[str, str] = {}  # one legend entry and colour a published row, however many groups
         for x, g in enumerate(groups):
             values = [p[metric] for p in g.counted]
             ax.scatter(x + rng.uniform(-0.15, 0.15, len(values)), values, s=22, alpha=0.75, color=f"C{x % 10}",
@@ -275,20 +287,18 @@ def study_figure_png(study: Study) -> bytes:
                 ax.errorbar([x + 0.3], [stat.mean], yerr=None if math.isnan(stat.std) else [stat.std], fmt="o",
                             color="black", capsize=4, markersize=5, zorder=3)
             own = g.paper or {}
-            if g.strategy != PAPER_STRATEGY and metric in own:
-                first = g.strategy not in published_colour
-                colour = published_colour.setdefault(g.strategy, f"C{x % 10}")
+            if metric in own and own != task_paper:
+                first = g.paper_method not in published_colour
+                colour = published_colour.setdefault(g.paper_method, f"C{x % 10}")
                 ax.hlines(own[metric], x - 0.35, x + 0.45, colors=colour, linestyles="dotted", linewidth=1.5,
-                          label=f"{METHOD_NAMES[g.strategy]} paper: {own[metric]:g}" if first else "_nolegend_",
-                          zorder=1)
+                          label=f"{g.paper_method} paper: {own[metric]:g}" if first else "_nolegend_", zorder=1)
             if g.failed or g.incomplete:
                 ax.annotate(f"{len(g.failed)} failed, {len(g.incomplete)} incomplete", (x, 0), xycoords=(
                     "data", "axes fraction"), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=7,
                     color="gray")
-        paper = published(PAPER_STRATEGY, task) or {}
-        if metric in paper:
-            ax.axhline(paper[metric], color="gray", linestyle="--", linewidth=1,
-                       label=f"EDNAS paper: {paper[metric]:g}")
+        if metric in task_paper:
+            ax.axhline(task_paper[metric], color="gray", linestyle="--", linewidth=1,
+                       label=f"EDNAS paper: {task_paper[metric]:g}")
         if ax.get_legend_handles_labels()[1]:
             ax.legend(loc="best", fontsize=8)
         ax.set_xticks(range(len(groups)), [g.label for g in groups], fontsize=8)
@@ -314,7 +324,8 @@ def study_markdown(study: Study, png_link: str) -> str:
              "run), `failed` and `incomplete` (no main metric yet) count the rest. Parameter columns are the keys "
              "that differ between groups. Search cost in hours of the device the search ran on. `published`: the "
              "group's strategy's own paper on the task (ednas_core/report/paper.py cites each), search cost in "
-             "GPU-days.", ""]
+             "GPU-days; on nb201 the NAS-Bench-201 paper's row of the strategy's counterpart in the group's search "
+             "mode, as a test error (100 - its accuracy), ± its std over 500 tabular runs.", ""]
     lines += md_table(header, rows) if rows else ["(no pipelines recorded yet)"]
     failed_header, failed_rows = study.failed()
     lines += ["", "## Failed pipelines", ""]

@@ -177,6 +177,46 @@ def test_each_strategys_group_shows_its_own_published_numbers(tmp_path, monkeypa
     assert legends == [["EvNAS-A paper: 2.4", "NAONet-WS paper: 3.53", "EDNAS paper: 2.84"]]
 
 
+def test_nb201_groups_show_the_benchmarks_row_of_their_mode(tmp_path, monkeypatch):
+    """On nb201 a group reads against NAS-Bench-201's own row of its strategy's counterpart in its search mode, as
+    a test error with its std: tabular REA, REINFORCE (EDNAS) and random search; weight-sharing ENAS; nothing for
+    the others (EvNAS, NAO, EDNAS with weight sharing). The figure draws each such value, EDNAS's too (the EDNAS
+    paper has no nb201 line)."""
+    runs, k = [], 0
+    for mode, strategies in (("tabular", ("ednas", "enas", "evnas", "nao", "random", "rea")),
+                             ("weight_sharing", ("ednas", "enas"))):
+        for strategy in strategies:
+            params = {"nb201.search.strategy": strategy, "nb201.search.mode": mode, "runtime.seed": "1",
+                      "search.lr": "0.05"}
+            runs += pipeline_runs(f"p{k}", params, 6.0 + k / 10, 1.0, 0.01, task="nb201", start=10 * k)
+            k += 1
+    study = build_study(pipelines_from_runs(runs))
+    header, rows = study.table()
+    published = {(row[1], row[2]): row[-1] for row in rows}
+    assert published == {
+        ("ednas", "tabular"): "NB201 REINFORCE (tabular): 6.15 ± 0.37", ("enas", "tabular"): "-",
+        ("evnas", "tabular"): "-", ("nao", "tabular"): "-",
+        ("random", "tabular"): "NB201 random search (tabular): 6.3 ± 0.36",
+        ("rea", "tabular"): "NB201 REA (tabular): 6.08 ± 0.3",
+        ("ednas", "weight_sharing"): "-", ("enas", "weight_sharing"): "NB201 ENAS (weight sharing): 45.7"}
+    write_study(study, tmp_path / "study.md", tmp_path / "study.csv", tmp_path / "study.png")
+    with open(tmp_path / "study.csv", newline="") as f:
+        csv_rows = {(r["strategy"], r["nb201.search.mode"]): r for r in csv.DictReader(f)}
+    rea = csv_rows[("rea", "tabular")]
+    assert (rea["paper_method"], rea["paper_result"], rea["paper_result_std"], rea["paper_params_m"]) == (
+        "NB201 REA (tabular)", "6.08", "0.3", "")
+    enas = csv_rows[("enas", "weight_sharing")]
+    assert (enas["paper_result"], enas["paper_result_std"]) == ("45.7", "")
+    assert csv_rows[("nao", "tabular")]["paper_method"] == ""
+    legends = []
+    real_legend = matplotlib.axes.Axes.legend
+    monkeypatch.setattr(matplotlib.axes.Axes, "legend", lambda ax, *a, **kw: (
+        legends.append(ax.get_legend_handles_labels()[1]), real_legend(ax, *a, **kw))[1])
+    assert study_figure_png(study)[:4] == b"\x89PNG"
+    assert legends == [["NB201 REINFORCE (tabular) paper: 6.15", "NB201 ENAS (weight sharing) paper: 45.7",
+                        "NB201 random search (tabular) paper: 6.3", "NB201 REA (tabular) paper: 6.08"]]
+
+
 def test_ptb_groups_use_perplexity_and_the_papers_ptb_row():
     runs = []
     for seed, ppl in ((1, 60.0), (2, 62.0)):
