@@ -11,14 +11,14 @@ The issue's budget is a 5% share at most.
 Alone, beside an earlier benchmarks.run result (its search_epoch section, e.g. measured on a GPU):
 
     python -m benchmarks.strategies [--search-epoch RESULT.json] [--only enas,nao] [--nao-epochs N] [--out DIR]
-                                    [--device cuda --nao-device search] [--quick]
+                                    [--device cuda --nao-device search] [--threads N] [--quick]
 
 --nao-epochs N sets NAO's controller passes per round (published: 1000; the round's cost is nearly all those
-passes, so a tenth of them measures a tenth of the round in a tenth of the time). NAO then also runs with 2N
-passes, and the keys nao_{cnn,rnn}_host_s_per_epoch_projected (and nao_cnn_share_of_epoch_projected) project
-both to the settings' own passes (published: 1000): a round's cost is a + b x passes (the passes are alike;
-scoring, gradient ascent and decoding do not depend on them), so a GPU box with little time measures NAO in
-seconds instead of minutes. --device is the search's device
+passes, so a tenth of them measures a tenth of the round in a tenth of the time). The EPD's training is timed on
+its own (nao_{cnn,rnn}_epd_s_per_pass: its wall time over the passes it made, synchronised with the device), and
+the keys nao_{cnn,rnn}_host_s_per_epoch_projected (and nao_cnn_share_of_epoch_projected) replace the N passes by
+the settings' own (published: 1000) at that cost a pass (the passes are alike; scoring, gradient ascent and
+decoding do not depend on them), so a GPU box with little time measures NAO in seconds instead of minutes. --device is the search's device
 (default cpu): a strategy that can compute there does so when its settings ask (--nao-device search: NAO's EPD,
 search.nao.device); the others stay on the CPU as in a real search."""
 
@@ -31,6 +31,8 @@ import math
 import time
 from pathlib import Path
 from typing import Any, Sequence
+
+import torch
 
 from ednas_core.config import RNNSearchConfig, RuntimeConfig, SearchConfig
 from ednas_core.epochs import EpochCallback
@@ -80,10 +82,14 @@ def host_cost(space: SearchSpace, config: Any, child_steps: int, policy_batches:
     runtime = Runtime.from_config(RuntimeConfig(device=device, seed=0))
     clock = _EpochClock()
     search = EDNASSearch(space, child, strategy, config, runtime, None, [clock])
+    epd = _EPDClock.attach(strategy)
     clock.start()
     history = search.run().history
-    return {"host_s_per_epoch": sum(clock.seconds) / epochs, "max_epoch_s": max(clock.seconds),
-            "rewards_per_epoch": sum(r.metrics["reward_count"] for r in history) / epochs}
+    out = {"host_s_per_epoch": sum(clock.seconds) / epochs, "max_epoch_s": max(clock.seconds),
+           "rewards_per_epoch": sum(r.metrics["reward_count"] for r in history) / epochs}
+    if epd is not None and epd.passes:
+        out |= {"epd_s_per_pass": epd.seconds / epd.passes, "epd_passes_per_epoch": epd.passes / epochs}
+    return out
 
 
 class _EpochClock(EpochCallback):
@@ -100,6 +106,32 @@ class _EpochClock(EpochCallback):
         now = time.perf_counter()
         self.seconds.append(now - self._last)
         self._last = now
+
+
+class _EPDClock:
+    """Wall time and passes of every call of a strategy's controller training (NAO's train_epd, which reads its
+    losses back at the end, so that its time includes the device's work)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.passes = 0
+
+    @classmethod
+    def attach(cls, strategy: Any) -> "_EPDClock | None":
+        train = getattr(strategy, "train_epd", None)
+        if train is None:
+            return None
+        clock = cls()
+
+        def timed(pool: Any, targets: Any, epochs: int, generator: Any) -> Any:
+            start = time.perf_counter()
+            result = train(pool, targets, epochs, generator)
+            clock.seconds += time.perf_counter() - start
+            clock.passes += epochs
+            return result
+
+        strategy.train_epd = timed
+        return clock
 
 
 def bench_strategies(sizes: Any, search_epoch: dict[str, float] | None = None, names: Sequence[str] | None = None,
@@ -122,13 +154,11 @@ def bench_strategies(sizes: Any, search_epoch: dict[str, float] | None = None, n
             out[f"{name}_cnn_{key}"] = value
         for key, value in rnn.items():
             out[f"{name}_rnn_{key}"] = value
-        if name == "nao" and nao_epochs is not None:  # and at 2 x nao_epochs: projected to the settings' passes
-            for key, space, base, steps, once in (
-                    ("cnn", CNN_SPACE, SearchConfig(), (child_steps, policy_batches), cnn),
-                    ("rnn", RNN_SPACE, RNNSearchConfig(), ptb_steps, rnn)):
-                twice = host_cost(space, _config(base, name, quick, 2 * nao_epochs, nao_device), *steps, device=device)
+        if name == "nao" and nao_epochs is not None:  # projected to the settings' own passes
+            for key, base, measured in (("cnn", SearchConfig(), cnn), ("rnn", RNNSearchConfig(), rnn)):
                 out[f"{name}_{key}_host_s_per_epoch_projected"] = projected(
-                    once["host_s_per_epoch"], twice["host_s_per_epoch"], nao_epochs,
+                    measured["host_s_per_epoch"], measured.get("epd_s_per_pass", 0.0),
+                    measured.get("epd_passes_per_epoch", 0.0) / nao_epochs, nao_epochs,
                     _config(base, name, quick).nao.epochs)
         if search_epoch:  # the child's epoch on the measured device: child phase + this strategy's rewards
             for suffix in ("", "_projected"):
@@ -139,11 +169,11 @@ def bench_strategies(sizes: Any, search_epoch: dict[str, float] | None = None, n
     return out
 
 
-def projected(cost_once: float, cost_twice: float, passes: int, target: int) -> float:
-    """The cost at `target` passes of a round that costs cost_once at `passes` and cost_twice at 2 x passes:
-    cost = a + b x passes, a and b held at 0 or more against timing noise."""
-    per_pass = max(cost_twice - cost_once, 0.0) / passes
-    return max(cost_once - per_pass * passes, 0.0) + per_pass * target
+def projected(host_s_per_epoch: float, s_per_pass: float, rounds_per_epoch: float, passes: int,
+              target: int) -> float:
+    """An epoch's host seconds with `target` controller passes a round instead of the `passes` it was measured
+    with: the measured passes' time (s_per_pass each, rounds_per_epoch rounds) replaced by the target's."""
+    return host_s_per_epoch + rounds_per_epoch * (target - passes) * s_per_pass
 
 
 def share_of_epoch(search_epoch: dict[str, float], rewards_per_epoch: float, host_s: float) -> float:
@@ -172,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cpu", help="the search's device: cpu (default), cuda, cuda:N")
     parser.add_argument("--nao-device", choices=("cpu", "search"), default=None,
                         help="search.nao.device: where NAO's EPD computes (default: params.yaml's, cpu)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's own, one a physical core); NAO's CPU EPD scales "
+                             "with them")
     parser.add_argument("--out", default=None, help="folder for the JSON result")
     parser.add_argument("--quick", action="store_true", help="toy sizes and settings (a smoke test)")
     args = parser.parse_args(argv)
@@ -182,6 +215,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                      else "--only: no strategy given")
     if args.nao_epochs is not None and args.nao_epochs < 1:
         parser.error(f"--nao-epochs must be at least 1, got {args.nao_epochs}")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     search_epoch, device = None, "cpu (host-side cost only)"
     if args.search_epoch:
         try:
@@ -198,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         parser.error(f"--device: {e}")
     results: dict[str, Any] = {"search_epoch_device": device, "nao_epochs": args.nao_epochs,
                                "search_device": search_device, "nao_device": args.nao_device or "cpu",
+                               "cpu_threads": torch.get_num_threads(),
                                "strategies": bench_strategies(QUICK_SIZES if args.quick else PAPER, search_epoch,
                                                               names, args.nao_epochs, search_device,
                                                               args.nao_device)}
@@ -206,7 +244,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"strategies-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"search epoch of: {device}; NAO controller passes per round: {args.nao_epochs or 'published'}; "
-          f"strategies' search on {search_device}, NAO's EPD on {results['nao_device']}")
+          f"strategies' search on {search_device}, NAO's EPD on {results['nao_device']}; "
+          f"{results['cpu_threads']} CPU threads")
     for key, value in results["strategies"].items():
         print(f"  {key:32s} {value:12.4g}")
     return results

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from benchmarks.run import compare, main
 from helpers import DEVICES
@@ -78,19 +79,42 @@ def test_strategies_alone_beside_an_earlier_search_epoch(tmp_path, capsys):
     assert written["strategies"] == measured
     assert "search epoch of: NVIDIA H200" in capsys.readouterr().out
     for bad in (["--only", "darts"], ["--nao-epochs", "0"], ["--search-epoch", str(tmp_path / "missing.json")],
-                ["--device", "tpu"], ["--nao-device", "gpu"]):
+                ["--device", "tpu"], ["--nao-device", "gpu"], ["--threads", "0"]):
         with pytest.raises(SystemExit):
             strategies_main(["--quick", *bad])
 
 
+def test_strategies_run_on_the_threads_asked_for_and_record_them():
+    """--threads N: torch's CPU threads for the run (NAO's CPU EPD scales with them), recorded in the result."""
+    from benchmarks.strategies import main as strategies_main
+
+    threads = torch.get_num_threads()
+    try:
+        result = strategies_main(["--quick", "--only", "random", "--threads", "1"])
+        assert result["cpu_threads"] == 1 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_a_round_of_more_passes_is_projected_linearly():
-    """cost = a + b x passes: from 3 s at 10 passes and 5 s at 20 (b = 0.2, a = 1) to 201 s at 1000."""
+    """An epoch of 3 s with a round every 30 epochs of 10 passes at 0.2 s: at 1000 passes 3 + 990 x 0.2 / 30."""
     from benchmarks.strategies import projected
 
-    assert projected(3.0, 5.0, 10, 1000) == pytest.approx(201.0)
-    assert projected(3.0, 5.0, 10, 10) == pytest.approx(3.0)
-    assert projected(3.0, 2.9, 10, 1000) == pytest.approx(3.0)  # timing noise: no pass costs less than none
-    assert projected(3.0, 7.0, 10, 1000) == pytest.approx(400.0)  # a < 0 from noise: the passes alone
+    assert projected(3.0, 0.2, 1 / 30, 10, 1000) == pytest.approx(3.0 + 990 * 0.2 / 30)
+    assert projected(3.0, 0.2, 1 / 30, 10, 10) == pytest.approx(3.0)
+    assert projected(3.0, 0.2, 0.0, 10, 1000) == pytest.approx(3.0)  # no round in the period: nothing to scale
+
+
+def test_the_epd_clock_times_nao_passes_and_leaves_the_others_alone():
+    """benchmarks.strategies times NAO's controller training on its own: every round's passes and seconds."""
+    from benchmarks.strategies import QUICK, _config, host_cost
+    from ednas_core.config import SearchConfig
+    from ednas_core.spaces import CNN_SPACE
+
+    nao = host_cost(CNN_SPACE, _config(SearchConfig(), "nao", True, nao_epochs=3), 4, 2)
+    assert nao["epd_passes_per_epoch"] == 3 / QUICK["nao"]["update_every"]  # one round of 3 passes a period
+    assert 0 < nao["epd_s_per_pass"] * nao["epd_passes_per_epoch"] < nao["host_s_per_epoch"]
+    assert "epd_s_per_pass" not in host_cost(CNN_SPACE, _config(SearchConfig(), "enas", True), 4, 2)
 
 
 @pytest.mark.parametrize("device", DEVICES)
