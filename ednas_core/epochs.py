@@ -30,9 +30,10 @@ class EpochCallback:
     def on_resume(self, history: list) -> None:
         """Called once when a run resumes from a checkpoint, with the epochs already done."""
 
-    def on_progress(self, phase: str, step: int, total: int) -> None:
+    def on_progress(self, phase: str, step: int, total: int, unit: str = "batch") -> None:
         """Called at the start of a phase (step 0) and after each of its steps, on the host (the device is never
-        read): keep it cheap and throttle any display by time."""
+        read): keep it cheap and throttle any display by time. `unit`: what a step is (a batch; NAO's controller
+        training: a pass over its pool)."""
 
     def on_epoch_end(self, report: Any) -> None:
         """Called after the epoch's checkpoint is safely written."""
@@ -116,10 +117,10 @@ class CheckpointedLoop(Generic[R]):
                 cb.on_epoch_end(report)
         return start or None
 
-    def progress(self, phase: str, step: int, total: int) -> None:
+    def progress(self, phase: str, step: int, total: int, unit: str = "batch") -> None:
         """Step `step` of `total` of a phase is done (0: the phase begins); host-only, every step."""
         for cb in self.callbacks:
-            cb.on_progress(phase, step, total)
+            cb.on_progress(phase, step, total, unit)
 
     def _resume(self) -> int:
         path = self.checkpoint_path

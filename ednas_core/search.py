@@ -77,7 +77,7 @@ class EpochReport:
     counts: dict[str, np.ndarray]
 
 
-SearchCallback = EpochCallback  # on_resume(history), on_progress(phase, step, total), on_epoch_end(EpochReport)
+SearchCallback = EpochCallback  # on_resume(history), on_progress(phase, step, total, unit), on_epoch_end(EpochReport)
 
 # Called with the 0-based epoch at the end of every epoch (after the child and reward phases); its metrics join
 # the epoch's. It must return the same keys every epoch (NaN where it measured nothing: periodic_probe).
@@ -135,6 +135,7 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
         self.config = config
         self.runtime = runtime
         strategy.place(runtime.device)
+        strategy.attach_progress(self.progress)
         self.epoch_probe = epoch_probe
         super().__init__(config.epochs, checkpoint_path, callbacks,
                          fingerprint(search=strategy_settings(config), seed=runtime.seed, space=space.name,

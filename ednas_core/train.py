@@ -40,7 +40,7 @@ class TrainEpoch:
     metrics: dict[str, float]
 
 
-TrainCallback = EpochCallback  # on_resume(history), on_progress(phase, step, total), on_epoch_end(TrainEpoch)
+TrainCallback = EpochCallback  # on_resume(history), on_progress(phase, step, total, unit), on_epoch_end(TrainEpoch)
 
 
 @dataclass

@@ -305,6 +305,7 @@ class Progress:
         self.first_epoch: int | None = None
         self.epoch, self.epochs = 0, None  # the epoch under way (from 0); the count, once a report or resume says
         self.phase: str | None = None
+        self.unit = "batch"  # what a step of the phase is
         self.step = self.total = self.first_step = 0
         self.phase_start = self.start
         self.drawn_at = -math.inf  # bar: when it was last drawn
@@ -318,13 +319,13 @@ class Progress:
             print(f"{self.stage}: resuming after epoch {history[-1].epoch + 1} of {history[-1].epochs}",
                   file=sys.stderr)
 
-    def on_progress(self, phase: str, step: int, total: int) -> None:
+    def on_progress(self, phase: str, step: int, total: int, unit: str = "batch") -> None:
         if self.mode == "off":
             return
         now = time.monotonic()
         if step == 0 or phase != self.phase or step < self.step or total != self.total:  # a phase begins
             self.phase, self.total, self.first_step, self.phase_start = phase, total, step, now
-            self.drawn_at = -math.inf
+            self.unit, self.drawn_at = unit, -math.inf
         self.step = step
         if self.mode == "bar":
             if now - self.drawn_at >= self.refresh_s or step == total:
@@ -333,7 +334,7 @@ class Progress:
             rate, eta = self.rate(now)
             if rate:  # not at the very start of a phase
                 print(f"{self.stage}: {self._epoch_label()} {phase} {step}/{total} "
-                      f"({rate:.3g} batch/s, {phase} ETA {_duration(eta)})", file=sys.stderr, flush=True)
+                      f"({rate:.3g} {self.unit}/s, {phase} ETA {_duration(eta)})", file=sys.stderr, flush=True)
                 self.line_at = now
 
     def rate(self, now: float) -> tuple[float | None, float]:
@@ -351,7 +352,7 @@ class Progress:
         from tqdm import tqdm
 
         width = min(shutil.get_terminal_size((100, 20)).columns - 1, 120)
-        text = tqdm.format_meter(self.step, self.total, now - self.phase_start, ncols=width, unit="batch",
+        text = tqdm.format_meter(self.step, self.total, now - self.phase_start, ncols=width, unit=self.unit,
                                  prefix=f"{self.stage} {self._epoch_label()} {self.phase}", rate=self.rate(now)[0])
         sys.stderr.write("\r" + text + " " * max(self.bar_chars - len(text), 0))
         sys.stderr.flush()

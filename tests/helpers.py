@@ -126,12 +126,14 @@ class Recorder(EpochCallback):
 
     def __init__(self):
         self.reports, self.progress, self.resumed = [], [], None
+        self.units = {}  # phase -> what its steps are
 
     def on_resume(self, history):
         self.resumed = [r.epoch for r in history]
 
-    def on_progress(self, phase, step, total):
+    def on_progress(self, phase, step, total, unit="batch"):
         self.progress.append((phase, step, total))
+        self.units[phase] = unit
 
     def on_epoch_end(self, report):
         self.reports.append(report)

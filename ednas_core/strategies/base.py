@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 import numpy as np
 import torch
@@ -103,6 +103,20 @@ class Strategy(ABC):
     def place(self, device: torch.device) -> None:
         """The search's device (called once by the search loop, before any state is loaded): a strategy that
         can compute there may move to it. By default a strategy stays on the CPU."""
+
+    # the search loop's progress display (phase, step, total, unit; host-only), set by the loop through
+    # attach_progress: a strategy whose learning takes long inside observe (NAO's controller training) reports
+    # its steps there, so that a log does not fall silent for minutes
+    _progress: Callable[[str, int, int, str], None] | None = None
+
+    def attach_progress(self, progress: Callable[[str, int, int, str], None] | None) -> None:
+        self._progress = progress
+
+    def report_progress(self, phase: str, step: int, total: int, unit: str = "batch") -> None:
+        """Step `step` of `total` (each one `unit`) of a phase of the strategy's own work is done (0: it
+        begins)."""
+        if self._progress is not None:
+            self._progress(phase, step, total, unit)
 
     def log_prob(self, arch: Architecture) -> float:
         """log P(arch) under the strategy's distribution; NaN for strategies without one."""

@@ -68,6 +68,7 @@ from .base import (Strategy, check_rewards, choice_frequencies, from_tokens, see
                    uniform_architecture)
 
 Tokens = tuple[int, ...]  # to_tokens of an architecture (raw predecessor / op indices)
+EPD_PHASE = "nao controller"  # the progress phase of the EPD's training; a step is one pass over the pool
 
 # Sources (renqianluo/NAO, NAO-WS/cnn/train_search.sh and the argparse defaults of NAO-WS/cnn/train_search.py,
 # the TensorFlow code behind NAO-WS's published CIFAR-10 search; PTB: NAO-WS/rnn/train_search.{sh,py}).
@@ -491,7 +492,8 @@ class NAOStrategy(Strategy):
         shuffle = generator if self._draws_on_host() else dropout
         history = []  # per pass: the summed (MSE, NLL) on the EPD's device; read once at the end (no sync a step)
         self.epd.train()
-        for _ in range(epochs):
+        self.report_progress(EPD_PHASE, 0, epochs, "pass")
+        for done in range(1, epochs + 1):
             perm = torch.randperm(n, generator=shuffle, device=self.device)
             sums = torch.zeros(2, dtype=torch.float64, device=self.device)
             for start in range(0, n, s.batch_size):
@@ -504,6 +506,7 @@ class NAOStrategy(Strategy):
                 self.optimizer.step()
                 sums += torch.stack([mse.detach(), nll.detach()]).double() * len(idx)
             history.append(sums / n)
+            self.report_progress(EPD_PHASE, done, epochs, "pass")
         self.epd.eval()
         return [(mse, nll) for mse, nll in torch.stack(history).tolist()] if history else []  # floats already
 

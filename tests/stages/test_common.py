@@ -327,6 +327,26 @@ def test_progress_bar_moves_within_an_epoch_redrawn_by_time(clock, capsys, monke
     assert "19/19 [00:07<00:00,  2.50batch/s]" in frames[-1]
 
 
+def test_progress_names_the_unit_of_a_phase_whose_steps_are_not_batches(clock, capsys, monkeypatch):
+    """NAO's controller training counts passes over its pool: its line and bar say pass/s, the next phase batch/s."""
+    progress = Progress("search", mode="lines")
+    progress.on_progress("nao controller", 0, 1000, "pass")
+    clock.now += 40.0
+    progress.on_progress("nao controller", 100, 1000, "pass")
+    progress.on_progress("child", 0, 10)
+    clock.now += 40.0
+    progress.on_progress("child", 4, 10)
+    assert capsys.readouterr().err.splitlines() == [
+        "search: epoch 1 nao controller 100/1000 (2.5 pass/s, nao controller ETA 6m00s)",
+        "search: epoch 1 child 4/10 (0.1 batch/s, child ETA 1m00s)"]
+    monkeypatch.setenv("COLUMNS", "120")
+    bar = Progress("search", mode="bar")
+    bar.on_progress("nao controller", 0, 1000, "pass")
+    clock.now += 40.0
+    bar.on_progress("nao controller", 100, 1000, "pass")
+    assert "100/1000 [00:40<06:00,  2.50pass/s]" in bar_frames(capsys.readouterr().err)[-1]
+
+
 def test_progress_bar_rate_of_each_phase_and_cleared_for_the_epoch_line(clock, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "120")
     progress = Progress("evaluate", mode="bar", headline=("test_acc",))

@@ -17,7 +17,8 @@ from ednas_core.config import from_mapping
 from ednas_core.knobs import ConfigError
 from ednas_core.spaces import CNN_SPACE, RNN_SPACE
 from ednas_core.strategies.base import from_tokens, to_tokens, uniform_architecture
-from ednas_core.strategies.nao import NAOConfig, NAOStrategy, TokenGrammar, pairwise_accuracy, rnn_defaults
+from ednas_core.strategies.nao import (EPD_PHASE, NAOConfig, NAOStrategy, TokenGrammar, pairwise_accuracy,
+                                       rnn_defaults)
 from ednas_core.strategies.random import RandomSettings, RandomStrategy
 from helpers import DEVICES, Recorder, StopAfter, host_reads
 from synthetic_search import planted_architecture, planted_reward, synthetic_search
@@ -315,6 +316,22 @@ def test_killed_and_resumed_search_equals_uninterrupted(tmp_path, killed_after):
         assert m["reward_count"] == (12 if r.epoch % 2 else 0)
         assert math.isnan(m["pairwise_accuracy"]) != bool(r.epoch % 2)
         assert m["pool_size"] == 12
+
+
+def test_the_controller_training_reports_its_passes_to_the_progress_display():
+    """A round's EPD training runs inside observe, minutes at the published size: it reports each pass (phase
+    'nao controller', unit 'pass') right after the round epoch's last reward, so that a log does not go silent."""
+    space = CNN_SPACE
+    rec = Recorder()
+    search = synthetic_search(_nao(space, seed=1), planted_reward(space, planted_architecture(space)), 4,
+                              child_steps=3, policy_batches=2, callbacks=[rec])
+    search.run()
+    controller = [p for p in rec.progress if p[0] == EPD_PHASE]
+    assert controller == [(EPD_PHASE, k, TINY["epochs"]) for k in range(TINY["epochs"] + 1)] * 2  # epochs 2, 4
+    assert rec.units[EPD_PHASE] == "pass" and rec.units["child"] == "batch"
+    first = rec.progress.index((EPD_PHASE, 0, TINY["epochs"]))  # inside the observe of the pool's last rewards:
+    assert rec.progress[first - 1][0] == "policy"                 # within the reward phase, which ends after it
+    assert rec.progress[first + TINY["epochs"] + 1] == ("policy", 12, 12)
 
 
 def test_state_dict_survives_weights_only_load_and_continues_identically():
