@@ -129,6 +129,8 @@ def main() -> None:
         info = {
             "epochs": len(result.history), "first_epoch_child_acc": result.history[0].metrics["child_acc"],
             "child_loss": final["child_loss"], "reward": final["reward"], "baseline": final["baseline"],
+            # the search's reward budget: rewards scored (validation batches; table look-ups), resumed epochs too
+            "rewards_total": sum(r.metrics["reward_count"] for r in result.history),
             hours_key: search_seconds / 3600.0, "device": runtime.name, "mlflow_run_id": run.run_id,
         }
         # a value the strategy did not measure (NaN: EvNAS has no baseline) is left out: JSON has no NaN
@@ -137,9 +139,9 @@ def main() -> None:
         write_json(METRICS_DIR / "search.json", summary)
         write_json(METRICS_DIR / "info" / "search.json", info)
         write_csv(METRICS_DIR / "search_epochs.csv", epoch_rows(result.history))
-        run.log_metrics({hours_key: info[hours_key]})
+        run.log_metrics({hours_key: info[hours_key], "rewards_total": info["rewards_total"]})
         run.log_pipeline_metrics({"search_child_acc": final["child_acc"], "search_reward": final["reward"],
-                                  "search_hours": info[hours_key],
+                                  "search_hours": info[hours_key], "search_rewards_total": info["rewards_total"],
                                   **{f"search_{k}": final[k] for k in ("child_ppl", *NB201_HEADLINE) if k in final}})
         run.log_dict(final_policy, "final_policy.json")
         run.log_artifact(SEARCH_DIR / "policy_history.npz")

@@ -21,8 +21,8 @@ from .paper import main_metric
 
 SEARCH_KEYS = {"search_child_acc": "child_acc", "search_reward": "reward"}
 COMPARISON_FIXED = ["pipeline", "task", "strategy", "experiment", "git_rev", "started", "stages", "status"]
-COMPARISON_METRICS = ["search_child_acc", "search_reward", "search_hours", "derive_best_reward", "test_error",
-                      "test_ppl", "params_m"]
+COMPARISON_METRICS = ["search_child_acc", "search_reward", "search_rewards_total", "search_hours",
+                      "derive_best_reward", "test_error", "test_ppl", "params_m"]
 
 
 STAGE_ORDER = ("prepare-data", "search", "derive", "evaluate", "report")
@@ -129,6 +129,7 @@ def pipelines_from_runs(runs: Iterable[Any], current: str = "", writing: str = "
             "stages": " ".join(finished),
             "search_child_acc": metric("search", "child_acc"),
             "search_reward": metric("search", "reward"),
+            "search_rewards_total": metric("search", "rewards_total"),
             "search_hours": hours,
             "derive_best_reward": metric("derive", "best_reward"),
             "test_error": metric("evaluate", "test_error"),

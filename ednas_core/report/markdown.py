@@ -116,6 +116,10 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
     if "baseline" in search:
         cls = STRATEGIES.get(strategy, Strategy)
         lines.append(f"- final reward baseline ({cls.baseline_title}) {_fmt(search['baseline'])}")
+    if "rewards_total" in search:  # the strategy's reward budget
+        unit = ("table look-ups" if "queries" in search else
+                "validation windows" if task in TEXT_TASKS else "validation batches")
+        lines.append(f"- rewards scored: {search['rewards_total']:.0f} ({unit}, one a reward)")
     lines += [f"- measured cost: {hours:.4g} {kind}-hours on {search.get('device', '?')}", ""]
     if figures:
         lines += _images(figures.search)

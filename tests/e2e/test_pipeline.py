@@ -4,6 +4,7 @@ by parallel workers: test_queue_sweep.py."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -146,3 +147,12 @@ def test_exp_run_with_another_strategy(workspace, name, extra):
     comparison = (workspace / "metrics/comparison.csv").read_text().splitlines()
     column = comparison[0].split(",").index("strategy")
     assert name in {line.split(",")[column] for line in comparison[1:]}
+    # the strategy's reward budget: every reward it scored, in the search's info, MLflow, the report, comparison
+    with open(workspace / "metrics/search_epochs.csv", newline="") as f:
+        total = sum(float(row["reward_count"]) for row in csv.DictReader(f))
+    assert json.loads((workspace / "metrics/info/search.json").read_text())["rewards_total"] == total > 0
+    assert search.data.metrics["rewards_total"] == total
+    assert f"- rewards scored: {total:.0f} (validation batches, one a reward)" in report
+    with open(workspace / "metrics/comparison.csv", newline="") as f:
+        row = next(r for r in csv.DictReader(f) if r["experiment"] == f"strategy-{name}")
+    assert float(row["search_rewards_total"]) == total

@@ -21,7 +21,8 @@ def fake_run(pid: str, stage: str, start: int, metrics: dict | None = None, stat
 
 
 def test_runs_are_grouped_by_pipeline_with_headline_metrics():
-    runs = [fake_run("p1", "search", 2_000, {"child_acc": 0.6, "reward": 0.5, "search_cpu_hours": 0.25}),
+    runs = [fake_run("p1", "search", 2_000, {"child_acc": 0.6, "reward": 0.5, "search_cpu_hours": 0.25,
+                                              "rewards_total": 158.0}),
             fake_run("p1", "search", 1_000, {"child_acc": 0.1}, status="FAILED"),
             fake_run("p1", "derive", 3_000, {"best_reward": 0.7}),
             fake_run("p1", "evaluate", 4_000, {"test_error": 2.5, "params_m": 3.3}, exp="lr-0.1"),
@@ -33,12 +34,13 @@ def test_runs_are_grouped_by_pipeline_with_headline_metrics():
     assert set(pipelines) == {"p1", "p3"}
     p1 = pipelines["p1"]
     assert p1["search_child_acc"] == 0.6 and p1["search_reward"] == 0.5  # the finished search run
-    assert p1["search_hours"] == 0.25 and p1["derive_best_reward"] == 0.7
+    assert p1["search_hours"] == 0.25 and p1["derive_best_reward"] == 0.7 and p1["search_rewards_total"] == 158
     assert p1["test_error"] == 2.5 and p1["params_m"] == 3.3 and math.isnan(p1["test_ppl"])
     assert p1["stages"] == "search derive evaluate" and p1["started_ms"] == 1_000
     assert p1["experiment"] == "workspace" and p1["git_rev"] == "01234567" and p1["task"] == "cifar10"
     assert p1["started"] == "1970-01-01 00:00 UTC" and p1["params"] == {"search.lr": "0.1"}
     assert math.isnan(pipelines["p3"]["test_error"]) and pipelines["p3"]["stages"] == "report"
+    assert math.isnan(pipelines["p3"]["search_rewards_total"])  # no search: nothing scored
 
 
 def test_status_column_tells_finished_running_failed_and_killed_pipelines_apart(tmp_path):

@@ -270,9 +270,10 @@ def test_a_missing_info_file_is_named(done, tmp_path, monkeypatch):
 def test_comparison_table_without_a_store():
     def pipeline(pid, task, error, lr, started):
         return {"pipeline": pid, "task": task, "strategy": "ednas", "experiment": pid, "git_rev": "", "started": "",
-                "stages": "", "status": "finished", "started_ms": started, "search_child_acc": math.nan, "search_reward": math.nan,
-                "search_hours": math.nan, "derive_best_reward": math.nan, "test_error": error, "test_ppl": math.nan,
-                "params_m": math.nan, "params": {"search.lr": lr, "tracking.progress": pid, "runtime.seed": "2"}}
+                "stages": "", "status": "finished", "started_ms": started, "search_child_acc": math.nan,
+                "search_reward": math.nan, "search_rewards_total": math.nan, "search_hours": math.nan,
+                "derive_best_reward": math.nan, "test_error": error, "test_ppl": math.nan, "params_m": math.nan,
+                "params": {"search.lr": lr, "tracking.progress": pid, "runtime.seed": "2"}}
 
     pipelines = [pipeline("a", "cifar10", 3.0, "0.1", 1), pipeline("b", "cifar10", math.nan, "0.2", 2),
                  pipeline("c", "cifar10", 2.5, "0.1", 3), pipeline("d", "cifar10", math.nan, "0.1", 4)]
