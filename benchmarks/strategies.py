@@ -18,9 +18,10 @@ passes, so a tenth of them measures a tenth of the round in a tenth of the time)
 its own (nao_{cnn,rnn}_epd_s_per_pass: its wall time over the passes it made, synchronised with the device), and
 the keys nao_{cnn,rnn}_host_s_per_epoch_projected (and nao_cnn_share_of_epoch_projected) replace the N passes by
 the settings' own (published: 1000) at that cost a pass (the passes are alike; scoring, gradient ascent and
-decoding do not depend on them), so a GPU box with little time measures NAO in seconds instead of minutes. --device is the search's device
-(default cpu): a strategy that can compute there does so when its settings ask (--nao-device search: NAO's EPD,
-search.nao.device); the others stay on the CPU as in a real search."""
+decoding do not depend on them), so a GPU box with little time measures NAO in seconds instead of minutes.
+--device is the search's device (default cpu): a strategy that can compute there does so when its settings ask
+(--nao-device search: NAO's EPD, search.nao.device); the others stay on the CPU as in a real search. --threads N
+sets torch's CPU threads (recorded as cpu_threads)."""
 
 from __future__ import annotations
 

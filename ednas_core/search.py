@@ -77,7 +77,8 @@ class EpochReport:
     counts: dict[str, np.ndarray]
 
 
-SearchCallback = EpochCallback  # on_resume(history), on_progress(phase, step, total, unit), on_epoch_end(EpochReport)
+# on_resume(history), on_progress(phase, step, total, unit), on_epoch_end(EpochReport)
+SearchCallback = EpochCallback
 
 # Called with the 0-based epoch at the end of every epoch (after the child and reward phases); its metrics join
 # the epoch's. It must return the same keys every epoch (NaN where it measured nothing: periodic_probe).
