@@ -1,6 +1,7 @@
 """The study across seeds: the pipelines of comparison.pipelines_from_runs grouped by their settings except the
 seed, one row a group with the number of seeds, mean +- sample std (ddof=1), min and max of the task's main
-metric (report.paper.main_metric), of the parameters and of the search cost, and beside each group its
+metric (report.paper.main_metric), of the parameters, the search cost and the rewards scored (the search's reward
+budget), and beside each group its
 strategy's published numbers on the task (report.paper: EDNAS's and the EDNAS paper's random search, ENAS,
 NAONet-WS, EvNAS-A; on nb201 the NAS-Bench-201 paper's row of the strategy's counterpart in the group's search
 mode, tabular REA, REINFORCE for EDNAS and random search, weight-sharing ENAS; none for the others or the CPU
@@ -49,7 +50,7 @@ EXECUTION_KEYS = frozenset({"runtime.device", "runtime.compile", "runtime.fused_
 CIFAR10_SECTIONS = ("search.", "derive.", "evaluate.")  # CIFAR-10's sections are params.yaml's top-level ones
 PAPER_STRATEGY = "ednas"
 METRIC_LABELS = {"test_error": "test error (%)", "test_ppl": "test perplexity"}
-STAT_KEYS = ("params_m", "search_hours")  # the headline numbers besides the main metric
+STAT_KEYS = ("params_m", "search_hours", "search_rewards_total")  # the headline numbers besides the main metric
 
 
 def _other_sections(task: str) -> tuple[str, ...]:
@@ -82,13 +83,19 @@ class Summary:
         return Summary(len(xs), statistics.fmean(xs), std, min(xs), max(xs))
 
     def mean_std(self) -> str:
-        """'mean ± std' with 4 significant digits; '-' for a missing part."""
+        """'mean ± std' with 4 significant digits (the std 2), whole numbers from 10,000 on; '-' for a missing
+        part."""
         if self.n == 0:
             return "-"
-        return f"{self.mean:.4g} ± {'-' if math.isnan(self.std) else f'{self.std:.2g}'}"
+        return f"{_number(self.mean, 4)} ± {'-' if math.isnan(self.std) else _number(self.std, 2)}"
 
     def min_max(self) -> str:
-        return "-" if self.n == 0 else f"{self.min:.4g} / {self.max:.4g}"
+        return "-" if self.n == 0 else f"{_number(self.min, 4)} / {_number(self.max, 4)}"
+
+
+def _number(x: float, digits: int) -> str:
+    """`digits` significant digits; a number of 10,000 or more whole (23700, not 2.37e+04: a count of rewards)."""
+    return f"{x:.0f}" if abs(x) >= 1e4 else f"{x:.{digits}g}"
 
 
 def _seed_order(seed: str) -> tuple:
@@ -201,14 +208,14 @@ def study_table(groups: Sequence[StudyGroup]) -> tuple[list[str], list[list[Any]
     keys = _distinguishing_keys(groups)
     header = (["task", "strategy"] + keys +
               ["n", "seeds", "failed", "incomplete", "metric", "mean ± std", "min / max", "params (M)",
-               "search cost (h)", "published (method: result · params · search)"])
+               "search cost (h)", "rewards scored", "published (method: result · params · search)"])
     rows = []
     for g in groups:
         main = g.summary(g.metric)
         rows.append([g.task, g.strategy] + [g.distinguishing.get(k, "") for k in keys] +
                     [main.n, " ".join(g.seeds) or "-", len(g.failed), len(g.incomplete),
                      METRIC_LABELS.get(g.metric, g.metric), main.mean_std(), main.min_max(),
-                     g.summary("params_m").mean_std(), g.summary("search_hours").mean_std(), _paper_text(g) or "-"])
+                     *(g.summary(key).mean_std() for key in STAT_KEYS), _paper_text(g) or "-"])
     return header, rows
 
 
@@ -322,7 +329,9 @@ def study_markdown(study: Study, png_link: str) -> str:
              "other tasks' keys; see ednas_core/report/seed_study.py), with mean ± sample std (ddof=1), min and max "
              "of the seeds that finished; `n` counts them (a seed run more than once counts once, with its latest "
              "run), `failed` and `incomplete` (no main metric yet) count the rest. Parameter columns are the keys "
-             "that differ between groups. Search cost in hours of the device the search ran on. `published`: the "
+             "that differ between groups. Search cost in hours of the device the search ran on; rewards scored: the "
+             "search's reward budget (validation batches or table look-ups; it differs between strategies by "
+             "design). `published`: the "
              "group's strategy's own paper on the task (ednas_core/report/paper.py cites each), search cost in "
              "GPU-days; on nb201 the NAS-Bench-201 paper's row of the strategy's counterpart in the group's search "
              "mode, as a test error (100 - its accuracy), ± its std over 500 tabular runs.", ""]

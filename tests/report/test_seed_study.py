@@ -34,7 +34,8 @@ def fake_run(pid: str, stage: str, start: int, metrics: dict | None = None, stat
 
 def pipeline_runs(pid: str, params: dict, error: float | None, params_m: float, hours: float, task: str = "cifar10",
                   metric: str = "test_error", start: int = 0) -> list[SimpleNamespace]:
-    runs = [fake_run(pid, "search", start + 1, {"child_acc": 0.5, "search_gpu_hours": hours}, task=task, params=params),
+    runs = [fake_run(pid, "search", start + 1, {"child_acc": 0.5, "search_gpu_hours": hours, "rewards_total": 23700.0},
+                     task=task, params=params),
             fake_run(pid, "derive", start + 2, {"best_reward": 0.6}, task=task, params=params)]
     if error is not None:
         runs.append(fake_run(pid, "evaluate", start + 3, {metric: error, "params_m": params_m}, task=task,
@@ -244,9 +245,9 @@ def test_write_study_md_csv_and_a_real_png(tmp_path):
     text = write_study(study, tmp_path / "study.md", tmp_path / "study.csv", tmp_path / "figures" / "study.png")
     assert (tmp_path / "study.md").read_text() == text and text.startswith("# Study across seeds\n")
     assert "| cifar10 | ednas | 3 | 1 2 3 | 1 | 0 | test error (%) | 3.1 ± 0.26 | 2.9 / 3.4 | 3.6 ± 0.1 | 7 ± 1 | " \
-           "EDNAS: 2.84 · 3.7M · 0.28 GPU-days |" in text
+           "23700 ± 0 | EDNAS: 2.84 · 3.7M · 0.28 GPU-days |" in text  # a count of rewards whole, not 2.37e+04
     assert "| cifar10 | random | 3 | 1 2 3 | 0 | 1 | test error (%) | 3.9 ± 0.36 | 3.6 / 4.3 | 3 ± 0 | 5 ± 0 | " \
-           "random search: 3.91 · 3.4M · 0.27 GPU-days |" in text
+           "23700 ± 0 | random search: 3.91 · 3.4M · 0.27 GPU-days |" in text
     assert "| cifar10 | ednas | ednas-4 | exp-ednas-4 | 4 | evaluate | FloatingPointError: loss is nan at epoch 3 |" \
            in text
     assert "](figures/study.png)" in text
@@ -256,6 +257,7 @@ def test_write_study_md_csv_and_a_real_png(tmp_path):
         ("ednas", "3", "1 2 3", "1", "0"), ("random", "3", "1 2 3", "0", "1")]
     assert float(rows[0]["mean"]) == pytest.approx(3.1) and float(rows[0]["std"]) == pytest.approx(math.sqrt(0.07))
     assert float(rows[1]["max"]) == 4.3 and float(rows[0]["search_hours_std"]) == pytest.approx(1.0)
+    assert float(rows[0]["search_rewards_total_mean"]) == 23700.0
     assert [(r["paper_method"], r["paper_result"]) for r in rows] == [("EDNAS", "2.84"), ("random search", "3.91")]
     png = (tmp_path / "figures/study.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
