@@ -1,11 +1,10 @@
-"""The study across seeds: the pipelines of comparison.pipelines_from_runs grouped by their settings except the
-seed, one row a group with the number of seeds, mean +- sample std (ddof=1), min and max of the task's main
-metric (report.paper.main_metric), of the parameters, the search cost and the rewards scored (the search's reward
-budget), and beside each group its
-strategy's published numbers on the task (report.paper: EDNAS's and the EDNAS paper's random search, ENAS,
-NAONet-WS, EvNAS-A; on nb201 the NAS-Bench-201 paper's row of the strategy's counterpart in the group's search
-mode, tabular REA, REINFORCE for EDNAS and random search, weight-sharing ENAS; none for the others or the CPU
-tasks), written as study.{md,csv,png}.
+"""The study across seeds: the pipelines of comparison.pipelines_from_runs grouped by their settings except the seed,
+one row a group with the number of seeds, mean +- sample std (ddof=1), min and max of the task's main metric
+(report.paper.main_metric), of the parameters, the search cost and the rewards scored (the search's reward budget),
+and beside each group its strategy's published numbers on the task (report.paper: EDNAS's and the EDNAS paper's
+random search, ENAS, NAONet-WS, EvNAS-A; on nb201 the NAS-Bench-201 paper's row of the strategy's counterpart in
+the group's search mode, tabular REA, REINFORCE for EDNAS and random search, weight-sharing ENAS; none for the
+others or the CPU tasks), written as study.{md,csv,png}.
 
 Which parameters make a group (study_params): every flat parameter of the pipeline's task except
 - `runtime.seed`, the replicate axis of the study;
