@@ -43,6 +43,7 @@ from ednas_core.strategies import STRATEGIES, make_strategy
 from ednas_core.synthetic import SyntheticChild, planted_architecture, planted_reward
 from ednas_core.knobs import ConfigError
 from ednas_core.runtime import Runtime, resolve_device
+from tools.sweep import at_least
 
 # PTB at the paper's search sizes: 929,589 training and 73,760 validation tokens, batch 256, bptt 35
 PTB_STEPS = (math.ceil(929_589 / 256 / 35), math.ceil(73_760 / 256 / 35))
@@ -203,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cpu", help="the search's device: cpu (default), cuda, cuda:N")
     parser.add_argument("--nao-device", choices=("cpu", "search"), default=None,
                         help="search.nao.device: where NAO's EPD computes (default: params.yaml's, cpu)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=at_least(1), default=None,
                         help="torch CPU threads (default: torch's own, one a physical core); NAO's CPU EPD scales "
                              "with them")
     parser.add_argument("--out", default=None, help="folder for the JSON result")
@@ -217,8 +218,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.nao_epochs is not None and args.nao_epochs < 1:
         parser.error(f"--nao-epochs must be at least 1, got {args.nao_epochs}")
     if args.threads is not None:
-        if args.threads < 1:
-            parser.error(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     search_epoch, device = None, "cpu (host-side cost only)"
     if args.search_epoch:

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .paper import NB201_OPTIMUM as OPTIMUM, NB201_PUBLISHED, NB201_SPACE_MEAN as SPACE_MEAN
+from .paper import NB201_OPTIMUM, NB201_PUBLISHED, NB201_SPACE_MEAN
 
 
 def _published_value(mean: float, std: float | None) -> str:
@@ -34,7 +34,7 @@ def nb201_result_lines(mode: str, strategy: str, search: dict, derive: dict, eva
         if table.get(key) is not None:
             lines.append(f"| {name} | {_num(table[key])} |")
     lines += ["", f"- rank {evaluate.get('rank', '?')} of {total} on CIFAR-10 (1 = the best cell); the space's "
-              f"optimum is {OPTIMUM}, its mean {SPACE_MEAN}",
+              f"optimum is {NB201_OPTIMUM}, its mean {NB201_SPACE_MEAN}",
               f"- 12-epoch CIFAR-10 validation accuracy (the tabular reward) {_num(evaluate.get('cifar10_valid12_acc'))}"]
     if "table_test_acc" in evaluate:  # nb201.evaluate.train: trained here too
         lines.append(f"- trained here with the benchmark's recipe ({evaluate.get('epochs', '?')} epochs): CIFAR-10 "
@@ -69,7 +69,7 @@ def nb201_curves(rows: Sequence[dict]) -> Figure | None:
     epochs = _column(rows, "epoch")
     panels = []
     if any(math.isfinite(v) for v in _column(rows, "best_test_acc")):
-        panels.append(("Best cell found so far", "accuracy (%)", ("best_valid_acc", "best_test_acc"), OPTIMUM))
+        panels.append(("Best cell found so far", "accuracy (%)", ("best_valid_acc", "best_test_acc"), NB201_OPTIMUM))
     if any(math.isfinite(v) for v in _column(rows, "rank_kendall_tau")):
         panels.append(("Ranking of the probe cells by the shared weights", "correlation / precision",
                        ("rank_kendall_tau", "rank_spearman_rho", "rank_top5_precision"), None))
