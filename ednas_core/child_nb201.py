@@ -18,7 +18,7 @@ from .child_cnn import ImageChild
 from .config import DataConfig, SearchConfig
 from .data import ImageDataset
 from .runtime import Runtime, seed_for
-from .search import EDNASSearch, EpochProbe, SearchCallback
+from .search import AnswerProbe, EDNASSearch, EpochProbe, SearchCallback
 from .spaces import NB201_SPACE
 from .strategies import make_strategy
 from .supernet.nb201 import NB201SearchNetwork
@@ -36,13 +36,15 @@ class NB201Child(ImageChild):
 def nb201_search(dataset: ImageDataset, search: SearchConfig, data: DataConfig, runtime: Runtime,
                  checkpoint_path: Path | None, callbacks: Iterable[SearchCallback] = (),
                  settings: dict | None = None,
-                 epoch_probe: Callable[[NB201Child], EpochProbe] | None = None) -> EDNASSearch:
+                 epoch_probe: Callable[[NB201Child], EpochProbe] | None = None,
+                 answer_probe: AnswerProbe | None = None) -> EDNASSearch:
     """The whole NB201 search, ready to run(), as child_cnn.cnn_search. `epoch_probe`, when given, is called
-    once with the built child and returns the per-epoch probe (e.g. RankingProbe.for_child(...).every(...))."""
+    once with the built child and returns the per-epoch probe (e.g. RankingProbe.for_child(...).every(...));
+    `answer_probe` judges the strategy's answer every epoch (EDNASSearch)."""
     child = NB201Child.build(dataset, search, data, runtime)
     strategy = make_strategy(NB201_SPACE, search, seed_for(runtime.seed, "policy-init"))
     settings = {"data": asdict(data), "dataset": [len(dataset.train_labels), list(dataset.train_images.shape[1:])],
                 **(settings or {})}
     probe = epoch_probe(child) if epoch_probe is not None else None
     return EDNASSearch(NB201_SPACE, child, strategy, search, runtime, checkpoint_path, callbacks, settings,
-                       epoch_probe=probe)
+                       epoch_probe=probe, answer_probe=answer_probe)

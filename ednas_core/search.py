@@ -83,6 +83,10 @@ SearchCallback = EpochCallback
 # Called with the 0-based epoch at the end of every epoch (after the child and reward phases); its metrics join
 # the epoch's. It must return the same keys every epoch (NaN where it measured nothing: periodic_probe).
 EpochProbe = Callable[[int], dict[str, float]]
+# Called at the end of every epoch (after the EpochProbe) with the strategy's current answer, its
+# final_architecture(): what it measures of that cell (e.g. its true accuracy in a benchmark table) joins the
+# epoch's metrics. Not called for a strategy without an answer of its own (Strategy.has_answer: random search).
+AnswerProbe = Callable[[Architecture], dict[str, float]]
 
 
 def periodic_probe(measure: Callable[[], dict[str, float]], keys: Sequence[str], every: int,
@@ -127,9 +131,11 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
 
     def __init__(self, space: SearchSpace, child: Child, strategy: Strategy, config: SearchConfig,
                  runtime: Runtime, checkpoint_path: Path | None, callbacks: Iterable[SearchCallback] = (),
-                 settings: dict[str, Any] | None = None, epoch_probe: EpochProbe | None = None):
-        """`epoch_probe` (optional) measures something at the end of each epoch (e.g. ranking.RankingProbe);
-        its metrics join the epoch's, its time is `probe_time_s`, outside child_time_s / policy_time_s."""
+                 settings: dict[str, Any] | None = None, epoch_probe: EpochProbe | None = None,
+                 answer_probe: AnswerProbe | None = None):
+        """`epoch_probe` (optional) measures something at the end of each epoch (e.g. ranking.RankingProbe),
+        `answer_probe` the strategy's answer of the epoch; their metrics join the epoch's, their time is
+        `probe_time_s`, outside child_time_s / policy_time_s. Neither changes what the search computes."""
         self.space = space
         self.child = child
         self.strategy = strategy
@@ -138,6 +144,7 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
         strategy.place(runtime.device)
         strategy.attach_progress(self.progress)
         self.epoch_probe = epoch_probe
+        self.answer_probe = answer_probe if strategy.has_answer else None
         super().__init__(config.epochs, checkpoint_path, callbacks,
                          fingerprint(search=strategy_settings(config), seed=runtime.seed, space=space.name,
                                      **(settings or {})))
@@ -263,9 +270,12 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
             f"child_{unit}_per_s": n_child / child_time if child_time > 0 else math.nan,
             f"policy_{unit}_per_s": n_policy / policy_time if policy_time > 0 else math.nan,
         })
-        if self.epoch_probe is not None:  # after the phases and their timing: it judges the epoch's weights
-            t3 = time.perf_counter()
-            metrics.update(self.epoch_probe(epoch))
+        if self.epoch_probe is not None or self.answer_probe is not None:  # after the phases and their timing:
+            t3 = time.perf_counter()                                         # they judge the epoch's outcome
+            if self.epoch_probe is not None:
+                metrics.update(self.epoch_probe(epoch))
+            if self.answer_probe is not None:
+                metrics.update(self.answer_probe(strategy.final_architecture()))
             rt.synchronize()
             metrics["probe_time_s"] = time.perf_counter() - t3
         return EpochReport(epoch=epoch, epochs=self.config.epochs, metrics=metrics,

@@ -32,6 +32,7 @@ from .checkpoint import atomic_write_bytes, atomic_write_text
 from .config import RuntimeConfig
 from .data.nb201_table import NB201Table
 from .report.paper import NB201_OPTIMUM, NB201_PUBLISHED, NB201_SPACE_MEAN, nb201_published
+from .report.significance import mann_whitney
 from .runtime import Runtime
 from .tabular import TabularResult, tabular_search
 from .viz._common import figure_png_bytes, new_figure
@@ -87,17 +88,6 @@ def run_study(table: NB201Table, search_config: Any, strategies: Sequence[str], 
         if on_strategy is not None:
             on_strategy(name, seconds[name])
     return results, seconds
-
-
-def mann_whitney(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """Two-sided Mann-Whitney U test of `a` against `b`: (U of a, p-value); scipy's automatic method (exact for
-    small samples without ties, else the normal approximation with tie and continuity corrections)."""
-    from scipy.stats import mannwhitneyu  # scipy comes with scikit-learn
-
-    if len(a) == 0 or len(b) == 0:
-        return math.nan, math.nan
-    result = mannwhitneyu(a, b, alternative="two-sided")
-    return float(result.statistic), float(result.pvalue)
 
 
 def summarize(results: Sequence[TabularResult], seconds: dict[str, float] | None = None) -> list[StrategySummary]:

@@ -26,7 +26,7 @@ from .config import tabular_epochs
 from .data.nb201_table import NB201Table
 from .epochs import EpochCallback
 from .runtime import Runtime
-from .search import EDNASSearch
+from .search import AnswerProbe, EDNASSearch
 from .spaces import NB201_SPACE, Architecture, to_nb201_string
 from .strategies import make_strategy
 
@@ -115,16 +115,17 @@ class TableChild:
 
 
 def tabular_search(table: NB201Table, search_config: Any, runtime: Runtime, checkpoint: Path | None,
-                   callbacks: Iterable[EpochCallback] = (), settings: dict[str, Any] | None = None) -> EDNASSearch:
+                   callbacks: Iterable[EpochCallback] = (), settings: dict[str, Any] | None = None,
+                   answer_probe: AnswerProbe | None = None) -> EDNASSearch:
     """The search of search_config.strategy over a TableChild of `search_config.budget` queries,
     `queries_per_epoch` per epoch, for ceil(budget / queries_per_epoch) epochs (search_config.epochs is replaced);
-    call .run() on it. The strategy is seeded with runtime.seed."""
+    call .run() on it. The strategy is seeded with runtime.seed; `answer_probe` judges its answer every epoch."""
     epochs = tabular_epochs(search_config.budget, search_config.queries_per_epoch)
     config = dataclasses.replace(search_config, epochs=epochs)
     child = TableChild(table, search_config.budget, search_config.queries_per_epoch)
     strategy = make_strategy(NB201_SPACE, config, seed=runtime.seed)
     return EDNASSearch(NB201_SPACE, child, strategy, config, runtime, checkpoint, callbacks,
-                       {"tabular": True, **(settings or {})})
+                       {"tabular": True, **(settings or {})}, answer_probe=answer_probe)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ recorded as if it ran, when
 - dvc.yaml tracks other tasks' sections only (a workspace narrowed to one task by tools/workspace.py) and task names
   another: its changes would rerun nothing.
 
-Keys of another search strategy's section than the selected `search.strategy` changed since the last commit
-(`-S nb201.search.enas.lr=0.01` while the strategy is rea, which never reads it) get a warning naming the
-strategy key to set with them, not an error: a grid over strategies sets one strategy's section for all its runs.
+Keys that only other search strategies than the selected `search.strategy` read, changed since the last commit
+(their sections: `-S nb201.search.enas.lr=0.01` while the strategy is rea, which never reads it; EDNAS's
+`search.policy_*` keys: strategies.key_owners), get a warning naming the strategy key to set with them, not an
+error: a grid over strategies sets one strategy's keys for all its runs.
 
 Writes nothing."""
 
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ednas_core.config import TASKS, Params, changed_keys, flatten
-from ednas_core.strategies import STRATEGY_NAMES
+from ednas_core.strategies import key_owners
 
 from .common import PARAMS_FILE, StageError, key_task, read_params, run_stage
 
@@ -107,25 +108,27 @@ def other_task_warning(now: dict[str, Any], committed: dict[str, Any], locked: d
     return line.replace("nothing will change", "that change does nothing")
 
 
-def unread_strategy_keys(keys: list[str], params: Params) -> list[str]:
-    """The keys among `keys` of the selected task's strategy sections (search.<strategy>.*) other than the
-    selected strategy's: the run never reads them."""
+def unread_strategy_keys(keys: list[str], params: Params) -> dict[str, tuple[str, ...]]:
+    """The keys among `keys` of the selected task's search section that only other strategies than the selected
+    one read (their sections, search.<strategy>.*, and EDNAS's policy_* keys: strategies.key_owners), each with
+    the strategies that read it: the run never reads them."""
     prefix, chosen = f"{params.task_prefix()}search.", params.task_config().search.strategy
-    return [k for k in keys if k.startswith(prefix) and "." in k[len(prefix):]
-            and k[len(prefix):].split(".", 1)[0] in set(STRATEGY_NAMES) - {chosen}]
+    owners = {k: key_owners(k[len(prefix):]) for k in keys if k.startswith(prefix)}
+    return {k: names for k, names in owners.items() if names and chosen not in names}
 
 
 def other_strategy_warning(now: dict[str, Any], committed: dict[str, Any], params: Params) -> str:
-    """Keys of other strategies' sections changed since the commit: the warning line; '' when none changed (or
+    """Keys that only other strategies read changed since the commit: the warning line; '' when none changed (or
     there is no commit). Never an error: a grid over strategies (`-S 'search.strategy=ednas,nao' -S
     search.nao.epochs=100`) sets a section for the runs of one strategy only, and its other runs must go on."""
-    unread = unread_strategy_keys(changed_keys(now, committed), params) if committed else []
+    unread = unread_strategy_keys(changed_keys(now, committed), params) if committed else {}
     if not unread:
         return ""
     prefix = f"{params.task_prefix()}search."
-    owners = list(dict.fromkeys(k[len(prefix):].split(".", 1)[0] for k in unread))
-    shown = ", ".join(unread[:3]) + (f" and {len(unread) - 3} more" if len(unread) > 3 else "")
-    return (f"{shown} {'is' if len(unread) == 1 else 'are'} read by strateg{'ies' if len(owners) > 1 else 'y'} "
+    owners = list(dict.fromkeys(name for names in unread.values() for name in names))
+    keys = list(unread)
+    shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+    return (f"{shown} {'is' if len(keys) == 1 else 'are'} read by strateg{'ies' if len(owners) > 1 else 'y'} "
             f"{' and '.join(owners)} only, but {prefix}strategy is {params.task_config().search.strategy}; that "
             f"change does nothing — add -S {prefix}strategy={owners[0]} to run it")
 

@@ -36,9 +36,10 @@ from .common import (METRICS_DIR, PREPARED, Progress, RankRun, SEARCH_DIR, code_
 
 CHECKPOINT = SEARCH_DIR / "checkpoint.safetensors"
 SUPERNET = SEARCH_DIR / "supernet.safetensors"
-# nb201: the best cell found so far (tabular) and the ranking quality of the shared weights (weight sharing)
-NB201_HEADLINE = ("queries", "best_valid_acc", "best_test_acc", "rank_kendall_tau", "rank_spearman_rho",
-                  "rank_top5_precision")
+# nb201: the best cell found so far (tabular), the strategy's own answer judged by the table (tasks.nb201.answer_probe)
+# and the ranking quality of the shared weights (weight sharing)
+NB201_HEADLINE = ("queries", "best_valid_acc", "best_test_acc", "answer_test_acc", "answer_rank", "rank_kendall_tau",
+                  "rank_spearman_rho", "rank_top5_precision")
 
 
 def history_arrays(result: SearchResult) -> dict[str, np.ndarray]:

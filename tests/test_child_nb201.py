@@ -34,7 +34,12 @@ def _config(**overrides):
     return tiny_search_config(**{"layers": 2, "init_channels": 4, **overrides})
 
 
-def run(dataset, tmp_path, name="ckpt.pt", callbacks=(), probe_every=2, seed=0, **overrides):
+def _answer(arch):
+    """An AnswerProbe on the made-up table."""
+    return {"answer_true": _true_accuracy(arch)}
+
+
+def run(dataset, tmp_path, name="ckpt.pt", callbacks=(), probe_every=2, seed=0, answer=None, **overrides):
     config = _config(**overrides)
 
     def probe(child):
@@ -42,7 +47,7 @@ def run(dataset, tmp_path, name="ckpt.pt", callbacks=(), probe_every=2, seed=0, 
                                       seed=seed).every(child, probe_every, config.epochs)
 
     search = nb201_search(dataset, config, DataConfig(), cpu_runtime(seed), tmp_path / name if name else None,
-                          callbacks, epoch_probe=probe if probe_every else None)
+                          callbacks, epoch_probe=probe if probe_every else None, answer_probe=answer)
     return search, search.run()
 
 
@@ -89,7 +94,9 @@ def test_search_logs_rank_metrics_every_n_epochs_and_nan_otherwise(pattern_datas
 
 
 def test_probe_leaves_the_search_unchanged(pattern_dataset, tmp_path):
-    with_probe, _ = run(pattern_dataset, tmp_path, None, epochs=2, probe_every=1)
+    """The ranking probe and the answer probe (tasks.nb201.answer_probe's kind: the strategy's final_architecture
+    judged every epoch) measure without changing a weight, a policy value or a sampled architecture."""
+    with_probe, _ = run(pattern_dataset, tmp_path, None, epochs=2, probe_every=1, answer=_answer)
     without, _ = run(pattern_dataset, tmp_path, None, epochs=2, probe_every=0)
     for (name, a), (_, b) in zip(with_probe.child.net.state_dict().items(), without.child.net.state_dict().items()):
         assert torch.equal(a, b), name
@@ -97,9 +104,11 @@ def test_probe_leaves_the_search_unchanged(pattern_dataset, tmp_path):
         assert torch.equal(a, b)
     for ra, rb in zip(with_probe.history, without.history):
         assert "probe_time_s" not in rb.metrics
-        assert _same({k: v for k, v in ra.metrics.items() if k not in TIMING and k not in RANK_KEYS},
-                     {k: v for k, v in rb.metrics.items() if k not in TIMING})
+        assert _same({k: v for k, v in ra.metrics.items() if k not in TIMING and k not in RANK_KEYS
+                      and k != "answer_true"}, {k: v for k, v in rb.metrics.items() if k not in TIMING})
         assert np.array_equal(ra.counts["cell"], rb.counts["cell"])
+        assert "answer_true" not in rb.metrics
+    assert with_probe.history[-1].metrics["answer_true"] == _true_accuracy(with_probe.strategy.final_architecture())
 
 
 def test_resumed_run_equals_uninterrupted_run(pattern_dataset, tmp_path):

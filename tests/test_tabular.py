@@ -17,6 +17,7 @@ import pytest
 from ednas_core.data.nb201_table import N_ARCHITECTURES, NB201Table, all_arch_strings
 from ednas_core.spaces import NB201_SPACE, to_nb201_string
 from ednas_core.tabular import TableChild, TabularResult, tabular_epochs, tabular_search
+from ednas_core.tasks.nb201 import answer_probe
 from helpers import NB201_TABLES, nb201_search_config, needs_nb201_table, Recorder, StopAfter, cpu_runtime
 
 needs_table = needs_nb201_table
@@ -30,9 +31,9 @@ def table() -> NB201Table:
     return NB201Table(all_arch_strings(), 40.0 + (i * 13 % 449) / 10.0, {"cifar10": 60.0 + (i * 7 % 331) / 10.0})
 
 
-def _run(table, strategy, seed=0, checkpoint=None, callbacks=(), **overrides):
+def _run(table, strategy, seed=0, checkpoint=None, callbacks=(), probe=None, **overrides):
     search = tabular_search(table, search_config(strategy=strategy, **overrides), cpu_runtime(seed), checkpoint,
-                            callbacks)
+                            callbacks, answer_probe=probe)
     search.run()
     return search
 
@@ -146,6 +147,47 @@ def test_resumed_search_equals_uninterrupted(table, tmp_path, strategy):
         same = {k: v for k, v in a.metrics.items() if not k.endswith(("_time_s", "_per_s"))}
         assert same.keys() == {k for k in b.metrics if not k.endswith(("_time_s", "_per_s"))}
         assert all(v == b.metrics[k] or (math.isnan(v) and math.isnan(b.metrics[k])) for k, v in same.items())
+
+
+class _Answers(Recorder):
+    """Records the strategy's final_architecture at every epoch's end (on_epoch_end runs after the epoch)."""
+
+    def __init__(self, search_holder):
+        super().__init__()
+        self.holder, self.answers = search_holder, []
+
+    def on_epoch_end(self, report):
+        super().on_epoch_end(report)
+        self.answers.append(to_nb201_string(self.holder[0].strategy.final_architecture()))
+
+
+@pytest.mark.parametrize("strategy", ["ednas", "rea", "enas", "evnas", "nao"])
+def test_the_answer_probe_judges_each_epochs_answer_and_changes_nothing(table, strategy):
+    """answer_test_acc / answer_rank of every epoch are the table's for the strategy's final_architecture at that
+    epoch's end; the search with the probe computes exactly what the one without does."""
+    overrides = dict(budget=60, queries_per_epoch=10)
+    plain = _run(table, strategy, seed=2, **overrides)
+    holder: list = []
+    recorder = _Answers(holder)
+    search = tabular_search(table, search_config(strategy=strategy, **overrides), cpu_runtime(2), None, [recorder],
+                            answer_probe=answer_probe(table))
+    holder.append(search)
+    search.run()
+    assert len(recorder.answers) == len(search.history) == 6
+    for report, answer in zip(search.history, recorder.answers):
+        assert report.metrics["answer_test_acc"] == table.test_acc(answer)
+        assert report.metrics["answer_rank"] == table.rank(answer)
+    assert search.child.queried == plain.child.queried and TabularResult.of(search) == TabularResult.of(plain)
+    for a, b in zip(search.history, plain.history):
+        kept = {k: v for k, v in a.metrics.items() if not k.startswith("answer_") and not k.endswith(("_time_s",
+                                                                                                     "_per_s"))}
+        assert kept.keys() == {k for k in b.metrics if not k.endswith(("_time_s", "_per_s"))}
+        assert all(v == b.metrics[k] or (math.isnan(v) and math.isnan(b.metrics[k])) for k, v in kept.items())
+
+
+def test_random_search_has_no_answer_to_judge(table):
+    search = _run(table, "random", probe=answer_probe(table), budget=20, queries_per_epoch=10)
+    assert not any(k.startswith("answer_") for r in search.history for k in r.metrics)
 
 
 def test_derive_queried_looks_nothing_up_and_chooses_the_best_queried_cell(table):

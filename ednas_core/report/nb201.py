@@ -1,6 +1,7 @@
 """The NAS-Bench-201 part of the report: the found cell against the benchmark's truth (its 200-epoch test
 accuracies and rank among the 15,625 cells), the published NB201 results beside it, and the curves of the search
-against the table (best cell found so far; ranking quality of the shared weights)."""
+against the table (best cell found so far; the strategy's own answer each epoch; ranking quality of the shared
+weights)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .paper import NB201_OPTIMUM, NB201_PUBLISHED, NB201_SPACE_MEAN
+
+
+# what each strategy's final_architecture is (the answer tasks.nb201.answer_probe judges every epoch)
+ANSWER_OF = {"ednas": "the policy's most probable cell", "enas": "the controller's greedy cell",
+             "evnas": "the fittest of its population", "nao": "the best-rewarded cell of its last scored pool",
+             "rea": "the best cell it scored"}
 
 
 def _published_value(mean: float, std: float | None) -> str:
@@ -54,6 +61,11 @@ def nb201_result_lines(mode: str, strategy: str, search: dict, derive: dict, eva
                   f"top-5% precision {_num(search.get('rank_top5_precision'), 3)}"]
         published = NB201_PUBLISHED["weight_sharing"]
         note = "Published weight-sharing searches on CIFAR-10 (the derived cell's CIFAR-10 test accuracy):"
+    if search.get("answer_test_acc") is not None:
+        rank, answer = search.get("answer_rank"), ANSWER_OF.get(strategy, "its final architecture")
+        lines.append(f"- the strategy's own answer at the end of the search ({answer}) tests at "
+                     f"{_num(search['answer_test_acc'])}, rank {'?' if rank is None else f'{rank:.0f}'} of {total}; "
+                     "the search curves show it epoch by epoch")
     lines += ["", note, "", "| method | CIFAR-10 test accuracy (%) |", "|---|---|"]
     lines += [f"| {name} | {_published_value(mean, std)} |" for name, mean, std in published]
     lines.append(f"| this run ({strategy}) | {_num(table['cifar10_test_acc'])} |")
@@ -61,8 +73,9 @@ def nb201_result_lines(mode: str, strategy: str, search: dict, derive: dict, eva
 
 
 def nb201_curves(rows: Sequence[dict]) -> Figure | None:
-    """Best cell found so far (tabular) or the ranking quality of the shared weights (weight sharing) per epoch,
-    from metrics/search_epochs.csv; None when the rows hold neither."""
+    """Best cell found so far (tabular), the true test accuracy of the strategy's answer (both modes) and the
+    ranking quality of the shared weights (weight sharing) per epoch, from metrics/search_epochs.csv; None when the
+    rows hold none of them."""
     from ednas_core.viz._common import new_figure
     from ednas_core.viz.curves import _column
 
@@ -70,6 +83,9 @@ def nb201_curves(rows: Sequence[dict]) -> Figure | None:
     panels = []
     if any(math.isfinite(v) for v in _column(rows, "best_test_acc")):
         panels.append(("Best cell found so far", "accuracy (%)", ("best_valid_acc", "best_test_acc"), NB201_OPTIMUM))
+    if any(math.isfinite(v) for v in _column(rows, "answer_test_acc")):
+        panels.append(("The strategy's answer each epoch (its final architecture)", "test accuracy (%)",
+                       ("answer_test_acc",), NB201_OPTIMUM))
     if any(math.isfinite(v) for v in _column(rows, "rank_kendall_tau")):
         panels.append(("Ranking of the probe cells by the shared weights", "correlation / precision",
                        ("rank_kendall_tau", "rank_spearman_rho", "rank_top5_precision"), None))

@@ -4,7 +4,9 @@ one row a group with the number of seeds, mean +- sample std (ddof=1), min and m
 and beside each group its strategy's published numbers on the task (report.paper: EDNAS's and the EDNAS paper's
 random search, ENAS, NAONet-WS, EvNAS-A; on nb201 the NAS-Bench-201 paper's row of the strategy's counterpart in
 the group's search mode, tabular REA, REINFORCE for EDNAS and random search, weight-sharing ENAS; none for the
-others or the CPU tasks), written as study.{md,csv,png}.
+others or the CPU tasks), written as study.{md,csv,png}. Each group is read against its control, the random-search
+group of equal shared_settings (the same run but for the strategy): the difference of the means and a two-sided
+Mann-Whitney U test (report.significance).
 
 Which parameters make a group (study_params): every flat parameter of the pipeline's task except
 - `runtime.seed`, the replicate axis of the study;
@@ -38,16 +40,19 @@ import numpy as np
 
 from ednas_core.checkpoint import atomic_write_bytes, atomic_write_text
 from ednas_core.config import TASKS
+from ednas_core.strategies import key_owners
 
 from .comparison import strategy_key, varying_keys
 from .markdown import md_table
 from .paper import METHOD_NAMES, main_metric, published, published_for
+from .significance import mann_whitney
 
 SEED_KEY = "runtime.seed"
 EXECUTION_KEYS = frozenset({"runtime.device", "runtime.compile", "runtime.fused_optimizer", "runtime.channels_last",
                             "runtime.deterministic", "data.root"})
 CIFAR10_SECTIONS = ("search.", "derive.", "evaluate.")  # CIFAR-10's sections are params.yaml's top-level ones
 PAPER_STRATEGY = "ednas"
+CONTROL_STRATEGY = "random"  # the control every other strategy's group is tested against
 METRIC_LABELS = {"test_error": "test error (%)", "test_ppl": "test perplexity"}
 STAT_KEYS = ("params_m", "search_hours", "search_rewards_total")  # the headline numbers besides the main metric
 
@@ -101,6 +106,21 @@ def _seed_order(seed: str) -> tuple:
     return (0, int(seed), "") if seed.lstrip("-").isdigit() else (1, 0, seed)
 
 
+@dataclass(frozen=True)
+class Versus:
+    """A group's main metric against its control's: difference of the means (negative: lower error or perplexity
+    than random search), the Mann-Whitney p, and the seeds on each side."""
+
+    diff: float
+    p: float
+    n: int
+    n_control: int
+
+    def text(self) -> str:
+        p = "-" if math.isnan(self.p) else _number(self.p, 2)
+        return f"{self.diff:+.3g} (p {p}, {self.n} vs {self.n_control})"
+
+
 @dataclass
 class StudyGroup:
     """The pipelines of one task and one setting that differ only in the seed (and in what study_params drops)."""
@@ -110,6 +130,7 @@ class StudyGroup:
     params: dict[str, str]
     distinguishing: dict[str, str] = field(default_factory=dict)  # the keys that differ between the task's groups
     pipelines: list[dict[str, Any]] = field(default_factory=list)
+    control: "StudyGroup | None" = None  # the random-search group of the same settings (study_groups)
 
     @property
     def metric(self) -> str:
@@ -144,6 +165,19 @@ class StudyGroup:
     def summary(self, key: str) -> Summary:
         return Summary.of(p[key] for p in self.counted)
 
+    def versus_control(self) -> "Versus | None":
+        """The group's main metric against its control's (random search on the same settings): the difference of
+        the means and the two-sided Mann-Whitney U test's p (NaN below 2 seeds a side); None without a control or
+        without results on either side."""
+        if self.control is None:
+            return None
+        mine = [p[self.metric] for p in self.counted]
+        theirs = [p[self.metric] for p in self.control.counted]
+        if not mine or not theirs:
+            return None
+        p = mann_whitney(mine, theirs)[1] if min(len(mine), len(theirs)) >= 2 else math.nan
+        return Versus(statistics.fmean(mine) - statistics.fmean(theirs), p, len(mine), len(theirs))
+
     @property
     def paper(self) -> dict[str, Any] | None:
         """The published numbers of the group's strategy on its task (None where its paper has none; nb201: the
@@ -164,6 +198,28 @@ class StudyGroup:
                                              if v != ""])
 
 
+def shared_settings(task: str, params: Mapping[str, str]) -> dict[str, str]:
+    """The parameters of a group that every strategy runs with: all but the strategy and what strategies alone read
+    (their sections, EDNAS's policy_* keys: strategies.key_owners). Two groups of different strategies with equal
+    shared settings differ in the strategy alone."""
+    prefix = strategy_key(task).removesuffix("strategy")
+    return {k: v for k, v in params.items()
+            if k != strategy_key(task) and not (k.startswith(prefix) and key_owners(k[len(prefix):]))}
+
+
+def _attach_controls(groups: Sequence[StudyGroup]) -> None:
+    """Each group's control: the one random-search group of its task with equal shared_settings (none when there
+    is none, or several: random groups that differ only in a key random search ignores)."""
+    controls: dict[tuple, list[StudyGroup]] = {}
+    for g in groups:
+        if g.strategy == CONTROL_STRATEGY:
+            controls.setdefault((g.task, tuple(sorted(shared_settings(g.task, g.params).items()))), []).append(g)
+    for g in groups:
+        if g.strategy != CONTROL_STRATEGY:
+            found = controls.get((g.task, tuple(sorted(shared_settings(g.task, g.params).items()))), [])
+            g.control = found[0] if len(found) == 1 else None
+
+
 def study_groups(pipelines: Sequence[Mapping[str, Any]], task: str = "") -> list[StudyGroup]:
     """The pipelines grouped by (task, strategy, study_params); only `task`'s when given. Groups are ordered by
     task (`task` first), strategy and distinguishing values; a group's pipelines by seed."""
@@ -182,6 +238,7 @@ def study_groups(pipelines: Sequence[Mapping[str, Any]], task: str = "") -> list
         for g in members:
             g.distinguishing = {k: g.params.get(k, "") for k in varying}
             g.pipelines.sort(key=lambda p: (_seed_order(p["params"].get(SEED_KEY, "?")), p.get("started_ms", 0)))
+    _attach_controls(list(groups.values()))
     return sorted(groups.values(), key=lambda g: (g.task != task, g.task, g.strategy,
                                                    tuple(g.distinguishing.values())))
 
@@ -206,15 +263,17 @@ def study_table(groups: Sequence[StudyGroup]) -> tuple[list[str], list[list[Any]
     """The Markdown table: one row a group, the statistics as 'mean ± std' and 'min / max' text."""
     keys = _distinguishing_keys(groups)
     header = (["task", "strategy"] + keys +
-              ["n", "seeds", "failed", "incomplete", "metric", "mean ± std", "min / max", "params (M)",
-               "search cost (h)", "rewards scored", "published (method: result · params · search)"])
+              ["n", "seeds", "failed", "incomplete", "metric", "mean ± std", "min / max", "vs random (Δ mean, p)",
+               "params (M)", "search cost (h)", "rewards scored", "published (method: result · params · search)"])
     rows = []
     for g in groups:
         main = g.summary(g.metric)
+        versus = g.versus_control()
         rows.append([g.task, g.strategy] + [g.distinguishing.get(k, "") for k in keys] +
                     [main.n, " ".join(g.seeds) or "-", len(g.failed), len(g.incomplete),
                      METRIC_LABELS.get(g.metric, g.metric), main.mean_std(), main.min_max(),
-                     *(g.summary(key).mean_std() for key in STAT_KEYS), _paper_text(g) or "-"])
+                     versus.text() if versus else "-", *(g.summary(key).mean_std() for key in STAT_KEYS),
+                     _paper_text(g) or "-"])
     return header, rows
 
 
@@ -223,15 +282,18 @@ def study_csv_rows(groups: Sequence[StudyGroup]) -> tuple[list[str], list[list[A
     keys = _distinguishing_keys(groups)
     stats = ["mean", "std", "min", "max"]
     header = (["task", "strategy"] + keys + ["n", "seeds", "failed", "incomplete", "metric"] + stats +
-              [f"{key}_{s}" for key in STAT_KEYS for s in stats] +
+              ["vs_random_diff", "vs_random_p", "vs_random_n"] + [f"{key}_{s}" for key in STAT_KEYS for s in stats] +
               ["paper_method", "paper_result", "paper_result_std", "paper_params_m", "paper_search_gpu_days"])
     rows = []
     for g in groups:
         summaries = [g.summary(g.metric)] + [g.summary(key) for key in STAT_KEYS]
         paper = g.paper or {}
+        versus = g.versus_control()
         rows.append([g.task, g.strategy] + [g.distinguishing.get(k, "") for k in keys] +
                     [summaries[0].n, " ".join(g.seeds), len(g.failed), len(g.incomplete), g.metric] +
-                    [getattr(s, name) for s in summaries for name in stats] +
+                    [getattr(summaries[0], name) for name in stats] +
+                    ([versus.diff, versus.p, versus.n_control] if versus else [None] * 3) +
+                    [getattr(s, name) for s in summaries[1:] for name in stats] +
                     [g.paper_method if paper else None, paper.get(g.metric), paper.get(f"{g.metric}_std"),
                      paper.get("params_m"), paper.get("search_gpu_days")])
     return header, rows
@@ -263,10 +325,18 @@ def build_study(pipelines: Sequence[Mapping[str, Any]], task: str = "") -> Study
     return Study(study_groups(pipelines, task))
 
 
+def _tick_label(group: StudyGroup) -> str:
+    versus = group.versus_control()
+    if versus is None or math.isnan(versus.p):
+        return group.label
+    return f"{group.label}\np vs random {_number(versus.p, 2)}"
+
+
 def study_figure_png(study: Study) -> bytes:
     """The strip plot: one panel a task, each counted seed a point (jittered, reproducibly), the group's mean with
     a ±std bar, the EDNAS paper's value as a dashed horizontal line across the panel where the task has one, and
-    each other strategy's published value as a dotted one across its own group."""
+    each other strategy's published value as a dotted one across its own group; under a group with a random-search
+    control, the p of the test against it."""
     from ednas_core.viz._common import figure_png_bytes, new_figure
 
     tasks = list(dict.fromkeys(g.task for g in study.groups))
@@ -307,7 +377,7 @@ def study_figure_png(study: Study) -> bytes:
                        label=f"EDNAS paper: {task_paper[metric]:g}")
         if ax.get_legend_handles_labels()[1]:
             ax.legend(loc="best", fontsize=8)
-        ax.set_xticks(range(len(groups)), [g.label for g in groups], fontsize=8)
+        ax.set_xticks(range(len(groups)), [_tick_label(g) for g in groups], fontsize=8)
         ax.set_xlim(-0.6, len(groups) - 0.2)
         ax.set_ylabel(METRIC_LABELS.get(metric, metric))
         ax.set_title(f"{task}: seeds (points), mean ± std (black)", fontsize=9)
@@ -328,7 +398,11 @@ def study_markdown(study: Study, png_link: str) -> str:
              "other tasks' keys; see ednas_core/report/seed_study.py), with mean ± sample std (ddof=1), min and max "
              "of the seeds that finished; `n` counts them (a seed run more than once counts once, with its latest "
              "run), `failed` and `incomplete` (no main metric yet) count the rest. Parameter columns are the keys "
-             "that differ between groups. Search cost in hours of the device the search ran on; rewards scored: the "
+             "that differ between groups. `vs random`: the group's mean minus that of random search on the same "
+             "settings (the random group that differs from it in the strategy alone; negative: better than random "
+             "search), a two-sided Mann-Whitney U test's p and the seeds compared (with 3 seeds a side no "
+             "difference can reach p < 0.1, with 4 a side p < 0.03; `-` without such a group, p `-` below 2 seeds "
+             "a side). Search cost in hours of the device the search ran on; rewards scored: the "
              "search's reward budget (validation batches or table look-ups; it differs between strategies by "
              "design). `published`: the "
              "group's strategy's own paper on the task (ednas_core/report/paper.py cites each), search cost in "

@@ -40,6 +40,16 @@ def make_strategy(space: SearchSpace, search_config: Any, seed: int) -> Strategy
     return cls(space, cls.settings_from(search_config), seed)
 
 
+def key_owners(key: str) -> tuple[str, ...]:
+    """The strategies that alone read `key`, a key of a task's search section without its prefix: its own
+    section's (`nao.epochs` -> nao), a key of the section proper that some strategies' settings read
+    (`policy_lr` -> ednas; `baseline_decay` -> ednas, random); () for what the search itself reads (`lr`)."""
+    head = key.split(".", 1)[0]
+    if "." in key and head in STRATEGIES:
+        return (head,)
+    return tuple(name for name, cls in STRATEGIES.items() if key in cls.search_keys)
+
+
 def strategy_settings(search_config: Any) -> dict[str, Any]:
     """The search section as a dict without the sections of the strategies it does not run: what determines
     a search (checkpoint fingerprint, tracked params)."""
@@ -50,4 +60,4 @@ def strategy_settings(search_config: Any) -> dict[str, Any]:
     return settings
 
 
-__all__ = ["STRATEGIES", "STRATEGY_NAMES", "Strategy", "make_strategy", "strategy_settings"]
+__all__ = ["STRATEGIES", "STRATEGY_NAMES", "Strategy", "key_owners", "make_strategy", "strategy_settings"]

@@ -46,6 +46,12 @@ class Strategy(ABC):
     signal_panels: ClassVar[tuple[tuple[tuple[str, ...], str, str | None], ...]] = ()
     # what the `baseline` of epoch_statistics averages, for the report (a strategy that keeps one)
     baseline_title: ClassVar[str] = "moving average of the reward"
+    # the keys of the task's search section that settings_from reads besides the strategy's own section
+    # (search.<name>.*): EDNAS's policy_* keys; nothing else reads them (strategies.key_owners)
+    search_keys: ClassVar[tuple[str, ...]] = ()
+    # whether final_architecture() is an answer of the strategy's own that improves as it learns (random search's
+    # is the argmax of a uniform distribution, one fixed cell): the search's AnswerProbe judges it every epoch
+    has_answer: ClassVar[bool] = True
 
     def __init__(self, space: SearchSpace, settings: Any, seed: int):
         """`settings`: the strategy's own section of params.yaml (see settings_from); `seed` initialises

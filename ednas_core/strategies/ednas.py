@@ -178,6 +178,8 @@ class EDNASStrategy(Strategy):
 
     name = "ednas"
     distribution_title = "EDNAS policy vectors (softmax)"
+    search_keys = ("policy_lr", "policy_beta1", "policy_beta2", "policy_weight_decay", "baseline_decay",
+                   "entropy_weight", "policy_init_std")
 
     def __init__(self, space: SearchSpace, settings: EDNASSettings, seed: int):
         super().__init__(space, settings, seed)

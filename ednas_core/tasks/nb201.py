@@ -44,11 +44,19 @@ def is_tabular(search_config: Any) -> bool:
     return isinstance(search_config, NB201SearchConfig) and search_config.mode == "tabular"
 
 
+def answer_probe(table: NB201Table) -> Callable[[Architecture], dict[str, float]]:
+    """The strategy's answer of an epoch (its final_architecture) judged by the table: `answer_test_acc`, its
+    200-epoch CIFAR-10 test accuracy (%), and `answer_rank` among the 15,625 cells (1 = the best). A look-up:
+    nothing of the search changes."""
+    return lambda arch: {"answer_test_acc": float(table.test_acc(arch)), "answer_rank": float(table.rank(arch))}
+
+
 def make_nb201_search(table: NB201Table, data: ImageDataset | None, search_config: NB201SearchConfig,
                       data_config: DataConfig, runtime: Runtime, checkpoint: Path | None,
                       callbacks: Iterable[EpochCallback], settings: dict) -> EDNASSearch:
     if search_config.mode == "tabular":
-        return tabular_search(table, search_config, runtime, checkpoint, callbacks, settings)
+        return tabular_search(table, search_config, runtime, checkpoint, callbacks, settings,
+                              answer_probe=answer_probe(table))
     from ..child_nb201 import nb201_search
     from ..ranking import RankingProbe
 
@@ -62,7 +70,7 @@ def make_nb201_search(table: NB201Table, data: ImageDataset | None, search_confi
                                       ).every(child, search_config.rank_every, search_config.epochs)
 
     return nb201_search(data, search_config, data_config, runtime, checkpoint, callbacks, settings,
-                        epoch_probe=probe)
+                        epoch_probe=probe, answer_probe=answer_probe(table))
 
 
 def restore_nb201(table: NB201Table, data: ImageDataset | None, search_config: NB201SearchConfig,

@@ -50,6 +50,16 @@ def test_tabular_pipeline_reports_true_accuracies(tmp_path):
     report = (ws / "metrics/report.md").read_text()
     assert info["arch_string"] in report and "93.92 +- 0.30" in report and f"rank {evaluate['rank']} of 15625" in report
     assert (ws / "metrics/figures/nb201_curves.png").is_file()
+    # the strategy's own answer (EDNAS: the policy's most probable cell, derive's argmax_genotype.json) judged by
+    # the table at every epoch; the last one in metrics/search.json and the report
+    argmax = _table_rows()[json.loads((ws / "data/derive/argmax_genotype.json").read_text())["arch_string"]]
+    assert search["answer_test_acc"] == pytest.approx(float(argmax["CIFAR10TestAccuracy200Epochs"]))
+    with open(ws / "metrics/search_epochs.csv", newline="") as f:
+        epochs = list(csv.DictReader(f))
+    assert len(epochs) == 2 and all(60 < float(e["answer_test_acc"]) < 95 for e in epochs)
+    assert float(epochs[-1]["answer_rank"]) == search["answer_rank"]
+    assert (f"- the strategy's own answer at the end of the search (the policy's most probable cell) tests at "
+            f"{search['answer_test_acc']:.2f}, rank {search['answer_rank']:.0f} of 15625") in report
     runs = {r.data.tags["dvc.stage"]: r for r in mlflow_runs(ws, task="nb201")}
     assert {"prepare-data", "search", "derive", "evaluate", "report"} <= set(runs)
     assert runs["search"].data.metrics["best_test_acc"] == pytest.approx(search["best_test_acc"])

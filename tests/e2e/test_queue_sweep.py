@@ -127,5 +127,10 @@ def test_grid_queue_with_two_workers_logs_every_run_to_the_root_database(tmp_pat
         groups = list(csv.DictReader(f))
     assert sorted(g["strategy"] for g in groups) == ["ednas", "ednas", "random"]
     assert sorted(int(g["n"]) for g in groups) == [0, 2, 2]  # the diverging one: failed, not dropped
+    # ednas read against random search on the same settings, 2 seeds each (the diverging group has no such control)
+    [ednas] = [g for g in groups if g["strategy"] == "ednas" and g["n"] == "2"]
+    assert ednas["vs_random_n"] == "2" and 0 < float(ednas["vs_random_p"]) <= 1
+    assert float(ednas["vs_random_diff"]) == pytest.approx(
+        float(ednas["mean"]) - float(next(g["mean"] for g in groups if g["strategy"] == "random")))
     study = (out / "study.md").read_text()
     assert "diverges" in study and "diverged" in study

@@ -25,6 +25,16 @@ def test_weight_sharing_result_lists_ranking_and_the_weight_sharing_rows():
     assert "| GDAS | 93.61 |" in text and "REA" not in text
 
 
+def test_the_strategys_answer_is_judged_in_both_modes():
+    search = {"queries": 150.0, "answer_test_acc": 93.5, "answer_rank": 180.0}
+    text = "\n".join(nb201_result_lines("tabular", "enas", search, {}, EVALUATE))
+    assert ("- the strategy's own answer at the end of the search (the controller's greedy cell) tests at 93.50, "
+            "rank 180 of 15625") in text
+    text = "\n".join(nb201_result_lines("weight_sharing", "ednas", {"answer_test_acc": 54.3}, {}, EVALUATE))
+    assert "(the policy's most probable cell) tests at 54.30, rank ? of 15625" in text
+    assert "own answer" not in "\n".join(nb201_result_lines("tabular", "random", {"queries": 150.0}, {}, EVALUATE))
+
+
 def test_trained_here_shows_both_accuracies():
     trained = {**EVALUATE, "cifar10_test_acc": 39.5, "table_test_acc": 94.015, "epochs": 1}
     text = "\n".join(nb201_result_lines("tabular", "ednas", {}, {}, trained))
@@ -37,6 +47,9 @@ def test_curves_draw_what_the_rows_hold():
                {"epoch": "2", "rank_kendall_tau": "0.3", "rank_spearman_rho": "0.4", "rank_top5_precision": "0.1"}]
     assert len(nb201_curves(tabular).axes) == 1 and len(nb201_curves(ranking).axes) == 1
     assert nb201_curves([{"epoch": "1", "child_acc": "0.5"}]) is None
+    answered = [{**row, "answer_test_acc": str(54.3 + e)} for e, row in enumerate(ranking)]
+    assert [a.get_title() for a in nb201_curves(answered).axes] == [
+        "The strategy's answer each epoch (its final architecture)", "Ranking of the probe cells by the shared weights"]
 
 
 def test_tabular_report_reads_as_a_table_search(tmp_path):

@@ -244,9 +244,11 @@ def test_write_study_md_csv_and_a_real_png(tmp_path):
     study = build_study(pipelines_from_runs(study_runs()))
     text = write_study(study, tmp_path / "study.md", tmp_path / "study.csv", tmp_path / "figures" / "study.png")
     assert (tmp_path / "study.md").read_text() == text and text.startswith("# Study across seeds\n")
-    assert "| cifar10 | ednas | 3 | 1 2 3 | 1 | 0 | test error (%) | 3.1 ± 0.26 | 2.9 / 3.4 | 3.6 ± 0.1 | 7 ± 1 | " \
-           "23700 ± 0 | EDNAS: 2.84 · 3.7M · 0.28 GPU-days |" in text  # a count of rewards whole, not 2.37e+04
-    assert "| cifar10 | random | 3 | 1 2 3 | 0 | 1 | test error (%) | 3.9 ± 0.36 | 3.6 / 4.3 | 3 ± 0 | 5 ± 0 | " \
+    # ednas against random on the same settings: 3.1 - 3.9 = -0.8; every ednas seed below every random one, the
+    # exact two-sided p of 3 against 3 is 2 / C(6, 3) = 0.1
+    assert "| cifar10 | ednas | 3 | 1 2 3 | 1 | 0 | test error (%) | 3.1 ± 0.26 | 2.9 / 3.4 | -0.8 (p 0.1, 3 vs 3) | " \
+           "3.6 ± 0.1 | 7 ± 1 | 23700 ± 0 | EDNAS: 2.84 · 3.7M · 0.28 GPU-days |" in text  # rewards whole, not 2.37e+04
+    assert "| cifar10 | random | 3 | 1 2 3 | 0 | 1 | test error (%) | 3.9 ± 0.36 | 3.6 / 4.3 | - | 3 ± 0 | 5 ± 0 | " \
            "23700 ± 0 | random search: 3.91 · 3.4M · 0.27 GPU-days |" in text
     assert "| cifar10 | ednas | ednas-4 | exp-ednas-4 | 4 | evaluate | FloatingPointError: loss is nan at epoch 3 |" \
            in text
@@ -258,6 +260,8 @@ def test_write_study_md_csv_and_a_real_png(tmp_path):
     assert float(rows[0]["mean"]) == pytest.approx(3.1) and float(rows[0]["std"]) == pytest.approx(math.sqrt(0.07))
     assert float(rows[1]["max"]) == 4.3 and float(rows[0]["search_hours_std"]) == pytest.approx(1.0)
     assert float(rows[0]["search_rewards_total_mean"]) == 23700.0
+    assert float(rows[0]["vs_random_diff"]) == pytest.approx(-0.8) and float(rows[0]["vs_random_p"]) == 0.1
+    assert rows[0]["vs_random_n"] == "3" and rows[1]["vs_random_diff"] == rows[1]["vs_random_p"] == ""
     assert [(r["paper_method"], r["paper_result"]) for r in rows] == [("EDNAS", "2.84"), ("random search", "3.91")]
     png = (tmp_path / "figures/study.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -292,3 +296,64 @@ def test_a_seed_run_twice_counts_once_with_its_latest_run():
     assert group.seeds == ["1", "2"]
     summary = group.summary("test_error")
     assert (summary.n, summary.mean) == (2, 5.0)  # seed 1's latest (4.0) and seed 2 (6.0)
+
+
+def _pipeline(strategy: str, seed: int, error: float, task: str = "cifar10", **params: str) -> dict:
+    key = "search.strategy" if task == "cifar10" else f"{task}.search.strategy"
+    return {"pipeline": f"{strategy}-{seed}-{error}", "task": task, "strategy": strategy, "started_ms": seed,
+            "test_error": error, "params_m": 1.0, "search_hours": 1.0, "search_rewards_total": 10.0,
+            "failed_stage": "", "params": {"runtime.seed": str(seed), key: strategy, "search.lr": "0.05", **params}}
+
+
+def _versus(groups, strategy: str, **params: str):
+    [group] = [g for g in groups if g.strategy == strategy and all(g.params.get(k) == v for k, v in params.items())]
+    return group.versus_control()
+
+
+def test_each_strategy_is_tested_against_random_search_on_the_same_settings():
+    """The control of a group is the random group that differs from it in the strategy alone: what a strategy
+    alone reads (its section, EDNAS's policy keys) does not matter, a setting of the search itself does."""
+    pipelines = []
+    for seed in (1, 2, 3, 4):
+        pipelines += [_pipeline("random", seed, 5.0 + seed / 10),                       # 5.1 .. 5.4
+                      _pipeline("random", seed, 7.0 + seed / 10, **{"search.lr": "0.1"}),
+                      _pipeline("ednas", seed, 4.0 + seed / 10, **{"search.policy_lr": "0.01"}),
+                      _pipeline("nao", seed, 5.0 + seed / 10 + (0.05 if seed % 2 else -0.05),
+                                **{"search.nao.epochs": "100"}),
+                      _pipeline("enas", seed, 6.0 + seed / 10, **{"search.lr": "0.1"})]
+    pipelines.append(_pipeline("evnas", 1, 5.0, **{"search.lr": "0.2"}))  # no random search at lr 0.2
+    groups = study_groups(pipelines)
+    ednas = _versus(groups, "ednas")
+    assert (ednas.diff, ednas.n, ednas.n_control) == (pytest.approx(-1.0), 4, 4)
+    assert ednas.p == pytest.approx(2 / 70)  # every ednas seed below every random one: 2 / C(8, 4)
+    assert ednas.text() == "-1 (p 0.029, 4 vs 4)"
+    nao = _versus(groups, "nao")  # 5.15 5.15 5.35 5.35 against 5.1 5.2 5.3 5.4: no difference
+    assert nao.diff == pytest.approx(0.0, abs=1e-12) and nao.p > 0.5
+    enas = _versus(groups, "enas")  # against random at its own child learning rate 0.1: 6.x against 7.x
+    assert enas.diff == pytest.approx(-1.0) and enas.p == pytest.approx(2 / 70)
+    assert _versus(groups, "evnas") is None and _versus(groups, "random", **{"search.lr": "0.05"}) is None
+
+
+def test_one_seed_a_side_gives_a_difference_without_p_and_an_ambiguous_control_none():
+    groups = study_groups([_pipeline("ednas", 1, 3.0), _pipeline("random", 1, 4.0)])
+    versus = _versus(groups, "ednas")
+    assert versus.diff == -1.0 and math.isnan(versus.p) and versus.text() == "-1 (p -, 1 vs 1)"
+    # two random groups that differ only in a key random search reads for tracking alone: which is the control?
+    groups = study_groups([_pipeline("ednas", 1, 3.0), _pipeline("random", 1, 4.0),
+                           _pipeline("random", 2, 4.5, **{"search.baseline_decay": "0.9"})])
+    assert _versus(groups, "ednas") is None
+    # the control has no finished seed yet
+    unfinished = _pipeline("random", 1, math.nan)
+    assert _versus(study_groups([_pipeline("ednas", 1, 3.0), unfinished]), "ednas") is None
+
+
+def test_a_task_prefix_and_another_tasks_random_search():
+    """digits groups find digits' random search; a cifar10 random group with the same values is no control."""
+    groups = study_groups([_pipeline("ednas", 1, 3.0, task="digits", **{"digits.search.policy_lr": "0.1"}),
+                           _pipeline("ednas", 2, 3.2, task="digits"),
+                           _pipeline("random", 1, 4.0, task="digits"), _pipeline("random", 2, 4.4, task="digits"),
+                           _pipeline("random", 1, 1.0)])
+    assert [(g.task, g.strategy) for g in groups if g.versus_control()] == [("digits", "ednas"), ("digits", "ednas")]
+    digits = [g for g in groups if g.task == "digits" and g.strategy == "ednas" and g.params.get(
+        "digits.search.policy_lr") is None][0]
+    assert digits.versus_control().diff == pytest.approx(3.2 - 4.2)

@@ -89,6 +89,21 @@ def test_several_strategies_keys_are_named_together(repo, capsys):
         "-S digits.search.strategy=evnas to run it"]
 
 
+def test_ednas_policy_keys_warn_under_another_strategy(repo, capsys):
+    """search.policy_lr is EDNAS's (strategies.key_owners): under enas it does nothing; baseline_decay is read by
+    random search too (its tracked moving average), so under random it passes silently."""
+    set_params(repo / "params.yaml", {"digits.search.strategy": "enas", "digits.search.policy_lr": 0.01,
+                                      "digits.search.baseline_decay": 0.9})
+    code, out, err = run(capsys)
+    assert code == 0 and out == "check-params: params.yaml is valid (task: digits)\n"
+    assert err.splitlines() == [
+        "check-params: warning: digits.search.policy_lr, digits.search.baseline_decay are read by strategies ednas "
+        "and random only, but digits.search.strategy is enas; that change does nothing — add "
+        "-S digits.search.strategy=ednas to run it"]
+    set_params(repo / "params.yaml", {"digits.search.strategy": "random", "digits.search.policy_lr": 0.1})
+    assert run(capsys) == (0, "check-params: params.yaml is valid (task: digits)\n", "")  # policy_lr as committed
+
+
 def test_the_selected_strategys_own_section_passes(repo, capsys):
     set_params(repo / "params.yaml", {"digits.search.strategy": "nao", "digits.search.nao.epochs": 5})
     assert run(capsys) == (0, "check-params: params.yaml is valid (task: digits)\n", "")

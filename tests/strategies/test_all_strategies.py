@@ -20,7 +20,7 @@ from ednas_core.derive import derive
 from ednas_core.epochs import fingerprint
 from ednas_core.genotypes import from_architecture, to_architecture
 from ednas_core.spaces import CNN_SPACE, RNN_SPACE
-from ednas_core.strategies import STRATEGIES, make_strategy, strategy_settings
+from ednas_core.strategies import STRATEGIES, key_owners, make_strategy, strategy_settings
 from ednas_core.train import GenotypeTrainer
 from helpers import Recorder, cpu_runtime, make_pattern_dataset, tiny_eval_config, tiny_search_config
 from synthetic_search import planted_architecture, planted_reward, synthetic_search
@@ -124,6 +124,38 @@ def test_fingerprint_depends_only_on_the_chosen_strategys_section(name):
         mine = dataclasses.replace(config, **{name: dataclasses.replace(section, **{key: getattr(section, key) + 1})})
         assert fingerprint(search=strategy_settings(config)) != fingerprint(search=strategy_settings(mine))
     assert set(strategy_settings(config)) & {"enas", "evnas", "nao"} == ({name} & {"enas", "evnas", "nao"})
+
+
+class _ReadRecorder:
+    """A search section that records the names settings_from reads from it."""
+
+    def __init__(self, section):
+        self._section, self.read = section, []
+
+    def __getattr__(self, name):
+        self.read.append(name)
+        return getattr(self._section, name)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("section", [SearchConfig(), RNNSearchConfig()], ids=["cnn", "rnn"])
+def test_settings_from_reads_its_own_section_and_its_declared_search_keys_only(name, section):
+    """search_keys says which keys of the search section proper a strategy reads (key_owners, and through it
+    check-params' warning and the study's random-search control, rely on it): exactly what settings_from reads."""
+    recorder = _ReadRecorder(section)
+    STRATEGIES[name].settings_from(recorder)
+    own = {name} & {f.name for f in dataclasses.fields(section)}  # its section (ednas and random have none)
+    assert set(recorder.read) == own | set(STRATEGIES[name].search_keys)
+
+
+def test_key_owners():
+    assert key_owners("nao.epochs") == ("nao",) and key_owners("enas.lr") == ("enas",)
+    assert key_owners("policy_lr") == ("ednas",) and key_owners("baseline_decay") == ("ednas", "random")
+    assert key_owners("lr") == key_owners("strategy") == key_owners("epochs") == ()
+    # the keys of the search section proper that strategies alone read: EDNAS's (random's baseline_decay among them)
+    fields = {f.name for f in dataclasses.fields(SearchConfig())}
+    assert {k for k in fields if key_owners(k)} == {"policy_lr", "policy_beta1", "policy_beta2", "policy_weight_decay",
+                                                   "policy_init_std", "baseline_decay", "entropy_weight"}
 
 
 def test_every_task_has_every_strategys_section_and_builds_it():
