@@ -126,10 +126,12 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """The rows as CSV, atomically; the columns are every key of any row in the order they first appear, a key a
+    row lacks an empty cell (epochs of a search resumed from a checkpoint of an earlier version measured less)."""
     if not rows:
         raise ValueError(f"no rows to write to {path}")
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), restval="")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())

@@ -43,14 +43,15 @@ NB201_HEADLINE = ("queries", "best_valid_acc", "best_test_acc", "answer_test_acc
 
 
 def history_arrays(result: SearchResult) -> dict[str, np.ndarray]:
-    """Policy softmax and sampling counts of every epoch, stacked: key -> [epochs, ...]."""
+    """Policy softmax, sampling counts and metrics of every epoch, stacked: key -> [epochs, ...]; a metric that
+    some epochs lack (measured only since a resume with a later version) is NaN there."""
     arrays: dict[str, np.ndarray] = {"epoch": np.array([r.epoch + 1 for r in result.history])}
     for key in result.history[0].probabilities:
         arrays[f"prob_{key}"] = np.stack([r.probabilities[key] for r in result.history])
     for key in result.history[0].counts:
         arrays[f"counts_{key}"] = np.stack([r.counts[key] for r in result.history])
-    for key in result.history[0].metrics:
-        arrays[f"metric_{key}"] = np.array([r.metrics[key] for r in result.history])
+    for key in dict.fromkeys(k for r in result.history for k in r.metrics):  # NaN where an epoch lacks one
+        arrays[f"metric_{key}"] = np.array([r.metrics.get(key, math.nan) for r in result.history])
     return arrays
 
 

@@ -239,6 +239,31 @@ def test_write_csv_complete_and_atomic(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["epochs.csv"]
 
 
+def test_write_csv_takes_every_rows_keys(tmp_path):
+    """A search resumed from a checkpoint of an earlier version has early epochs without the metrics added since
+    (the NB201 answer probe): their cells are empty instead of the stage failing after the whole search."""
+    path = tmp_path / "epochs.csv"
+    write_csv(path, [{"epoch": 1, "loss": 2.5}, {"epoch": 2, "loss": 1.0, "answer_test_acc": 93.1}])
+    with path.open(newline="") as f:
+        back = list(csv.DictReader(f))
+    assert back == [{"epoch": "1", "loss": "2.5", "answer_test_acc": ""},
+                    {"epoch": "2", "loss": "1.0", "answer_test_acc": "93.1"}]
+
+
+def test_history_arrays_take_every_epochs_metrics():
+    from types import SimpleNamespace
+
+    from stages.search import history_arrays
+
+    def report(epoch, **metrics):
+        return SimpleNamespace(epoch=epoch, metrics=metrics, probabilities={"p": np.ones(2) / 2},
+                               counts={"p": np.zeros(2)})
+
+    arrays = history_arrays(SimpleNamespace(history=[report(0, reward=0.5), report(1, reward=0.6, answer_rank=7.0)]))
+    assert arrays["metric_reward"].tolist() == [0.5, 0.6]
+    assert np.isnan(arrays["metric_answer_rank"][0]) and arrays["metric_answer_rank"][1] == 7.0
+
+
 def test_write_csv_no_rows_raises(tmp_path):
     path = tmp_path / "empty.csv"
     with pytest.raises(ValueError, match="no rows"):
