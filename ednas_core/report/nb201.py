@@ -82,26 +82,27 @@ def nb201_curves(rows: Sequence[dict]) -> Figure | None:
     epochs = _column(rows, "epoch")
     panels = []
     if any(math.isfinite(v) for v in _column(rows, "best_test_acc")):
-        panels.append(("Best cell found so far", "accuracy (%)", ("best_valid_acc", "best_test_acc"), NB201_OPTIMUM))
+        panels.append(("Best cell found so far", "accuracy (%)", ("best_valid_acc", "best_test_acc"),
+                       {"optimum": NB201_OPTIMUM}))
     if any(math.isfinite(v) for v in _column(rows, "answer_test_acc")):
         panels.append(("The strategy's answer each epoch (its final architecture)", "test accuracy (%)",
-                       ("answer_test_acc",), NB201_OPTIMUM))
+                       ("answer_test_acc",), {"optimum": NB201_OPTIMUM, "mean of the space": NB201_SPACE_MEAN}))
     if any(math.isfinite(v) for v in _column(rows, "rank_kendall_tau")):
         panels.append(("Ranking of the probe cells by the shared weights", "correlation / precision",
-                       ("rank_kendall_tau", "rank_spearman_rho", "rank_top5_precision"), None))
+                       ("rank_kendall_tau", "rank_spearman_rho", "rank_top5_precision"), {}))
     if not panels:
         return None
     fig = new_figure(6.5 * len(panels), 4.0)
-    for i, (title, ylabel, keys, line) in enumerate(panels, 1):
+    for i, (title, ylabel, keys, lines) in enumerate(panels, 1):
         ax = fig.add_subplot(1, len(panels), i)
         for key in keys:
             values = _column(rows, key)
             ok = [math.isfinite(v) for v in values]
             ax.plot(epochs[ok], values[ok], marker="o", markersize=3, label=key)
-        if line is not None:
-            low, high = ax.get_ylim()  # the optimum inside the axes, however far the curves are from it
+        for (name, line), style in zip(lines.items(), ("--", ":")):
+            low, high = ax.get_ylim()  # the line inside the axes, however far the curves are from it
             ax.set_ylim(min(low, line - 0.05 * (high - low)), max(high, line + 0.05 * (high - low)))
-            ax.axhline(line, color="grey", linestyle="--", linewidth=1, label=f"optimum {line}")
+            ax.axhline(line, color="grey", linestyle=style, linewidth=1, label=f"{name} {line}")
         ax.set_title(title, fontsize=10)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
