@@ -51,7 +51,7 @@ import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -573,6 +573,25 @@ def ednas_runs(uri: str | None = None) -> list[Any]:
         token = page.token
         if not token:
             return runs
+
+
+def metric_histories(run_ids: Iterable[str], keys: Sequence[str], uri: str | None = None
+                     ) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """run id -> key -> [(step, value)], steps ascending, of each of `keys` the run logged (a key it never logged
+    is absent; a step logged twice, as by a resumed run, keeps its latest value). One query a run and key."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri or tracking_uri())
+    out: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for run_id in dict.fromkeys(r for r in run_ids if r):
+        out[run_id] = {}
+        for key in keys:
+            by_step: dict[int, float] = {}
+            for m in sorted(_retry(client.get_metric_history, run_id, key), key=lambda m: (m.step, m.timestamp)):
+                by_step[int(m.step)] = float(m.value)
+            if by_step:
+                out[run_id][key] = sorted(by_step.items())
+    return out
 
 
 def _policy_space(arrays: dict[str, np.ndarray]) -> SearchSpace | None:

@@ -13,7 +13,8 @@ metrics/info/evaluate.json), and writes
 - metrics/comparison.{md,csv}: one row per pipeline (runs grouped by the tag ednas.pipeline_id) of every
   `ednas-<task>` experiment in the tracking store, sorted by the task's main metric;
 - metrics/study.{md,csv} and metrics/figures/study.png: the same pipelines grouped across seeds (mean +- std of
-  each setting, failed pipelines listed; ednas_core/report/seed_study.py).
+  each setting, failed pipelines listed; ednas_core/report/seed_study.py); metrics/figures/study_curves.png where
+  the task has per-epoch curves against a benchmark's truth (nb201).
 
 The comparison and the study read the tracking store (once), which DVC does not track: after other experiments
 finish, refresh them with `dvc repro -f -s report` (or `python -m stages.report`); `python -m tools.study` writes the
@@ -70,7 +71,7 @@ def _history() -> dict[str, np.ndarray] | None:
 
 
 def main() -> None:
-    from ednas_core.tracking import StageRun, ednas_runs
+    from ednas_core.tracking import StageRun, ednas_runs, metric_histories
 
     params, text = read_params()
     search, derive, evaluate = _load("search.json"), _load("derive.json"), _load("evaluate.json")
@@ -95,19 +96,25 @@ def main() -> None:
         comparison = comparison_table(pipelines, params.task, current)
         write_comparison(*comparison, METRICS_DIR / "comparison.md", METRICS_DIR / "comparison.csv")
         study = build_study(pipelines, params.task)
+        if study.curve_runs():  # nb201: each search's history of the truth, read once per run
+            study.curves = metric_histories(study.curve_runs(), study.curve_keys())
         study_figure = f"{FIGURES_DIR.name}/study.png"  # relative to metrics/, once the staging folder is in place
-        write_study(study, METRICS_DIR / "study.md", METRICS_DIR / "study.csv", staging / "study.png", study_figure)
+        curves_figure = f"{FIGURES_DIR.name}/study_curves.png"
+        write_study(study, METRICS_DIR / "study.md", METRICS_DIR / "study.csv", staging / "study.png", study_figure,
+                    staging / "study_curves.png", curves_figure)
+        if not (staging / "study_curves.png").is_file():
+            curves_figure = ""
         replace_folder(staging, FIGURES_DIR)  # no figure of an earlier run (another task) stays behind
         staging.parent.rmdir()
         report = build_report(params.task, flat, search, derive, evaluate, genotype.to_dict(), figures=figures,
                               comparison=comparison, study=study, study_figure=study_figure,
-                              report_run_id=run.run_id)
+                              study_curves_figure=curves_figure, report_run_id=run.run_id)
         atomic_write_text(METRICS_DIR / "report.md", report)
         atomic_write_text(METRICS_DIR / "report.html",
                           markdown_to_html(report, METRICS_DIR, f"EDNAS report: {params.task}"))
         for name in ("report.md", "report.html", "comparison.md", "comparison.csv", "study.md", "study.csv"):
             run.log_artifact(METRICS_DIR / name)
-        for path in [ref.path for ref in figures.all()] + [study_figure]:
+        for path in [ref.path for ref in figures.all()] + [study_figure] + ([curves_figure] if curves_figure else []):
             run.log_artifact(METRICS_DIR / path, "figures")
         print(f"report: {METRICS_DIR / 'report.md'}, {METRICS_DIR / 'report.html'}, {FIGURES_DIR}/ "
               f"({len(figures.all())} figures), {len(comparison[1])} pipelines in {METRICS_DIR / 'comparison.md'}, "

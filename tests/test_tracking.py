@@ -345,6 +345,22 @@ def test_search_logger_on_resume_logs_history(env):
     assert policy_files(client, run.run_id) == []  # neither a multiple of 5 nor the last epoch
 
 
+def test_metric_histories_per_run_and_key_latest_value_of_a_step(env):
+    """What the seed study's curves read: each run's history of each key, a step logged twice (a resumed search
+    relogs the epochs a continued run lacks) with its latest value, a key never logged absent."""
+    root, client = env
+    with StageRun("search", "histories", {}, PARAMS_TEXT) as run:
+        run.log_metrics({"answer_test_acc": 90.0}, step=1)
+        run.log_metrics({"answer_test_acc": 91.0}, step=2)
+        run.log_metrics({"answer_test_acc": 92.5}, step=2)
+    with StageRun("search", "histories", {}, PARAMS_TEXT) as other:
+        other.log_metrics({"answer_test_acc": 80.0}, step=1)
+    got = tracking.metric_histories([run.run_id, other.run_id, "", run.run_id], ["answer_test_acc", "best_test_acc"],
+                                    f"sqlite:///{root}/mlflow.db")
+    assert got == {run.run_id: {"answer_test_acc": [(1, 90.0), (2, 92.5)]},
+                   other.run_id: {"answer_test_acc": [(1, 80.0)]}}
+
+
 # --- the experiment kind (MLflow's UI: model training, not GenAI) ---------------------------------------------
 
 def test_an_existing_experiment_without_the_kind_tag_gets_it(env):

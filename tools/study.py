@@ -4,7 +4,8 @@
 
 reads every run of the `ednas-<task>` experiments (default store: as the stages, tracking.tracking_uri(): the
 repository's mlflow.db or MLFLOW_TRACKING_URI), groups the pipelines by their settings except the seed
-(ednas_core/report/seed_study.py) and writes DIR/study.{md,csv,png} (default metrics/study/); prints the table.
+(ednas_core/report/seed_study.py) and writes DIR/study.{md,csv,png} (default metrics/study/), and DIR/study_curves.png
+where the study's tasks have per-epoch curves against a benchmark's truth (nb201); prints the table.
 A store that cannot be read or holds no ednas pipelines is a one-line error, exit code 1.
 """
 
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for study.md, study.csv, study.png")
     args = parser.parse_args(argv)
     try:
-        from ednas_core.tracking import ednas_runs, tracking_uri
+        from ednas_core.tracking import ednas_runs, metric_histories, tracking_uri
 
         uri = args.tracking_uri or tracking_uri()
         check_store(uri)
@@ -64,7 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         study = build_study(pipelines, args.task)
         if not study.groups:
             raise StoreError(f"no {args.task} pipelines in the tracking store {uri}")
-        write_study(study, args.out / "study.md", args.out / "study.csv", args.out / "study.png")
+        if study.curve_runs():
+            study.curves = metric_histories(study.curve_runs(), study.curve_keys(), uri)
+        write_study(study, args.out / "study.md", args.out / "study.csv", args.out / "study.png",
+                    curves_path=args.out / "study_curves.png")
     except (StoreError, OSError) as err:
         print(f"study: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
         return 1
@@ -72,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(md_table(header, rows)))
     failed = study.failed()[1]
     print(f"study: {len(study.groups)} groups of {sum(len(g.pipelines) for g in study.groups)} pipelines"
-          f"{f', {len(failed)} failed' if failed else ''}; wrote {args.out / 'study.md'}, study.csv, study.png")
+          f"{f', {len(failed)} failed' if failed else ''}; wrote {args.out / 'study.md'}, study.csv, study.png"
+          f"{', study_curves.png' if (args.out / 'study_curves.png').is_file() else ''}")
     return 0
 
 

@@ -127,6 +127,7 @@ def pipelines_from_runs(runs: Iterable[Any], current: str = "", writing: str = "
             "started": datetime.fromtimestamp(started / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "started_ms": started,
             "stages": " ".join(finished),
+            "search_run_id": picked["search"].info.run_id if "search" in picked else "",
             "search_child_acc": metric("search", "child_acc"),
             "search_reward": metric("search", "reward"),
             "search_rewards_total": metric("search", "rewards_total"),

@@ -77,9 +77,9 @@ def _table_section(title: str, intro: str, header: list[str], rows: list[list[An
 def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, evaluate: dict,
                  genotype_json: dict, *, figures: Figures | None = None,
                  comparison: tuple[list[str], list[list[Any]]] | None = None, study: Study | None = None,
-                 study_figure: str = "", report_run_id: str = "") -> str:
+                 study_figure: str = "", study_curves_figure: str = "", report_run_id: str = "") -> str:
     """The report as Markdown. Figures link metrics/figures/ relative to metrics/ (where report.md lives);
-    `study_figure` is the study's strip plot, linked so."""
+    `study_figure` is the study's strip plot, `study_curves_figure` its per-epoch curves (nb201), linked so."""
     prefix = "" if task == "cifar10" else f"{task}."
     strategy = str(params.get(f"{prefix}search.strategy", "ednas"))
     hours = search.get("search_gpu_hours", search.get("search_cpu_hours", 0.0))
@@ -163,6 +163,11 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
                                 "their errors in study.md (also study.csv).", header, rows)
         if study_figure:
             lines += [f"![seeds of each group, mean ± std]({study_figure})", ""]
+        if study_curves_figure:
+            from .seed_study import CURVES_CAPTION  # seed_study imports this module
+
+            lines += [CURVES_CAPTION, "", f"![each group's search, mean ± std of its seeds per epoch]"
+                      f"({study_curves_figure})", ""]
     if figures and figures.paper:
         lines += ["## The paper's genotypes", ""]
         lines += _images(figures.paper)

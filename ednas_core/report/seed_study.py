@@ -32,6 +32,7 @@ import io
 import math
 import os
 import statistics
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -44,7 +45,7 @@ from ednas_core.strategies import key_owners
 
 from .comparison import strategy_key, varying_keys
 from .markdown import md_table
-from .paper import METHOD_NAMES, main_metric, published, published_for
+from .paper import METHOD_NAMES, NB201_OPTIMUM, NB201_SPACE_MEAN, main_metric, published, published_for
 from .significance import mann_whitney
 
 SEED_KEY = "runtime.seed"
@@ -55,6 +56,14 @@ PAPER_STRATEGY = "ednas"
 CONTROL_STRATEGY = "random"  # the control every other strategy's group is tested against
 METRIC_LABELS = {"test_error": "test error (%)", "test_ppl": "test perplexity"}
 STAT_KEYS = ("params_m", "search_hours", "search_rewards_total")  # the headline numbers besides the main metric
+# per task: the per-epoch search metrics drawn across seeds in study_curves.png (a search run's MLflow history,
+# fetched by the caller into Study.curves), with the panel's title and its reference lines: NAS-Bench-201's truth
+CURVES: dict[str, tuple[tuple[str, str], ...]] = {
+    "nb201": (("answer_test_acc", "The strategy's answer each epoch (its final architecture)"),
+              ("best_test_acc", "Best cell found so far (tabular: the best-validation look-up)"))}
+CURVE_LINES: dict[str, dict[str, float]] = {
+    "nb201": {"optimum": NB201_OPTIMUM, "mean of the space": NB201_SPACE_MEAN}}
+CURVE_LABEL = "test accuracy (%)"
 
 
 def _other_sections(task: str) -> tuple[str, ...]:
@@ -310,15 +319,41 @@ def failed_table(groups: Sequence[StudyGroup]) -> tuple[list[str], list[list[Any
 
 @dataclass
 class Study:
-    """The groups of a study with the tables made of them (what study.md, study.csv and the report show)."""
+    """The groups of a study with the tables made of them (what study.md, study.csv and the report show), and the
+    per-epoch histories of its CURVES (search run id -> key -> [(epoch, value)]; tracking.metric_histories of
+    curve_runs() and curve_keys(), filled by the caller: this module reads no tracking store)."""
 
     groups: list[StudyGroup]
+    curves: dict[str, dict[str, list[tuple[int, float]]]] = field(default_factory=dict)
 
     def table(self) -> tuple[list[str], list[list[Any]]]:
         return study_table(self.groups)
 
     def failed(self) -> tuple[list[str], list[list[Any]]]:
         return failed_table(self.groups)
+
+    def curve_keys(self) -> list[str]:
+        """The CURVES keys of the study's tasks."""
+        return list(dict.fromkeys(key for g in self.groups for key, _ in CURVES.get(g.task, ())))
+
+    def curve_runs(self) -> list[str]:
+        """The search runs whose histories the curves draw: those of the counted pipelines of tasks with CURVES."""
+        return [p.get("search_run_id", "") for g in self.groups if g.task in CURVES for p in g.counted
+                if p.get("search_run_id")]
+
+    def group_curve(self, group: StudyGroup, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(epochs, mean, sample std (NaN below 2 seeds), seeds) of `key` across the group's counted pipelines,
+        at every epoch any of them logged a finite value; empty arrays when none did."""
+        by_epoch: dict[int, list[float]] = {}
+        for p in group.counted:
+            for epoch, value in self.curves.get(p.get("search_run_id", ""), {}).get(key, []):
+                if math.isfinite(value):
+                    by_epoch.setdefault(epoch, []).append(value)
+        epochs = sorted(by_epoch)
+        values = [by_epoch[e] for e in epochs]
+        return (np.array(epochs, dtype=float), np.array([statistics.fmean(v) for v in values]),
+                np.array([statistics.stdev(v) if len(v) > 1 else math.nan for v in values]),
+                np.array([len(v) for v in values], dtype=float))
 
 
 def build_study(pipelines: Sequence[Mapping[str, Any]], task: str = "") -> Study:
@@ -385,13 +420,58 @@ def study_figure_png(study: Study) -> bytes:
     return figure_png_bytes(fig)
 
 
+def _legend_label(group: StudyGroup, seeds: int) -> str:
+    """The group's strategy and distinguishing values on one line, wrapped at 60 characters, and its seeds."""
+    return textwrap.fill(f"{group.label.replace(chr(10), ', ')} (n={seeds})", 60, subsequent_indent="  ")
+
+
+def study_curves_png(study: Study) -> bytes | None:
+    """The anytime curves: for each task with CURVES, one panel a key that some group has values of, each group's
+    mean across its seeds per epoch (a line, one colour a group in every panel) with a ±std band, and the task's
+    reference lines (NB201: the space's optimum and mean); one legend below the panels (a group's label, its
+    distinguishing values and seeds). None when no group has a value to draw."""
+    from ednas_core.viz._common import figure_png_bytes, new_figure
+
+    panels = []  # (task, title, [(colour, group, curve)])
+    for task in dict.fromkeys(g.task for g in study.groups):
+        members = [g for g in study.groups if g.task == task]
+        for key, title in CURVES.get(task, ()):
+            drawn = [(f"C{i % 10}", g, study.group_curve(g, key)) for i, g in enumerate(members)]
+            drawn = [(c, g, curve) for c, g, curve in drawn if len(curve[0])]
+            if drawn:
+                panels.append((task, title, drawn))
+    if not panels:
+        return None
+    entries: dict[str, Any] = {}  # legend label -> handle, in order of first appearance
+    groups = {id(g): (c, g) for _, _, drawn in panels for c, g, _ in drawn}
+    fig = new_figure(6.0 * len(panels), 4.0 + 0.22 * (len(groups) + 2))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (task, title, drawn) in zip(axes, panels):
+        for colour, g, (epochs, mean, std, seeds) in drawn:
+            line, = ax.plot(epochs, mean, marker="o", markersize=3, color=colour)
+            entries.setdefault(_legend_label(g, int(seeds.max())), line)
+            ok = np.isfinite(std)
+            if ok.any():
+                ax.fill_between(epochs[ok], (mean - std)[ok], (mean + std)[ok], color=colour, alpha=0.15)
+        for (name, value), style in zip(CURVE_LINES.get(task, {}).items(), ("--", ":")):
+            entries.setdefault(f"{task} {name} {value}", ax.axhline(value, color="grey", linestyle=style,
+                                                                     linewidth=1))
+        ax.set_title(f"{task}: {title}", fontsize=9)
+        ax.set_xlabel("search epoch")
+        ax.set_ylabel(CURVE_LABEL)
+        ax.grid(alpha=0.3)
+    fig.legend(list(entries.values()), list(entries), loc="outside lower center", fontsize=7,
+               ncol=2 if len(panels) > 1 else 1)
+    return figure_png_bytes(fig)
+
+
 def _csv_cell(value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return value
 
 
-def study_markdown(study: Study, png_link: str) -> str:
+def study_markdown(study: Study, png_link: str, curves_link: str = "") -> str:
     header, rows = study.table()
     lines = ["# Study across seeds", "",
              "One row per group of pipelines that differ only in `runtime.seed` (and in tracking, execution and "
@@ -413,12 +493,21 @@ def study_markdown(study: Study, png_link: str) -> str:
     lines += ["", "## Failed pipelines", ""]
     lines += md_table(failed_header, failed_rows) if failed_rows else ["None."]
     lines += ["", f"![seeds of each group, mean ± std]({png_link})", ""]
+    if curves_link:
+        lines += [CURVES_CAPTION, "", f"![each group's search, mean ± std of its seeds per epoch]({curves_link})", ""]
     return "\n".join(lines)
 
 
-def write_study(study: Study, md_path: Path, csv_path: Path, png_path: Path, png_link: str = "") -> str:
+CURVES_CAPTION = ("The search of each group against the benchmark's truth, epoch by epoch: the mean of its seeds "
+                  "(n: how many) with ± one std, from each search run's MLflow history.")
+
+
+def write_study(study: Study, md_path: Path, csv_path: Path, png_path: Path, png_link: str = "",
+                curves_path: Path | None = None, curves_link: str = "") -> str:
     """Writes study.md (linking the figure as `png_link`, else its path relative to md_path), study.csv and the
-    strip plot, each atomically; returns the Markdown."""
+    strip plot, and where study_curves_png draws anything the curves to `curves_path` (linked as `curves_link`,
+    else relative; a curves file left there by an earlier study is removed otherwise), each atomically; returns
+    the Markdown."""
     header, rows = study_csv_rows(study.groups)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -426,6 +515,14 @@ def write_study(study: Study, md_path: Path, csv_path: Path, png_path: Path, png
     writer.writerows([[_csv_cell(v) for v in row] for row in rows])
     atomic_write_text(csv_path, buffer.getvalue())
     atomic_write_bytes(png_path, study_figure_png(study))
-    text = study_markdown(study, png_link or Path(os.path.relpath(png_path, md_path.parent)).as_posix())
+    curves = study_curves_png(study) if curves_path is not None else None
+    if curves is not None:
+        atomic_write_bytes(curves_path, curves)
+        curves_link = curves_link or Path(os.path.relpath(curves_path, md_path.parent)).as_posix()
+    else:
+        curves_link = ""
+        if curves_path is not None:
+            curves_path.unlink(missing_ok=True)
+    text = study_markdown(study, png_link or Path(os.path.relpath(png_path, md_path.parent)).as_posix(), curves_link)
     atomic_write_text(md_path, text)
     return text

@@ -69,6 +69,15 @@ def test_tabular_pipeline_reports_true_accuracies(tmp_path):
     assert "Running stage 'prepare-data'" not in done.stdout and "Running stage 'search'" in done.stdout
     rea = json.loads((ws / "metrics/evaluate.json").read_text())
     assert 1 <= rea["rank"] <= 15625
+    # the study's curves against the truth, from both searches' MLflow histories: in the report and as an artifact
+    report = (ws / "metrics/report.md").read_text()
+    assert (ws / "metrics/figures/study_curves.png").is_file() and "](figures/study_curves.png)" in report
+    from mlflow.tracking import MlflowClient
+
+    last = max((r for r in mlflow_runs(ws, task="nb201") if r.data.tags["dvc.stage"] == "report"),
+               key=lambda r: r.info.start_time)
+    client = MlflowClient(tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")
+    assert "figures/study_curves.png" in {f.path for f in client.list_artifacts(last.info.run_id, "figures")}
 
 
 CIFAR = TABLES.parent / "cifar-10-batches-bin"

@@ -17,7 +17,8 @@ def fake_run(pid: str, stage: str, start: int, metrics: dict | None = None, stat
     tags = {"ednas.pipeline_id": pid, "ednas.stage": stage, "ednas.task": task, "dvc.exp_name": exp,
             "git.rev": "0123456789abcdef"}
     data = SimpleNamespace(tags=tags, metrics=metrics or {}, params=params or {"search.lr": "0.1"})
-    return SimpleNamespace(info=SimpleNamespace(status=status, start_time=start), data=data)
+    return SimpleNamespace(info=SimpleNamespace(status=status, start_time=start, run_id=f"{pid}-{stage}-{start}"),
+                           data=data)
 
 
 def test_runs_are_grouped_by_pipeline_with_headline_metrics():
@@ -37,6 +38,7 @@ def test_runs_are_grouped_by_pipeline_with_headline_metrics():
     assert p1["search_hours"] == 0.25 and p1["derive_best_reward"] == 0.7 and p1["search_rewards_total"] == 158
     assert p1["test_error"] == 2.5 and p1["params_m"] == 3.3 and math.isnan(p1["test_ppl"])
     assert p1["stages"] == "search derive evaluate" and p1["started_ms"] == 1_000
+    assert p1["search_run_id"] == "p1-search-2000" and pipelines["p3"]["search_run_id"] == ""  # the finished one
     assert p1["experiment"] == "workspace" and p1["git_rev"] == "01234567" and p1["task"] == "cifar10"
     assert p1["started"] == "1970-01-01 00:00 UTC" and p1["params"] == {"search.lr": "0.1"}
     assert math.isnan(pipelines["p3"]["test_error"]) and pipelines["p3"]["stages"] == "report"

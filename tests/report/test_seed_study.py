@@ -10,6 +10,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import matplotlib.axes
 from matplotlib.image import imread
@@ -29,7 +30,8 @@ def fake_run(pid: str, stage: str, start: int, metrics: dict | None = None, stat
     if error:
         tags["error"] = error
     data = SimpleNamespace(tags=tags, metrics=metrics or {}, params=params or {})
-    return SimpleNamespace(info=SimpleNamespace(status=status, start_time=start), data=data)
+    return SimpleNamespace(info=SimpleNamespace(status=status, start_time=start, run_id=f"{pid}-{stage}-{start}"),
+                           data=data)
 
 
 def pipeline_runs(pid: str, params: dict, error: float | None, params_m: float, hours: float, task: str = "cifar10",
@@ -357,3 +359,34 @@ def test_a_task_prefix_and_another_tasks_random_search():
     digits = [g for g in groups if g.task == "digits" and g.strategy == "ednas" and g.params.get(
         "digits.search.policy_lr") is None][0]
     assert digits.versus_control().diff == pytest.approx(3.2 - 4.2)
+
+
+def _nb201(strategy: str, seed: int, error: float) -> dict:
+    pipeline = _pipeline(strategy, seed, error, task="nb201", **{"nb201.search.mode": "tabular"})
+    return {**pipeline, "search_run_id": f"run-{strategy}-{seed}"}
+
+
+def test_nb201_curves_are_each_groups_mean_and_std_across_seeds_per_epoch(tmp_path):
+    study = build_study([_nb201("ednas", 1, 6.0), _nb201("ednas", 2, 6.2), _nb201("rea", 1, 5.9),
+                         _pipeline("ednas", 1, 3.0)])  # cifar10: no curves
+    assert study.curve_keys() == ["answer_test_acc", "best_test_acc"]
+    assert sorted(study.curve_runs()) == ["run-ednas-1", "run-ednas-2", "run-rea-1"]
+    study.curves = {"run-ednas-1": {"answer_test_acc": [(1, 90.0), (2, 92.0), (3, 93.0)]},
+                    "run-ednas-2": {"answer_test_acc": [(1, 88.0), (2, math.nan)]},  # NaN: not a value
+                    "run-rea-1": {"best_test_acc": [(1, 93.5)]}}
+    ednas = next(g for g in study.groups if g.task == "nb201" and g.strategy == "ednas")
+    epochs, mean, std, seeds = study.group_curve(ednas, "answer_test_acc")
+    assert epochs.tolist() == [1, 2, 3] and mean.tolist() == [89.0, 92.0, 93.0] and seeds.tolist() == [2, 1, 1]
+    assert std[0] == pytest.approx(math.sqrt(2.0)) and np.isnan(std[1:]).all()
+    assert len(study.group_curve(ednas, "best_test_acc")[0]) == 0
+
+    paths = [tmp_path / name for name in ("study.md", "study.csv", "study.png", "study_curves.png")]
+    text = write_study(study, *paths[:3], curves_path=paths[3])
+    png = paths[3].read_bytes()
+    image = imread(io.BytesIO(png), format="png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and image.shape[1] > 2 * image.shape[0]  # two panels side by side
+    assert "](study_curves.png)" in text and "mean of its seeds" in text
+
+    # a study without curves writes none and removes one an earlier study left
+    text = write_study(build_study([_pipeline("ednas", 1, 3.0)]), *paths[:3], curves_path=paths[3])
+    assert not paths[3].exists() and "study_curves" not in text
