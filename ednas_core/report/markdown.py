@@ -159,8 +159,9 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
         failed = study.failed()[1]
         lines += _table_section("Study across seeds",
                                 f"{len(rows)} groups of pipelines that differ only in the seed: mean ± sample std, "
-                                f"min / max of the seeds that finished; {len(failed)} failed pipelines, listed with "
-                                "their errors in study.md (also study.csv).", header, rows)
+                                f"min / max of the seeds that finished, the difference from random search on the "
+                                f"same settings with a Mann-Whitney U test's p; {len(failed)} failed pipelines, "
+                                "listed with their errors in study.md (also study.csv).", header, rows)
         if study_figure:
             lines += [f"![seeds of each group, mean ± std]({study_figure})", ""]
         if study_curves_figure:

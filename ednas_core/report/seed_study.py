@@ -443,8 +443,8 @@ def study_curves_png(study: Study) -> bytes | None:
     if not panels:
         return None
     entries: dict[str, Any] = {}  # legend label -> handle, in order of first appearance
-    groups = {id(g): (c, g) for _, _, drawn in panels for c, g, _ in drawn}
-    fig = new_figure(6.0 * len(panels), 4.0 + 0.22 * (len(groups) + 2))
+    n_groups = len({id(g) for _, _, drawn in panels for _, g, _ in drawn})
+    fig = new_figure(6.0 * len(panels), 4.0 + 0.22 * (n_groups + 2))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (task, title, drawn) in zip(axes, panels):
         for colour, g, (epochs, mean, std, seeds) in drawn:
