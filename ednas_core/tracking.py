@@ -594,6 +594,17 @@ def metric_histories(run_ids: Iterable[str], keys: Sequence[str], uri: str | Non
     return out
 
 
+def metric_histories_or_warning(run_ids: Iterable[str], keys: Sequence[str], uri: str | None = None
+                                ) -> tuple[dict[str, dict[str, list[tuple[int, float]]]], str]:
+    """metric_histories, or ({}, a one-line warning) when the store cannot give them: what only draws a figure
+    (the study's curves) does not fail what else a command writes."""
+    try:
+        return metric_histories(run_ids, keys, uri), ""
+    except Exception as err:  # MLflow's and its database's errors share no narrower base
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return {}, f"cannot read the search runs' metric histories ({first}); study_curves.png is not drawn"
+
+
 def _policy_space(arrays: dict[str, np.ndarray]) -> SearchSpace | None:
     """The search space whose cells the arrays describe ('<cell>_node' [n_nodes, max_combos] and '<cell>_edge'
     [n_edges, n_ops] for each of its cell types), else None."""

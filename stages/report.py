@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ def _history() -> dict[str, np.ndarray] | None:
 
 
 def main() -> None:
-    from ednas_core.tracking import StageRun, ednas_runs, metric_histories
+    from ednas_core.tracking import StageRun, ednas_runs, metric_histories_or_warning
 
     params, text = read_params()
     search, derive, evaluate = _load("search.json"), _load("derive.json"), _load("evaluate.json")
@@ -97,7 +98,9 @@ def main() -> None:
         write_comparison(*comparison, METRICS_DIR / "comparison.md", METRICS_DIR / "comparison.csv")
         study = build_study(pipelines, params.task)
         if study.curve_runs():  # nb201: each search's history of the truth, read once per run
-            study.curves = metric_histories(study.curve_runs(), study.curve_keys())
+            study.curves, warning = metric_histories_or_warning(study.curve_runs(), study.curve_keys())
+            if warning:
+                print(f"report: warning: {warning}", file=sys.stderr)
         study_figure = f"{FIGURES_DIR.name}/study.png"  # relative to metrics/, once the staging folder is in place
         curves_figure = f"{FIGURES_DIR.name}/study_curves.png"
         write_study(study, METRICS_DIR / "study.md", METRICS_DIR / "study.csv", staging / "study.png", study_figure,

@@ -20,14 +20,18 @@ PIPELINES = [("e1", "ednas", 1, 3.0), ("e2", "ednas", 2, 3.4), ("r1", "random", 
 
 
 def log_run(client: MlflowClient, experiment: str, pid: str, stage: str, params: dict, metrics: dict,
-            status: str = "FINISHED", error: str = "") -> None:
-    tags = {"ednas.pipeline_id": pid, "ednas.stage": stage, "ednas.task": "cifar10",
-            "ednas.strategy": params["search.strategy"], "dvc.exp_name": f"exp-{pid}", "git.rev": "0123456789abcdef"}
+            status: str = "FINISHED", error: str = "", task: str = "cifar10",
+            history: dict[str, list[float]] | None = None) -> None:
+    """One stage run; `history`: per-epoch values of metrics, logged at steps 1, 2, ..."""
+    strategy_key = "search.strategy" if task == "cifar10" else f"{task}.search.strategy"
+    tags = {"ednas.pipeline_id": pid, "ednas.stage": stage, "ednas.task": task,
+            "ednas.strategy": params[strategy_key], "dvc.exp_name": f"exp-{pid}", "git.rev": "0123456789abcdef"}
     if error:
         tags["error"] = error
     run = client.create_run(experiment, tags=tags)
     now = int(time.time() * 1000)
-    client.log_batch(run.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+    steps = [Metric(k, v, now, step) for k, values in (history or {}).items() for step, v in enumerate(values, 1)]
+    client.log_batch(run.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()] + steps,
                      params=[Param(k, v) for k, v in params.items()], tags=[RunTag("mlflow.runName", stage)])
     client.set_terminated(run.info.run_id, status)
 
@@ -47,6 +51,15 @@ def store(tmp_path_factory) -> str:
                     error="FloatingPointError: loss is nan")
         else:
             log_run(client, experiment, pid, "evaluate", params, {"test_error": error, "params_m": 3.5})
+    # nb201, tabular: two seeds of ednas and of random search, each search with its per-epoch truth
+    nb201 = client.create_experiment("ednas-nb201", artifact_location=(root / "mlruns").as_uri())
+    for pid, strategy, seed, error, answers in (("n1", "ednas", 1, 6.0, [90.0, 92.0]),
+                                                ("n2", "ednas", 2, 6.2, [88.0, 94.0]),
+                                                ("n3", "random", 1, 6.5, None), ("n4", "random", 2, 6.7, None)):
+        params = {"nb201.search.strategy": strategy, "nb201.search.mode": "tabular", "runtime.seed": str(seed)}
+        history = {"best_test_acc": [91.0 + seed, 93.0]} | ({"answer_test_acc": answers} if answers else {})
+        log_run(client, nb201, pid, "search", params, {"search_cpu_hours": 0.01}, task="nb201", history=history)
+        log_run(client, nb201, pid, "evaluate", params, {"test_error": error}, task="nb201")
     return uri
 
 
@@ -65,6 +78,29 @@ def test_study_of_a_real_store(store, tmp_path, capsys):
     text = (out / "study.md").read_text()
     assert "| e3 | exp-e3 | 3 | evaluate | FloatingPointError: loss is nan |" in text and "](study.png)" in text
     assert (out / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nb201_study_draws_each_groups_curves_from_the_search_runs_histories(store, tmp_path, capsys):
+    out = tmp_path / "study"
+    assert study_cli.main(["--tracking-uri", store, "--out", str(out), "--task", "nb201"]) == 0
+    printed = capsys.readouterr().out
+    assert "| nb201 | ednas | 2 | 1 2 | 0 | 0 | test error (%) | 6.1 ± 0.14 | 6 / 6.2 | -0.5 (p 0.33, 2 vs 2) |" in printed
+    assert printed.rstrip().endswith("study.csv, study.png, study_curves.png")
+    png = (out / "study_curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and "](study_curves.png)" in (out / "study.md").read_text()
+
+
+def test_curves_that_cannot_be_read_leave_the_study_without_them(store, tmp_path, monkeypatch, capsys):
+    def refuse(self, run_id, key):
+        raise RuntimeError("database is gone\nsecond line")
+
+    monkeypatch.setattr(MlflowClient, "get_metric_history", refuse)
+    out = tmp_path / "study"
+    assert study_cli.main(["--tracking-uri", store, "--out", str(out), "--task", "nb201"]) == 0
+    err = capsys.readouterr().err
+    assert err == ("study: warning: cannot read the search runs' metric histories (database is gone); "
+                   "study_curves.png is not drawn\n")
+    assert (out / "study.md").is_file() and not (out / "study_curves.png").exists()
 
 
 def test_default_store_is_the_stages(store, tmp_path, monkeypatch, capsys):

@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for study.md, study.csv, study.png")
     args = parser.parse_args(argv)
     try:
-        from ednas_core.tracking import ednas_runs, metric_histories, tracking_uri
+        from ednas_core.tracking import ednas_runs, metric_histories_or_warning, tracking_uri
 
         uri = args.tracking_uri or tracking_uri()
         check_store(uri)
@@ -66,7 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not study.groups:
             raise StoreError(f"no {args.task} pipelines in the tracking store {uri}")
         if study.curve_runs():
-            study.curves = metric_histories(study.curve_runs(), study.curve_keys(), uri)
+            study.curves, warning = metric_histories_or_warning(study.curve_runs(), study.curve_keys(), uri)
+            if warning:
+                print(f"study: warning: {warning}", file=sys.stderr)
         write_study(study, args.out / "study.md", args.out / "study.csv", args.out / "study.png",
                     curves_path=args.out / "study_curves.png")
     except (StoreError, OSError) as err:
