@@ -86,6 +86,14 @@ def test_nb201_study_draws_each_groups_curves_from_the_search_runs_histories(sto
     printed = capsys.readouterr().out
     assert "| nb201 | ednas | 2 | 1 2 | 0 | 0 | test error (%) | 6.1 ± 0.14 | 6 / 6.2 | -0.5 (p 0.33, 2 vs 2) |" in printed
     assert printed.rstrip().endswith("study.csv, study.png, study_curves.png")
+    # nb201's own headline numbers: the answer at the last epoch (92 and 94), no ranking in tabular mode
+    assert "| answer's test acc (%) | ranking (Kendall tau) |" in printed
+    [ednas_row] = [line for line in printed.splitlines() if line.startswith("| nb201 | ednas |")]
+    assert ednas_row.endswith("| 93 ± 1.4 | - | NB201 REINFORCE (tabular): 6.15 ± 0.37 |")
+    with open(out / "study.csv", newline="") as f:
+        rows = {r["strategy"]: r for r in csv.DictReader(f)}
+    assert float(rows["ednas"]["search_answer_test_acc_mean"]) == 93.0
+    assert rows["random"]["search_answer_test_acc_mean"] == rows["ednas"]["search_rank_kendall_tau_mean"] == ""
     png = (out / "study_curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and "](study_curves.png)" in (out / "study.md").read_text()
 

@@ -131,6 +131,9 @@ def pipelines_from_runs(runs: Iterable[Any], current: str = "", writing: str = "
             "search_child_acc": metric("search", "child_acc"),
             "search_reward": metric("search", "reward"),
             "search_rewards_total": metric("search", "rewards_total"),
+            # nb201: the strategy's answer in the table, the shared weights' ranking (last epoch's; NaN elsewhere)
+            "search_answer_test_acc": metric("search", "answer_test_acc"),
+            "search_rank_kendall_tau": metric("search", "rank_kendall_tau"),
             "search_hours": hours,
             "derive_best_reward": metric("derive", "best_reward"),
             "test_error": metric("evaluate", "test_error"),

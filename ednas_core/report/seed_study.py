@@ -56,6 +56,11 @@ PAPER_STRATEGY = "ednas"
 CONTROL_STRATEGY = "random"  # the control every other strategy's group is tested against
 METRIC_LABELS = {"test_error": "test error (%)", "test_ppl": "test perplexity"}
 STAT_KEYS = ("params_m", "search_hours", "search_rewards_total")  # the headline numbers besides the main metric
+STAT_LABELS = {"params_m": "params (M)", "search_hours": "search cost (h)", "search_rewards_total": "rewards scored",
+               "search_answer_test_acc": "answer's test acc (%)", "search_rank_kendall_tau": "ranking (Kendall tau)"}
+# per task, headline numbers of its own: NAS-Bench-201's truth about the search (the strategy's answer at the last
+# epoch; how the shared weights rank the probe cells, weight-sharing mode)
+TASK_STAT_KEYS: dict[str, tuple[str, ...]] = {"nb201": ("search_answer_test_acc", "search_rank_kendall_tau")}
 # per task: the per-epoch search metrics drawn across seeds in study_curves.png (a search run's MLflow history,
 # fetched by the caller into Study.curves), with the panel's title and its reference lines: NAS-Bench-201's truth
 CURVES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -172,7 +177,7 @@ class StudyGroup:
         return sorted((p["params"].get(SEED_KEY, "?") for p in self.counted), key=_seed_order)
 
     def summary(self, key: str) -> Summary:
-        return Summary.of(p[key] for p in self.counted)
+        return Summary.of(p.get(key, math.nan) for p in self.counted)
 
     def versus_control(self) -> "Versus | None":
         """The group's main metric against its control's (random search on the same settings): the difference of
@@ -268,12 +273,17 @@ def _paper_text(group: StudyGroup) -> str:
     return f"{group.paper_method}: {result} · {paper['params_m']:g}M · {days}"
 
 
+def stat_keys(groups: Sequence[StudyGroup]) -> list[str]:
+    """STAT_KEYS, and the TASK_STAT_KEYS of the groups' tasks."""
+    return list(STAT_KEYS) + list(dict.fromkeys(k for g in groups for k in TASK_STAT_KEYS.get(g.task, ())))
+
+
 def study_table(groups: Sequence[StudyGroup]) -> tuple[list[str], list[list[Any]]]:
     """The Markdown table: one row a group, the statistics as 'mean ± std' and 'min / max' text."""
-    keys = _distinguishing_keys(groups)
+    keys, stats = _distinguishing_keys(groups), stat_keys(groups)
     header = (["task", "strategy"] + keys +
-              ["n", "seeds", "failed", "incomplete", "metric", "mean ± std", "min / max", "vs random (Δ mean, p)",
-               "params (M)", "search cost (h)", "rewards scored", "published (method: result · params · search)"])
+              ["n", "seeds", "failed", "incomplete", "metric", "mean ± std", "min / max", "vs random (Δ mean, p)"] +
+              [STAT_LABELS[k] for k in stats] + ["published (method: result · params · search)"])
     rows = []
     for g in groups:
         main = g.summary(g.metric)
@@ -281,21 +291,21 @@ def study_table(groups: Sequence[StudyGroup]) -> tuple[list[str], list[list[Any]
         rows.append([g.task, g.strategy] + [g.distinguishing.get(k, "") for k in keys] +
                     [main.n, " ".join(g.seeds) or "-", len(g.failed), len(g.incomplete),
                      METRIC_LABELS.get(g.metric, g.metric), main.mean_std(), main.min_max(),
-                     versus.text() if versus else "-", *(g.summary(key).mean_std() for key in STAT_KEYS),
+                     versus.text() if versus else "-", *(g.summary(key).mean_std() for key in stats),
                      _paper_text(g) or "-"])
     return header, rows
 
 
 def study_csv_rows(groups: Sequence[StudyGroup]) -> tuple[list[str], list[list[Any]]]:
     """The CSV table: one row a group, every statistic its own number (empty where missing)."""
-    keys = _distinguishing_keys(groups)
+    keys, numbers = _distinguishing_keys(groups), stat_keys(groups)
     stats = ["mean", "std", "min", "max"]
     header = (["task", "strategy"] + keys + ["n", "seeds", "failed", "incomplete", "metric"] + stats +
-              ["vs_random_diff", "vs_random_p", "vs_random_n"] + [f"{key}_{s}" for key in STAT_KEYS for s in stats] +
+              ["vs_random_diff", "vs_random_p", "vs_random_n"] + [f"{key}_{s}" for key in numbers for s in stats] +
               ["paper_method", "paper_result", "paper_result_std", "paper_params_m", "paper_search_gpu_days"])
     rows = []
     for g in groups:
-        summaries = [g.summary(g.metric)] + [g.summary(key) for key in STAT_KEYS]
+        summaries = [g.summary(g.metric)] + [g.summary(key) for key in numbers]
         paper = g.paper or {}
         versus = g.versus_control()
         rows.append([g.task, g.strategy] + [g.distinguishing.get(k, "") for k in keys] +
