@@ -85,7 +85,7 @@ SearchCallback = EpochCallback
 EpochProbe = Callable[[int], dict[str, float]]
 # Called at the end of every epoch (after the EpochProbe) with the strategy's current answer, its
 # final_architecture(): what it measures of that cell (e.g. its true accuracy in a benchmark table) joins the
-# epoch's metrics. Not called for a strategy without an answer of its own (Strategy.has_answer: random search).
+# epoch's metrics. Not called for a strategy without an answer of its own (Strategy.answer_title "": random search).
 AnswerProbe = Callable[[Architecture], dict[str, float]]
 
 
@@ -144,7 +144,7 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
         strategy.place(runtime.device)
         strategy.attach_progress(self.progress)
         self.epoch_probe = epoch_probe
-        self.answer_probe = answer_probe if strategy.has_answer else None
+        self.answer_probe = answer_probe if strategy.answer_title else None
         super().__init__(config.epochs, checkpoint_path, callbacks,
                          fingerprint(search=strategy_settings(config), seed=runtime.seed, space=space.name,
                                      **(settings or {})))

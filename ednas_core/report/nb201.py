@@ -11,13 +11,8 @@ from typing import Any, Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..strategies import STRATEGIES, Strategy
 from .paper import NB201_OPTIMUM, NB201_PUBLISHED, NB201_SPACE_MEAN
-
-
-# what each strategy's final_architecture is (the answer tasks.nb201.answer_probe judges every epoch)
-ANSWER_OF = {"ednas": "the policy's most probable cell", "enas": "the controller's greedy cell",
-             "evnas": "the fittest of its population", "nao": "the best-rewarded cell of its last scored pool",
-             "rea": "the best cell it scored"}
 
 
 def _published_value(mean: float, std: float | None) -> str:
@@ -62,7 +57,7 @@ def nb201_result_lines(mode: str, strategy: str, search: dict, derive: dict, eva
         published = NB201_PUBLISHED["weight_sharing"]
         note = "Published weight-sharing searches on CIFAR-10 (the derived cell's CIFAR-10 test accuracy):"
     if search.get("answer_test_acc") is not None:
-        rank, answer = search.get("answer_rank"), ANSWER_OF.get(strategy, "its final architecture")
+        rank, answer = search.get("answer_rank"), STRATEGIES.get(strategy, Strategy).answer_title
         lines.append(f"- the strategy's own answer at the end of the search ({answer}) tests at "
                      f"{_num(search['answer_test_acc'])}, rank {'?' if rank is None else f'{rank:.0f}'} of {total}; "
                      "the search curves show it epoch by epoch")

@@ -49,9 +49,10 @@ class Strategy(ABC):
     # the keys of the task's search section that settings_from reads besides the strategy's own section
     # (search.<name>.*): EDNAS's policy_* keys; nothing else reads them (strategies.key_owners)
     search_keys: ClassVar[tuple[str, ...]] = ()
-    # whether final_architecture() is an answer of the strategy's own that improves as it learns (random search's
-    # is the argmax of a uniform distribution, one fixed cell): the search's AnswerProbe judges it every epoch
-    has_answer: ClassVar[bool] = True
+    # what final_architecture() is as the strategy's own answer, for the report ("the policy's most probable cell");
+    # "" for a strategy without one that improves as it learns (random search: the argmax of a uniform
+    # distribution, one fixed cell), which the search's AnswerProbe does not judge
+    answer_title: ClassVar[str] = "its final architecture"
 
     def __init__(self, space: SearchSpace, settings: Any, seed: int):
         """`settings`: the strategy's own section of params.yaml (see settings_from); `seed` initialises

@@ -178,6 +178,7 @@ class EDNASStrategy(Strategy):
 
     name = "ednas"
     distribution_title = "EDNAS policy vectors (softmax)"
+    answer_title = "the policy's most probable cell"
     search_keys = ("policy_lr", "policy_beta1", "policy_beta2", "policy_weight_decay", "baseline_decay",
                    "entropy_weight", "policy_init_std")
 

@@ -354,6 +354,7 @@ class ENASStrategy(Strategy):
     distribution_kind: ClassVar[str] = "policy (sampled marginals)"
     distribution_title: ClassVar[str] = f"ENAS controller: choice frequencies of {PROBABILITY_SAMPLES} samples"
     baseline_title = "moving average of reward + entropy_weight x sample entropy (ENAS)"
+    answer_title = "the controller's greedy cell"
     signal_panels = ((("controller_entropy",), "ENAS controller: entropy of a sample's decisions (summed)", "nats"),
                      (("controller_loss",), "ENAS controller: REINFORCE loss (mean over an epoch's updates)", "loss"))
 

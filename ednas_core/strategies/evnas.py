@@ -204,6 +204,7 @@ class EvNASStrategy(Strategy):
     name = "evnas"
     distribution_kind = "population"
     distribution_title = "EvNAS population (choice frequencies)"
+    answer_title = "the fittest of its population"
     signal_panels = ((("fitness_mean", "fitness_max", "best_fitness_so_far"), "EvNAS population: fitness", None),
                      (("diversity", "unique_share"), "EvNAS population: diversity, distinct share", "share"))
 

@@ -342,6 +342,7 @@ class NAOStrategy(Strategy):
     name = "nao"
     distribution_kind = "population"
     distribution_title = "NAO pool: choice frequencies of its top_k best-rewarded cells"
+    answer_title = "the best-rewarded cell of its last scored pool"
     # the EPD's signals exist on round epochs only (NaN between rounds): their lines join the rounds
     signal_panels = ((("predictor_loss",), "NAO-WS predictor: MSE on the scored pool", "MSE (normalised reward)"),
                      (("pairwise_accuracy",), "NAO-WS predictor: pairwise ranking accuracy", "accuracy"),

@@ -38,7 +38,7 @@ class RandomStrategy(Strategy):
     name = "random"
     distribution_title = "Random search: the uniform distribution it samples"
     search_keys = ("baseline_decay",)  # the tracked moving average of the reward only
-    has_answer = False  # final_architecture: the uniform distribution's argmax, the same cell whatever was scored
+    answer_title = ""  # final_architecture: the uniform distribution's argmax, the same cell whatever was scored
 
     def __init__(self, space: SearchSpace, settings: RandomSettings, seed: int):
         super().__init__(space, settings, seed)

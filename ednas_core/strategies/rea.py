@@ -89,6 +89,7 @@ class REAStrategy(Strategy):
     name = "rea"
     distribution_kind = "population"
     distribution_title = "REA population (choice frequencies)"
+    answer_title = "the best cell it scored"
     signal_panels = ((("fitness_mean", "fitness_max", "best_fitness_so_far"), "REA population: fitness", None),
                      (("unique_share",), "REA population: distinct share", "share"))
 
