@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..strategies import STRATEGIES, Strategy
-from .paper import NB201_OPTIMUM, NB201_PUBLISHED, NB201_SPACE_MEAN
+from .paper import NB201_OPTIMUM, NB201_PUBLISHED, NB201_REFERENCE_LINES, NB201_SPACE_MEAN
 
 
 def _published_value(mean: float, std: float | None) -> str:
@@ -81,7 +81,7 @@ def nb201_curves(rows: Sequence[dict]) -> Figure | None:
                        {"optimum": NB201_OPTIMUM}))
     if any(math.isfinite(v) for v in _column(rows, "answer_test_acc")):
         panels.append(("The strategy's answer each epoch (its final architecture)", "test accuracy (%)",
-                       ("answer_test_acc",), {"optimum": NB201_OPTIMUM, "mean of the space": NB201_SPACE_MEAN}))
+                       ("answer_test_acc",), NB201_REFERENCE_LINES))
     if any(math.isfinite(v) for v in _column(rows, "rank_kendall_tau")):
         panels.append(("Ranking of the probe cells by the shared weights", "correlation / precision",
                        ("rank_kendall_tau", "rank_spearman_rho", "rank_top5_precision"), {}))

@@ -62,6 +62,8 @@ NB201_PUBLISHED: dict[str, tuple[tuple[str, float, float | None], ...]] = {
                        ("DrNAS", 94.36, None)),
 }
 NB201_OPTIMUM, NB201_SPACE_MEAN = 94.37, 87.06  # the space's best and mean CIFAR-10 test accuracy (%), published
+# the lines a figure of NB201 test accuracies draws across (the best cell; what a uniform cell scores on average)
+NB201_REFERENCE_LINES = {"optimum": NB201_OPTIMUM, "mean of the space": NB201_SPACE_MEAN}
 # The published row each strategy's search corresponds to, per search mode (EDNAS: NB201's REINFORCE, a policy
 # vector per edge trained by REINFORCE; ENAS: NB201's own ENAS, whose settings nb201.search.enas takes).
 NB201_COUNTERPART = {"tabular": {"rea": "REA", "ednas": "REINFORCE", "random": "random search"},

@@ -45,7 +45,7 @@ from ednas_core.strategies import key_owners
 
 from .comparison import strategy_key, varying_keys
 from .markdown import md_table
-from .paper import METHOD_NAMES, NB201_OPTIMUM, NB201_SPACE_MEAN, main_metric, published, published_for
+from .paper import METHOD_NAMES, NB201_REFERENCE_LINES, main_metric, published, published_for
 from .significance import mann_whitney
 
 SEED_KEY = "runtime.seed"
@@ -66,8 +66,7 @@ TASK_STAT_KEYS: dict[str, tuple[str, ...]] = {"nb201": ("search_answer_test_acc"
 CURVES: dict[str, tuple[tuple[str, str], ...]] = {
     "nb201": (("answer_test_acc", "The strategy's answer each epoch (its final architecture)"),
               ("best_test_acc", "Best cell found so far (tabular: the best-validation look-up)"))}
-CURVE_LINES: dict[str, dict[str, float]] = {
-    "nb201": {"optimum": NB201_OPTIMUM, "mean of the space": NB201_SPACE_MEAN}}
+CURVE_LINES: dict[str, dict[str, float]] = {"nb201": NB201_REFERENCE_LINES}
 CURVE_LABEL = "test accuracy (%)"
 
 
@@ -224,13 +223,16 @@ def shared_settings(task: str, params: Mapping[str, str]) -> dict[str, str]:
 def _attach_controls(groups: Sequence[StudyGroup]) -> None:
     """Each group's control: the one random-search group of its task with equal shared_settings (none when there
     is none, or several: random groups that differ only in a key random search ignores)."""
+    def setting(g: StudyGroup) -> tuple:
+        return g.task, tuple(sorted(shared_settings(g.task, g.params).items()))
+
     controls: dict[tuple, list[StudyGroup]] = {}
     for g in groups:
         if g.strategy == CONTROL_STRATEGY:
-            controls.setdefault((g.task, tuple(sorted(shared_settings(g.task, g.params).items()))), []).append(g)
+            controls.setdefault(setting(g), []).append(g)
     for g in groups:
         if g.strategy != CONTROL_STRATEGY:
-            found = controls.get((g.task, tuple(sorted(shared_settings(g.task, g.params).items()))), [])
+            found = controls.get(setting(g), [])
             g.control = found[0] if len(found) == 1 else None
 
 
