@@ -157,7 +157,10 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
         self.strategy.load_state_dict(state["policy"])
 
     def run(self) -> SearchResult:
-        resumed_from = self.run_epochs()
+        try:
+            resumed_from = self.run_epochs()
+        finally:
+            self.strategy.close()
         return SearchResult(history=self.history, final_architecture=self.strategy.final_architecture(),
                             resumed_from=resumed_from)
 
@@ -167,7 +170,9 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
         arch_gen = rt.generator("search-arch", epoch)
         lr = self.child.start_epoch(epoch)
         strategy = self.strategy
-        strategy.begin_epoch(epoch)
+        t_begin = time.perf_counter()
+        strategy.begin_epoch(epoch)  # its own time counts with the reward phase's (NAO: waiting for its EPD)
+        begin_time = time.perf_counter() - t_begin
         counts = {t: np.zeros((self.space.cell.n_edges, len(self.space.cell.ops)), np.int64)
                   for t in self.space.cell_types}
         rewards: list[float] = []
@@ -232,9 +237,9 @@ class EDNASSearch(CheckpointedLoop[EpochReport]):
             self.progress("policy", 0, wanted)
             reward_rounds(wanted)
             t2 = time.perf_counter()
-            child_time, policy_time = t1 - t0, t2 - t1
+            child_time, policy_time = t1 - t0, begin_time + t2 - t1
         else:  # the reward phase spread evenly over the child steps
-            child_time = policy_time = 0.0
+            child_time, policy_time = 0.0, begin_time
             for i, batch in enumerate(self.child.train_batches(epoch), 1):
                 a = time.perf_counter()
                 child_step(batch)

@@ -125,6 +125,10 @@ class Strategy(ABC):
         if self._progress is not None:
             self._progress(phase, step, total, unit)
 
+    def close(self) -> None:
+        """The search loop is over (finished, failed or killed): a strategy that works in the background stops
+        (its state_dict stays what it was). By default nothing to do."""
+
     def log_prob(self, arch: Architecture) -> float:
         """log P(arch) under the strategy's distribution; NaN for strategies without one."""
         return math.nan

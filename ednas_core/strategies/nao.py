@@ -29,6 +29,19 @@ search loop calls place(runtime.device); the training loop reads its losses once
 draws from a generator on that device seeded from the round's; with several GPUs, whose kernels need not agree
 bit for bit, every rank takes rank 0's new pool (one broadcast per round) so that the ranks stay in lockstep.
 
+Overlapped rounds (overlap_epochs k >= 1, not a NAO-WS setting; the EPD on the CPU): the search need not wait for
+a round's EPD. Once the pool is scored, the EPD's training, evaluation and generation run in a background thread on
+a copy of the EPD and its optimizer, while the child trains k more epochs on the pool as it was; before the
+(k+1)-th epoch after the round the search waits for the thread, if it is not done, and adopts its EPD, optimizer and
+new pool (the round's statistics are logged at that epoch, with epd_time_s, the round's wall time, and
+epd_wait_time_s, the part the search waited for). The thread computes bit for bit what a blocking round computes
+(same inputs, same generators); what changes is that the new architectures join the pool k epochs later, so they
+train update_every - k epochs, not update_every, before the next round scores them. A checkpoint holds an unadopted
+round as pending (the EPD before it, the scored pool, its index) and a resumed search runs its thread again, so a
+killed search still resumes to the same end. When the search ends with a round pending (its last), the thread is
+stopped (a blocking search trains that last round to its end, for architectures that are never scored: see
+below).
+
 Where this differs from NAO-WS's code:
 - Rounds run at the end of every `update_every`-th epoch. The strategy does not know the schedule's length, so the
   round at the last epoch also trains the EPD and grows the pool (those architectures are never scored; NAO-WS
@@ -52,9 +65,12 @@ its space.
 
 from __future__ import annotations
 
+import copy
 import math
+import threading
+import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -104,6 +120,10 @@ class NAOConfig:
     # where the EPD computes: cpu, or search = the search's device (runtime.device: its GPU, as NAO-WS trains
     # its controller); not a NAO-WS setting
     device: str = knob("cpu", choices=("cpu", "search"))
+    # not a NAO-WS setting: 0 = NAO-WS's order, the search waits for each round's EPD training; k >= 1 = the EPD
+    # trains in a background thread (device cpu) while the child trains k more epochs on the pool as it was, and
+    # the round's new pool takes over before the (k+1)-th epoch after the round (NAOStrategy, "Overlapped rounds")
+    overlap_epochs: int = knob(0, ge=0)
 
     def check_consistency(self, prefix: str = "search.nao.") -> None:
         """Called by config.from_mapping (and the strategy): values that conflict with each other."""
@@ -112,6 +132,14 @@ class NAOConfig:
                 f"{prefix}new_architectures + {prefix}random_architectures: got {self.new_architectures} + "
                 f"{self.random_architectures}; expected less than {prefix}seed_architectures "
                 f"({self.seed_architectures}), the pool size, so that the best of the pool survive a round")
+        if self.overlap_epochs >= self.update_every:
+            raise ConfigError(f"{prefix}overlap_epochs: got {self.overlap_epochs}; expected less than "
+                              f"{prefix}update_every ({self.update_every}), so that a round's new pool takes over "
+                              f"before the next round scores it (0 = NAO-WS's order, the search waits for the EPD)")
+        if self.overlap_epochs and self.device != "cpu":
+            raise ConfigError(f"{prefix}overlap_epochs: got {self.overlap_epochs}; a round overlaps the child's "
+                              f"epochs only with the EPD on the CPU ({prefix}device: cpu, got {self.device!r}); set "
+                              f"{prefix}overlap_epochs: 0 or {prefix}device: cpu")
         if self.top_k > self.seed_architectures:
             raise ConfigError(f"{prefix}top_k: got {self.top_k}; expected at most {prefix}seed_architectures "
                               f"({self.seed_architectures}), the pool whose best top_k seed the new architectures")
@@ -146,6 +174,7 @@ def rnn_defaults() -> NAOConfig:
         decoder_dropout=0.0,        # --controller_decoder_dropout=0
         attention=True,             # the PyTorch decoder always attends
         device="cpu",               # not a NAO-WS setting (NAOConfig.device)
+        overlap_epochs=0,           # not a NAO-WS setting (NAOConfig.overlap_epochs)
     )
 
 
@@ -333,7 +362,61 @@ def _minmax(values: Sequence[float]) -> list[float]:
     return [(v - lo) / (hi - lo) for v in values]
 
 
-_ROUND_STATS = ("predictor_loss", "reconstruction_loss", "pairwise_accuracy", "new_architectures", "step_size")
+# epd_time_s: the round's learning (EPD training, evaluation, generation), wall seconds wherever it ran; epd_wait_time_s:
+# the part of it the search waited for (all of it when overlap_epochs is 0)
+_ROUND_STATS = ("predictor_loss", "reconstruction_loss", "pairwise_accuracy", "new_architectures", "step_size",
+                "epd_time_s", "epd_wait_time_s")
+
+
+class RoundStopped(Exception):
+    """A background round's thread was told to stop (NAOStrategy.close)."""
+
+
+class BackgroundRound:
+    """One round's learning (`work`, run on `worker`, a copy of the strategy) in a daemon thread: its result or its
+    exception, the passes it has made, its wall time; stop() makes it end at its next pass."""
+
+    def __init__(self, work: Callable[[], tuple[list[Tokens], dict[str, float]]], worker: "NAOStrategy"):
+        self.worker = worker
+        self.cancel = threading.Event()
+        self.passes = 0
+        self.seconds = math.nan
+        self._work = work
+        self._outcome: tuple[list[Tokens], dict[str, float]] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="nao-epd", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        start = time.perf_counter()
+        try:
+            self._outcome = self._work()
+        except BaseException as error:  # handed to the search's thread by result()
+            self._error = error
+        self.seconds = time.perf_counter() - start
+
+    def record(self, phase: str, step: int, total: int, unit: str) -> None:
+        """The worker's progress display: only counts the EPD's passes (the search's thread shows them)."""
+        if phase == EPD_PHASE:
+            self.passes = step
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the work is done, after waiting up to `timeout` seconds."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def result(self) -> tuple[list[Tokens], dict[str, float]]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._outcome is not None
+        return self._outcome
+
+    def stop(self) -> None:
+        self.cancel.set()
+        self._thread.join()
 
 
 class NAOStrategy(Strategy):
@@ -368,6 +451,10 @@ class NAOStrategy(Strategy):
         self.rounds = 0                        # finished rounds
         self.stats: dict[str, float] = {}
         self.device = torch.device("cpu")      # where the EPD lives: see place()
+        self.epoch = 0                         # the current epoch (begin_epoch)
+        self.pending: int | None = None        # overlapped round: the epoch before which its new pool takes over
+        self._job: BackgroundRound | None = None     # its thread (not state: started again on resume)
+        self._cancel: threading.Event | None = None  # a worker's: set when its search stops
 
     def place(self, device: torch.device) -> None:
         """settings.device 'search': the EPD (and its optimizer's state) moves to the search's device."""
@@ -423,7 +510,13 @@ class NAOStrategy(Strategy):
     # --- the epoch protocol ----------------------------------------------------------------------------
 
     def begin_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
         self.stats = {}
+        if self.pending is not None:
+            if self._job is None:  # resumed with a pending round: its learning starts again from the same inputs
+                self._launch()
+            if epoch >= self.pending:
+                self._join()
 
     def train_architecture(self, generator: torch.Generator) -> Architecture:
         self._ensure_pool(generator)
@@ -458,28 +551,86 @@ class NAOStrategy(Strategy):
         return seeded_generator(self.seed, "nao-round", self.rounds)
 
     def _round(self) -> None:
-        """The pool is scored: rank it, train the EPD, grow new architectures from the top, replace the bottom."""
-        s = self.settings
+        """The pool is scored: rank it, then train the EPD, grow new architectures from the top and replace the
+        bottom, now (overlap_epochs 0) or in the background (see _launch)."""
         rewards = np.asarray(self.round_rewards, dtype=np.float64)
         order = np.argsort(-rewards, kind="stable")
-        ranked = [self.pool[i] for i in order]
-        ranked_rewards = [float(rewards[i]) for i in order]
-        self.scored, self.scored_rewards = ranked, ranked_rewards
-        generator = self._round_generator()
+        self.scored = [self.pool[i] for i in order]
+        self.scored_rewards = [float(rewards[i]) for i in order]
+        self.cursor, self.round_rewards = 0, []
+        if self.settings.overlap_epochs:
+            self.pending = self.epoch + 1 + self.settings.overlap_epochs
+            self._launch()
+            return
+        start = time.perf_counter()
+        pool, stats = self._grow(self.scored, self.scored_rewards, self._round_generator())
+        elapsed = time.perf_counter() - start
+        self._adopt(pool, {**stats, "epd_time_s": elapsed, "epd_wait_time_s": elapsed})
+
+    def _grow(self, ranked: list[Tokens], ranked_rewards: list[float], generator: torch.Generator
+              ) -> tuple[list[Tokens], dict[str, float]]:
+        """A round's learning on this strategy's EPD: train it on the ranked pool, then the next pool (the best
+        of `ranked`, new architectures from its top_k, fresh uniform ones) and the round's statistics."""
+        s = self.settings
         with torch.enable_grad():
             self.train_epd(ranked, _minmax(ranked_rewards), s.epochs, generator)
             mse, nll, predicted = self.evaluate_epd(ranked, _minmax(ranked_rewards))
             new, step = self.generate(ranked[: s.top_k], set(ranked), s.new_architectures)
         fresh = self._distinct_uniform(s.random_architectures, set(ranked) | set(new), generator)
         keep = len(ranked) - len(new) - len(fresh)
-        self.pool = ranked[:keep] + new + fresh
-        if s.device == "search":  # several GPUs: their EPDs may decide differently; rank 0's pool for all
-            self.pool = [tuple(t) for t in distributed.broadcast_host_value([list(t) for t in self.pool])]
-        self.cursor, self.round_rewards = 0, []
+        return ranked[:keep] + new + fresh, {
+            "predictor_loss": mse, "reconstruction_loss": nll,
+            "pairwise_accuracy": pairwise_accuracy(ranked_rewards, predicted),
+            "new_architectures": float(len(new)), "step_size": float(step)}
+
+    def _adopt(self, pool: list[Tokens], stats: dict[str, float]) -> None:
+        """The round's new pool takes over; the round is finished."""
+        if self.settings.device == "search":  # several GPUs: their EPDs may decide differently; rank 0's pool
+            pool = [tuple(t) for t in distributed.broadcast_host_value([list(t) for t in pool])]
+        self.pool = pool
         self.rounds += 1
-        self.stats = {"predictor_loss": mse, "reconstruction_loss": nll,
-                      "pairwise_accuracy": pairwise_accuracy(ranked_rewards, predicted),
-                      "new_architectures": float(len(new)), "step_size": float(step)}
+        self.pending = None
+        self.stats = stats
+
+    # --- overlapped rounds ---------------------------------------------------------------------------------
+    # overlap_epochs k >= 1: the round's learning (_grow) runs in a background thread on a copy of the EPD and its
+    # optimizer, from inputs that the state keeps (the EPD and optimizer before the round, the scored pool, the
+    # round's index, which seeds its generator), so the thread computes exactly what a blocking round computes. The
+    # child trains on the pool as it was until begin_epoch(pending), round epoch + 1 + k, which waits for the
+    # thread (if it is not done) and adopts its EPD, optimizer and pool. A checkpoint taken meanwhile holds the
+    # round as pending; a resumed search starts the thread again at its first begin_epoch, so it ends identical.
+
+    def _launch(self) -> None:
+        """Starts the pending round's learning in a background thread (the EPD on the CPU: see check_consistency)."""
+        worker = copy.copy(self)  # shares space, settings, grammar; its own EPD, optimizer and progress
+        worker.epd = copy.deepcopy(self.epd)
+        worker.optimizer = torch.optim.Adam(worker.epd.parameters(), lr=self.settings.lr,
+                                            weight_decay=self.settings.l2_reg)
+        worker.optimizer.load_state_dict(copy.deepcopy(self.optimizer.state_dict()))
+        ranked, ranked_rewards, generator = list(self.scored), list(self.scored_rewards), self._round_generator()
+        job = BackgroundRound(lambda: worker._grow(ranked, ranked_rewards, generator), worker)
+        worker._cancel = job.cancel
+        worker.attach_progress(job.record)
+        self._job = job
+        job.start()
+
+    def _join(self) -> None:
+        """Waits for the pending round's thread (reporting its passes meanwhile) and adopts what it learned."""
+        job = self._job
+        assert job is not None
+        start = time.perf_counter()
+        while not job.wait(0.5):
+            self.report_progress(EPD_PHASE, job.passes, self.settings.epochs, "pass")
+        pool, stats = job.result()
+        self._job = None
+        self.epd, self.optimizer = job.worker.epd, job.worker.optimizer
+        self._adopt(pool, {**stats, "epd_time_s": job.seconds, "epd_wait_time_s": time.perf_counter() - start})
+
+    def close(self) -> None:
+        """Stops a pending round's thread; the round stays pending in state_dict (its inputs are kept)."""
+        if self._job is not None:
+            self._job.stop()
+            self._job = None
 
     def train_epd(self, pool: Sequence[Tokens], targets: Sequence[float], epochs: int,
                   generator: torch.Generator) -> list[tuple[float, float]]:
@@ -495,6 +646,8 @@ class NAOStrategy(Strategy):
         self.epd.train()
         self.report_progress(EPD_PHASE, 0, epochs, "pass")
         for done in range(1, epochs + 1):
+            if self._cancel is not None and self._cancel.is_set():
+                raise RoundStopped("the search stopped")
             perm = torch.randperm(n, generator=shuffle, device=self.device)
             sums = torch.zeros(2, dtype=torch.float64, device=self.device)
             for start in range(0, n, s.batch_size):
@@ -632,9 +785,11 @@ class NAOStrategy(Strategy):
                 "pool": [list(t) for t in self.pool], "cursor": self.cursor,
                 "round_rewards": list(self.round_rewards),
                 "scored": [list(t) for t in self.scored], "scored_rewards": list(self.scored_rewards),
-                "rounds": self.rounds, "seed": self.seed}
+                "rounds": self.rounds, "seed": self.seed,
+                "pending": -1 if self.pending is None else self.pending}
 
     def load_state_dict(self, state: dict) -> None:
+        self.close()
         self.epd.load_state_dict(state["epd"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.pool = [tuple(int(v) for v in t) for t in state["pool"]]
@@ -644,6 +799,8 @@ class NAOStrategy(Strategy):
         self.scored_rewards = [float(r) for r in state["scored_rewards"]]
         self.rounds = int(state["rounds"])
         self.seed = int(state["seed"])  # seeds each round's generator
+        pending = int(state.get("pending", -1))  # states written before 2026-12-06 have no overlapped round
+        self.pending = None if pending < 0 else pending
 
 
 __all__ = ["NAOConfig", "NAOStrategy", "EncoderPredictorDecoder", "TokenGrammar", "pairwise_accuracy",

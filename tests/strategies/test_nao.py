@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -17,18 +18,25 @@ from ednas_core.config import from_mapping
 from ednas_core.knobs import ConfigError
 from ednas_core.spaces import CNN_SPACE, RNN_SPACE
 from ednas_core.strategies.base import from_tokens, to_tokens, uniform_architecture
-from ednas_core.strategies.nao import (EPD_PHASE, NAOConfig, NAOStrategy, TokenGrammar, pairwise_accuracy,
-                                       rnn_defaults)
+from ednas_core.epochs import EpochCallback
+from ednas_core.strategies.nao import (EPD_PHASE, BackgroundRound, NAOConfig, NAOStrategy, TokenGrammar,
+                                       pairwise_accuracy, rnn_defaults)
 from ednas_core.strategies.random import RandomSettings, RandomStrategy
 from helpers import DEVICES, Recorder, StopAfter, host_reads
 from synthetic_search import planted_architecture, planted_reward, synthetic_search
 
-TIMING = {"child_time_s", "policy_time_s", "epoch_time_s", "child_images_per_s", "policy_images_per_s"}
+TIMING = {"child_time_s", "policy_time_s", "epoch_time_s", "child_images_per_s", "policy_images_per_s",
+          "epd_time_s", "epd_wait_time_s"}  # NAO: its rounds' wall time
 
 # tiny EPD for the unit tests: a round takes milliseconds
 TINY = dict(update_every=2, seed_architectures=12, new_architectures=6, random_architectures=2, top_k=4,
             max_step_size=10, epochs=5, batch_size=6, emb_size=8, hidden_size=16, mlp_layers=1, mlp_hidden_size=16,
             mlp_dropout=0.1, encoder_dropout=0.1, lr=0.005)
+
+
+def _learned(statistics: dict[str, float]) -> dict[str, float]:
+    """A strategy's epoch statistics without its wall times."""
+    return {k: v for k, v in statistics.items() if k not in TIMING}
 
 
 def _nao(space=RNN_SPACE, seed=0, **overrides) -> NAOStrategy:
@@ -354,7 +362,7 @@ def test_state_dict_survives_weights_only_load_and_continues_identically():
         s.train_architecture(gen)
     for x, y in zip(nao.epd.parameters(), other.epd.parameters()):
         assert torch.equal(x, y)
-    assert nao.pool == other.pool and nao.epoch_statistics() == other.epoch_statistics()
+    assert nao.pool == other.pool and _learned(nao.epoch_statistics()) == _learned(other.epoch_statistics())
 
 
 # --- where the EPD computes --------------------------------------------------------------------------------------
@@ -412,7 +420,7 @@ def _rounds(n: int, device: str = "search") -> NAOStrategy:
 def test_on_the_cpu_search_is_the_same_run():
     """'search' on a CPU search is the CPU path itself: the same pool, EPD and statistics after two rounds."""
     runs = [_rounds(2, device) for device in ("cpu", "search")]
-    assert runs[0].pool == runs[1].pool and runs[0].epoch_statistics() == runs[1].epoch_statistics()
+    assert runs[0].pool == runs[1].pool and _learned(runs[0].epoch_statistics()) == _learned(runs[1].epoch_statistics())
     for x, y in zip(runs[0].epd.parameters(), runs[1].epd.parameters()):
         assert torch.equal(x, y)
 
@@ -424,7 +432,7 @@ def test_the_device_generators_path_repeats_exactly(monkeypatch):
     host = _rounds(1)
     monkeypatch.setattr(NAOStrategy, "_draws_on_host", lambda self: False)
     a, b = _rounds(2), _rounds(2)
-    assert a.pool == b.pool and a.epoch_statistics() == b.epoch_statistics()
+    assert a.pool == b.pool and _learned(a.epoch_statistics()) == _learned(b.epoch_statistics())
     assert len(set(a.pool)) == 12 and np.isfinite(a.epoch_statistics()["predictor_loss"])
     assert all(torch.equal(x, y) for x, y in zip(a.epd.parameters(), b.epd.parameters()))
     first = _rounds(1)
@@ -453,6 +461,132 @@ def test_epd_training_reads_its_losses_once_not_every_step(device):
             assert "Tensor.__float__" not in reads and reads.count("Tensor.tolist") == 1
     if device != "cpu":
         assert counts[0] == counts[1] <= 3
+
+
+# --- overlapped rounds ---------------------------------------------------------------------------------------
+
+class PoolLog(EpochCallback):
+    """The pool each epoch ended with, and the threads alive then."""
+
+    def __init__(self, strategy: NAOStrategy):
+        self.strategy, self.pools, self.pending = strategy, [], []
+
+    def on_epoch_end(self, report):
+        self.pools.append(list(self.strategy.pool))
+        self.pending.append(self.strategy.pending)
+
+
+def _overlap_run(overlap, search_epochs=9, checkpoint=None, callbacks=(), **overrides):
+    space = CNN_SPACE
+    nao = _nao(space, seed=7, update_every=3, overlap_epochs=overlap, mlp_dropout=0.2, encoder_dropout=0.2,
+               decoder_dropout=0.1, **overrides)
+    log = PoolLog(nao)
+    search = synthetic_search(nao, planted_reward(space, planted_architecture(space)), search_epochs, child_steps=5,
+                              policy_batches=4, seed=3, checkpoint=checkpoint, callbacks=[log, *callbacks])
+    return search, search.run(), log
+
+
+def _epd_equal(a: NAOStrategy, b: NAOStrategy) -> bool:
+    if not all(torch.equal(x, y) for x, y in zip(a.epd.parameters(), b.epd.parameters())):
+        return False
+    sa, sb = a.optimizer.state_dict()["state"], b.optimizer.state_dict()["state"]
+    return all(torch.equal(sa[k][n], sb[k][n]) for k in sa for n in ("exp_avg", "exp_avg_sq", "step"))
+
+
+def test_an_overlapped_round_learns_what_a_blocking_round_learns_and_adopts_it_k_epochs_later():
+    """overlap_epochs 2 with a round every 3 epochs (rounds at epochs 2, 5, 8): the background thread trains a copy
+    of the EPD from the same inputs, bit for bit what the blocking round trains; the child trains on the old pool
+    for the 2 epochs after each round and the new pool takes over before epoch round + 3, so the next round scores
+    the same pool as the blocking search and both searches end with the same EPD, optimizer and scored pool. The
+    round's statistics are logged at the epoch that adopts it; the last round (epoch 8) is still pending when the
+    search ends, and its thread is stopped."""
+    blocking, _, block_log = _overlap_run(0)
+    overlapped, result, log = _overlap_run(2)
+    a, b = blocking.strategy, overlapped.strategy
+    assert a.rounds == 3 and b.rounds == 2 and b.pending == 11
+    assert log.pending == [None, None, 5, 5, 5, 8, 8, 8, 11]  # each adopted at the start of the next round epoch
+    assert a.scored == b.scored and a.scored_rewards == b.scored_rewards  # the third scoring saw the same pool
+    assert result.final_architecture == a.final_architecture()
+    # the blocking search adopted rounds at epochs 2, 5 (and 8); the overlapped one at the start of epochs 5 and 8
+    assert log.pools[2] == log.pools[3] == log.pools[4] == block_log.pools[1]  # trains on the pool as it was
+    assert log.pools[5] == block_log.pools[2] and log.pools[8] == block_log.pools[5]
+    learned = [k for k in ("predictor_loss", "reconstruction_loss", "pairwise_accuracy", "new_architectures",
+                           "step_size")]
+    for round_epoch in (2, 5):
+        ma, mb = blocking.history[round_epoch].metrics, overlapped.history[round_epoch + 3].metrics
+        assert [ma[k] for k in learned] == [mb[k] for k in learned]
+        assert mb["epd_time_s"] > 0 and 0 <= mb["epd_wait_time_s"] <= mb["policy_time_s"]
+    assert all(math.isnan(overlapped.history[e].metrics["predictor_loss"]) for e in (0, 1, 2, 3, 4, 6, 7))
+    # the thread of the pending round was stopped when the search ended: what it had not adopted is not adopted
+    assert not [t for t in threading.enumerate() if t.name == "nao-epd"]
+    second = _overlap_run(0, search_epochs=6)[0].strategy  # two rounds, both adopted
+    assert _epd_equal(b, second) and b.pool == second.pool
+
+
+@pytest.mark.parametrize("killed_after", [2, 3, 4])  # the round's epoch; one and two epochs into its overlap
+def test_a_search_killed_during_an_overlapped_round_resumes_to_the_same_end(tmp_path, killed_after):
+    full, result, _ = _overlap_run(2, checkpoint=tmp_path / "full.pt")
+    with pytest.raises(StopAfter.Killed):
+        _overlap_run(2, checkpoint=tmp_path / "killed.pt", callbacks=[StopAfter(killed_after)])
+    rec = Recorder()
+    resumed, resumed_result, _ = _overlap_run(2, checkpoint=tmp_path / "killed.pt", callbacks=[rec])
+    assert rec.resumed == list(range(killed_after + 1))
+    a, b = full.strategy, resumed.strategy
+    assert _epd_equal(a, b) and a.pool == b.pool and a.scored == b.scored and a.pending == b.pending == 11
+    for ra, rb in zip(full.history, resumed.history):
+        ma = {k: v for k, v in ra.metrics.items() if k not in TIMING}
+        mb = {k: v for k, v in rb.metrics.items() if k not in TIMING}
+        assert ma.keys() == mb.keys()
+        assert all(ma[k] == mb[k] or (math.isnan(ma[k]) and math.isnan(mb[k])) for k in ma)
+    assert result.final_architecture == resumed_result.final_architecture
+
+
+def test_a_failing_background_round_fails_the_search_with_its_error(monkeypatch):
+    def broken(self, ranked, ranked_rewards, generator):
+        raise FloatingPointError("EPD loss is nan")
+
+    monkeypatch.setattr(NAOStrategy, "_grow", broken)
+    with pytest.raises(FloatingPointError, match="EPD loss is nan"):
+        _overlap_run(2, search_epochs=6)
+
+
+def test_the_search_ending_stops_a_long_background_round():
+    """The search's last round (epoch 2 of 3) would train its EPD for a million passes in the background; the
+    search returns without waiting for it and its thread ends; the round stays pending in the state."""
+    search, _, _ = _overlap_run(2, search_epochs=3, epochs=10**6)
+    assert not [t for t in threading.enumerate() if t.name == "nao-epd"]
+    assert search.strategy.state_dict()["pending"] == 5 and search.strategy.rounds == 0
+
+
+def test_waiting_for_a_background_round_shows_its_passes(monkeypatch):
+    """While the search waits for the EPD's thread, the progress display counts its passes (phase 'nao controller'),
+    as a blocking round does."""
+    real, calls = BackgroundRound.wait, []
+
+    def first_not_done(self, timeout):  # the first wait "times out" whatever the thread did
+        calls.append(timeout)
+        return real(self, 60.0) if len(calls) > 1 else False
+
+    monkeypatch.setattr(BackgroundRound, "wait", first_not_done)
+    rec = Recorder()
+    _overlap_run(2, search_epochs=6, callbacks=[rec])
+    controller = [p for p in rec.progress if p[0] == EPD_PHASE]
+    assert len(controller) == 1 and controller[0][2] == TINY["epochs"] and 0 <= controller[0][1] <= TINY["epochs"]
+    assert rec.progress[rec.progress.index(controller[0]) + 1][0] == "child"  # before the child phase of epoch 5
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(update_every=3, overlap_epochs=3), "search.nao.overlap_epochs: got 3; expected less than "
+                                             "search.nao.update_every (3)"),
+    (dict(overlap_epochs=2, device="search"), "search.nao.overlap_epochs: got 2; a round overlaps the child's "
+                                              "epochs only with the EPD on the CPU"),
+    (dict(overlap_epochs=-1), "search.nao.overlap_epochs: got -1"),
+])
+def test_overlap_settings_that_cannot_work_are_refused(overrides, message):
+    data = {**dataclasses.asdict(NAOConfig()), **overrides}
+    with pytest.raises(ConfigError) as err:
+        from_mapping(NAOConfig, data, prefix="search.nao.")
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
 # --- it learns -------------------------------------------------------------------------------------------------
