@@ -10,6 +10,9 @@ The search loop (ednas_core/search.py) drives any strategy through one protocol 
                                                strategy.observe(archs, rewards)
     strategy.epoch_statistics() -> {name: float}, the same names every epoch (MLflow, metrics CSV)
 
+and strategy.close() once the epochs are over (or have failed): a strategy that learns in the background (NAO's
+overlapped rounds) stops there.
+
 A sampling policy (EDNAS, ENAS, random) proposes one sample and learns from its reward; a population method
 (EvNAS, NAO) proposes the individuals it wants scored and forms its next generation in `observe`. `gen` is a
 torch.Generator the loop seeds from (run seed, epoch): a strategy draws all its randomness from it (or from
