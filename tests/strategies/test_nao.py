@@ -16,7 +16,7 @@ import torch
 
 from ednas_core.config import from_mapping
 from ednas_core.knobs import ConfigError
-from ednas_core.spaces import CNN_SPACE, RNN_SPACE
+from ednas_core.spaces import CNN_SPACE, NB201_SPACE, RNN_SPACE
 from ednas_core.strategies.base import from_tokens, to_tokens, uniform_architecture
 from ednas_core.epochs import EpochCallback
 from ednas_core.strategies.nao import (EPD_PHASE, BackgroundRound, NAOConfig, NAOStrategy, TokenGrammar,
@@ -476,8 +476,7 @@ class PoolLog(EpochCallback):
         self.pending.append(self.strategy.pending)
 
 
-def _overlap_run(overlap, search_epochs=9, checkpoint=None, callbacks=(), **overrides):
-    space = CNN_SPACE
+def _overlap_run(overlap, search_epochs=9, checkpoint=None, callbacks=(), space=CNN_SPACE, **overrides):
     nao = _nao(space, seed=7, update_every=3, overlap_epochs=overlap, mlp_dropout=0.2, encoder_dropout=0.2,
                decoder_dropout=0.1, **overrides)
     log = PoolLog(nao)
@@ -493,15 +492,16 @@ def _epd_equal(a: NAOStrategy, b: NAOStrategy) -> bool:
     return all(torch.equal(sa[k][n], sb[k][n]) for k in sa for n in ("exp_avg", "exp_avg_sq", "step"))
 
 
-def test_an_overlapped_round_learns_what_a_blocking_round_learns_and_adopts_it_k_epochs_later():
+@pytest.mark.parametrize("space", [CNN_SPACE, RNN_SPACE, NB201_SPACE])
+def test_an_overlapped_round_learns_what_a_blocking_round_learns_and_adopts_it_k_epochs_later(space):
     """overlap_epochs 2 with a round every 3 epochs (rounds at epochs 2, 5, 8): the background thread trains a copy
     of the EPD from the same inputs, bit for bit what the blocking round trains; the child trains on the old pool
     for the 2 epochs after each round and the new pool takes over before epoch round + 3, so the next round scores
     the same pool as the blocking search and both searches end with the same EPD, optimizer and scored pool. The
     round's statistics are logged at the epoch that adopts it; the last round (epoch 8) is still pending when the
     search ends, and its thread is stopped."""
-    blocking, _, block_log = _overlap_run(0)
-    overlapped, result, log = _overlap_run(2)
+    blocking, _, block_log = _overlap_run(0, space=space)
+    overlapped, result, log = _overlap_run(2, space=space)
     a, b = blocking.strategy, overlapped.strategy
     assert a.rounds == 3 and b.rounds == 2 and b.pending == 11
     assert log.pending == [None, None, 5, 5, 5, 8, 8, 8, 11]  # each adopted at the start of the next round epoch
@@ -519,7 +519,7 @@ def test_an_overlapped_round_learns_what_a_blocking_round_learns_and_adopts_it_k
     assert all(math.isnan(overlapped.history[e].metrics["predictor_loss"]) for e in (0, 1, 2, 3, 4, 6, 7))
     # the thread of the pending round was stopped when the search ended: what it had not adopted is not adopted
     assert not [t for t in threading.enumerate() if t.name == "nao-epd"]
-    second = _overlap_run(0, search_epochs=6)[0].strategy  # two rounds, both adopted
+    second = _overlap_run(0, search_epochs=6, space=space)[0].strategy  # two rounds, both adopted
     assert _epd_equal(b, second) and b.pool == second.pool
 
 
