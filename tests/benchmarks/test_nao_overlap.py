@@ -21,13 +21,13 @@ def test_a_timed_child_step_lasts_its_time(load):
     start = time.perf_counter()
     child.train_step(arch, 0)
     assert 0.02 <= time.perf_counter() - start < 1.0
-    with pytest.raises(ValueError, match="load: got 'spin'"):
-        TimedChild(0.02, "spin", 4, 2)
+    with pytest.raises(ValueError, match="load: got 'real'"):
+        TimedChild(0.02, "real", 4, 2)
 
 
 def test_a_blocking_round_is_all_waiting_and_an_overlapped_round_waits_less(tmp_path, capsys):
-    """At scale 1000 (a child epoch of 21 ms, one EPD pass) the overlapped search waits at most for what the
-    blocking search waited for a round, and both report their round's numbers."""
+    """At scale 1000 (a child epoch of 21 ms, one EPD pass) the overlapped search waits at most for its EPD's time,
+    and both orders report their round's numbers."""
     out = main(["--overlap", "1", "--scale", "1000", "--load", "sleep", "--out", str(tmp_path)])
     assert out == json.loads((tmp_path / "nao_overlap.json").read_text())
     assert out["epd_passes"] == 1 and out["overlap_epochs"] == 1 and out["scale"] == 1000
@@ -35,14 +35,23 @@ def test_a_blocking_round_is_all_waiting_and_an_overlapped_round_waits_less(tmp_
     assert 0 <= out["sleep_overlap_wait_s"] <= out["sleep_epd_s"]
     assert 0 < out["sleep_blocking_share_of_epoch"] < 1 and math.isfinite(out["sleep_overlap_child_slowdown"])
     assert not any(k.startswith("dispatch_") for k in out)
-    assert "sleep    overlap  EPD" in capsys.readouterr().out
+    assert "sleep    overlap  epoch" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--load", "spin"], "argument --load: 'spin': expected sleep, dispatch or both, comma-separated"),
+    (["--load", "spin"], "argument --load: 'spin': expected some of sleep, dispatch, real, comma-separated"),
     (["--overlap", "0"], "argument --overlap: 0 is below 1"),
     (["--scale", "0.5"], "argument --scale: 0.5 is below 1.0")])
 def test_bad_arguments_stop_with_one_line(args, says, capsys):
     with pytest.raises(SystemExit) as stop:
         main(args)
     assert stop.value.code == 2 and says in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_the_real_child_measures_a_round_of_the_cnn_search(capsys):
+    """--load real: the CNN search's own child (toy sizes with --quick) through the same measurement."""
+    out = main(["--overlap", "1", "--scale", "1000", "--load", "real", "--quick"])
+    assert out["device"] == "cpu" and out["real_epoch_s"] > 0
+    assert out["real_blocking_wait_s"] > 0 and 0 <= out["real_overlap_wait_s"] <= out["real_epd_s"]
+    assert 0 < out["real_blocking_share_of_epoch"] < 1 and math.isfinite(out["real_overlap_added_s"])
+    assert "real     overlap  epoch" in capsys.readouterr().out
