@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from ednas_core.config import from_mapping
+from ednas_core.epochs import EpochCallback
 from ednas_core.knobs import ConfigError
 from ednas_core.spaces import CNN_SPACE, NB201_SPACE, RNN_SPACE
 from ednas_core.strategies.base import from_tokens, to_tokens, uniform_architecture
-from ednas_core.epochs import EpochCallback
 from ednas_core.strategies.nao import (EPD_PHASE, BackgroundRound, NAOConfig, NAOStrategy, TokenGrammar,
                                        pairwise_accuracy, rnn_defaults)
 from ednas_core.strategies.random import RandomSettings, RandomStrategy
@@ -466,7 +466,7 @@ def test_epd_training_reads_its_losses_once_not_every_step(device):
 # --- overlapped rounds ---------------------------------------------------------------------------------------
 
 class PoolLog(EpochCallback):
-    """The pool each epoch ended with, and the threads alive then."""
+    """The pool each epoch ended with, and the epoch before which its pending round is adopted (None: none)."""
 
     def __init__(self, strategy: NAOStrategy):
         self.strategy, self.pools, self.pending = strategy, [], []
@@ -510,8 +510,7 @@ def test_an_overlapped_round_learns_what_a_blocking_round_learns_and_adopts_it_k
     # the blocking search adopted rounds at epochs 2, 5 (and 8); the overlapped one at the start of epochs 5 and 8
     assert log.pools[2] == log.pools[3] == log.pools[4] == block_log.pools[1]  # trains on the pool as it was
     assert log.pools[5] == block_log.pools[2] and log.pools[8] == block_log.pools[5]
-    learned = [k for k in ("predictor_loss", "reconstruction_loss", "pairwise_accuracy", "new_architectures",
-                           "step_size")]
+    learned = ("predictor_loss", "reconstruction_loss", "pairwise_accuracy", "new_architectures", "step_size")
     for round_epoch in (2, 5):
         ma, mb = blocking.history[round_epoch].metrics, overlapped.history[round_epoch + 3].metrics
         assert [ma[k] for k in learned] == [mb[k] for k in learned]
