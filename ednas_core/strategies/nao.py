@@ -374,7 +374,8 @@ class RoundStopped(Exception):
 
 class BackgroundRound:
     """One round's learning (`work`, run on `worker`, a copy of the strategy) in a daemon thread: its result or its
-    exception, the passes it has made, its wall time; stop() makes it end at its next pass."""
+    exception, the passes it has made, its wall time; stop() makes it end at its next pass (record, the worker's
+    progress display, raises RoundStopped there)."""
 
     def __init__(self, work: Callable[[], tuple[list[Tokens], dict[str, float]]], worker: "NAOStrategy"):
         self.worker = worker
@@ -398,7 +399,10 @@ class BackgroundRound:
         self.seconds = time.perf_counter() - start
 
     def record(self, phase: str, step: int, total: int, unit: str) -> None:
-        """The worker's progress display: only counts the EPD's passes (the search's thread shows them)."""
+        """The worker's progress display: counts the EPD's passes (the search's thread shows them) and ends the
+        work once stop() was called."""
+        if self.cancel.is_set():
+            raise RoundStopped("the search stopped")
         if phase == EPD_PHASE:
             self.passes = step
 
@@ -442,7 +446,7 @@ class NAOStrategy(Strategy):
         with torch.no_grad():  # NAO-WS's initializer: uniform(-0.1, 0.1) for every weight
             for p in self.epd.parameters():
                 p.copy_(torch.rand(p.shape, generator=init) * 0.2 - 0.1)
-        self.optimizer = torch.optim.Adam(self.epd.parameters(), lr=settings.lr, weight_decay=settings.l2_reg)
+        self.optimizer = self._adam(self.epd)
         self.pool: list[Tokens] = []           # the architectures the child trains on (and the next round scores)
         self.cursor = 0                        # next pool index to propose in the current round
         self.round_rewards: list[float] = []   # rewards of pool[:len(round_rewards)] in the current round
@@ -454,7 +458,10 @@ class NAOStrategy(Strategy):
         self.epoch = 0                         # the current epoch (begin_epoch)
         self.pending: int | None = None        # overlapped round: the epoch before which its new pool takes over
         self._job: BackgroundRound | None = None     # its thread (not state: started again on resume)
-        self._cancel: threading.Event | None = None  # a worker's: set when its search stops
+
+    def _adam(self, epd: EncoderPredictorDecoder) -> torch.optim.Adam:
+        """The EPD's optimizer (NAO-WS: Adam with L2 weight decay)."""
+        return torch.optim.Adam(epd.parameters(), lr=self.settings.lr, weight_decay=self.settings.l2_reg)
 
     def place(self, device: torch.device) -> None:
         """settings.device 'search': the EPD (and its optimizer's state) moves to the search's device."""
@@ -604,12 +611,10 @@ class NAOStrategy(Strategy):
         """Starts the pending round's learning in a background thread (the EPD on the CPU: see check_consistency)."""
         worker = copy.copy(self)  # shares space, settings, grammar; its own EPD, optimizer and progress
         worker.epd = copy.deepcopy(self.epd)
-        worker.optimizer = torch.optim.Adam(worker.epd.parameters(), lr=self.settings.lr,
-                                            weight_decay=self.settings.l2_reg)
+        worker.optimizer = self._adam(worker.epd)
         worker.optimizer.load_state_dict(copy.deepcopy(self.optimizer.state_dict()))
         ranked, ranked_rewards, generator = list(self.scored), list(self.scored_rewards), self._round_generator()
         job = BackgroundRound(lambda: worker._grow(ranked, ranked_rewards, generator), worker)
-        worker._cancel = job.cancel
         worker.attach_progress(job.record)
         self._job = job
         job.start()
@@ -646,8 +651,6 @@ class NAOStrategy(Strategy):
         self.epd.train()
         self.report_progress(EPD_PHASE, 0, epochs, "pass")
         for done in range(1, epochs + 1):
-            if self._cancel is not None and self._cancel.is_set():
-                raise RoundStopped("the search stopped")
             perm = torch.randperm(n, generator=shuffle, device=self.device)
             sums = torch.zeros(2, dtype=torch.float64, device=self.device)
             for start in range(0, n, s.batch_size):
