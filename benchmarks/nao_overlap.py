@@ -52,8 +52,9 @@ from ednas_core.synthetic import SyntheticChild, planted_architecture, planted_r
 from tools.sweep import at_least
 
 from .run import PAPER, QUICK, Sizes, synthetic_cifar
+from .strategies import cifar_steps
 
-CIFAR_STEPS = (math.ceil(0.8 * 50_000 / 128), math.ceil(0.2 * 50_000 / 128))  # (child, policy) batches an epoch
+CIFAR_STEPS = cifar_steps(PAPER)  # (child, policy) batches of a CIFAR-10 search epoch at the paper's sizes
 LOADS = ("sleep", "dispatch", "real")
 
 

@@ -56,6 +56,12 @@ QUICK = {
 }
 
 
+def cifar_steps(sizes: Any) -> tuple[int, int]:
+    """(child batches, policy batches) of a CIFAR-10 search epoch at `sizes` (benchmarks.run.Sizes): 80% of the
+    training images train the shared weights, 20% score the architectures."""
+    return math.ceil(0.8 * sizes.images / sizes.batch), math.ceil(0.2 * sizes.images / sizes.batch)
+
+
 def period_of(search_config: Any) -> int:
     """Epochs over which a strategy's cost repeats (NAO scores its pool and trains its controller once every
     update_every epochs; the others do the same work every epoch)."""
@@ -143,8 +149,7 @@ def bench_strategies(sizes: Any, search_epoch: dict[str, float] | None = None, n
     (PTB), the search on `device`; NAO with `nao_epochs` controller passes per round and its EPD on
     `nao_device` (search.nao.device) when given."""
     quick = sizes.name == "quick"
-    child_steps = math.ceil(0.8 * sizes.images / sizes.batch)
-    policy_batches = math.ceil(0.2 * sizes.images / sizes.batch)
+    child_steps, policy_batches = cifar_steps(sizes)
     ptb_steps = (4, 2) if quick else PTB_STEPS
     out: dict[str, float] = {}
     for name in STRATEGIES if names is None else names:
