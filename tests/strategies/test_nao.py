@@ -280,6 +280,27 @@ def _nao_state(s: NAOStrategy):
             s.rounds, s.cursor)
 
 
+def _epd_equal(a: NAOStrategy, b: NAOStrategy) -> bool:
+    """The same EPD weights and Adam state."""
+    if not all(torch.equal(x, y) for x, y in zip(a.epd.parameters(), b.epd.parameters())):
+        return False
+    sa, sb = a.optimizer.state_dict()["state"], b.optimizer.state_dict()["state"]
+    return all(torch.equal(sa[k][n], sb[k][n]) for k in sa for n in ("exp_avg", "exp_avg_sq", "step"))
+
+
+def _assert_same_history(full, resumed) -> None:
+    """Two searches' epochs: the same metrics (wall times aside; NaN equals NaN) and architecture counts."""
+    space = full.strategy.space
+    for ra, rb in zip(full.history, resumed.history, strict=True):
+        ma = {k: v for k, v in ra.metrics.items() if k not in TIMING}
+        mb = {k: v for k, v in rb.metrics.items() if k not in TIMING}
+        assert ma.keys() == mb.keys()
+        for k in ma:
+            assert ma[k] == mb[k] or (math.isnan(ma[k]) and math.isnan(mb[k])), k
+        for cell in space.cell_types:
+            assert np.array_equal(ra.counts[cell], rb.counts[cell])
+
+
 @pytest.mark.parametrize("killed_after", [1, 2])  # right after a round's epoch; one epoch later
 def test_killed_and_resumed_search_equals_uninterrupted(tmp_path, killed_after):
     space = CNN_SPACE
@@ -303,18 +324,8 @@ def test_killed_and_resumed_search_equals_uninterrupted(tmp_path, killed_after):
     for x, y in zip(a[0], b[0]):
         assert torch.equal(x, y)
     assert a[1:] == b[1:] and full.strategy.rounds == 3
-    sa, sb = full.strategy.optimizer.state_dict()["state"], resumed.strategy.optimizer.state_dict()["state"]
-    for k in sa:
-        for name in ("exp_avg", "exp_avg_sq", "step"):
-            assert torch.equal(sa[k][name], sb[k][name])
-    for ra, rb in zip(full.history, resumed.history):
-        ma = {k: v for k, v in ra.metrics.items() if k not in TIMING}
-        mb = {k: v for k, v in rb.metrics.items() if k not in TIMING}
-        assert ma.keys() == mb.keys()
-        for k in ma:
-            assert ma[k] == mb[k] or (math.isnan(ma[k]) and math.isnan(mb[k])), k
-        for cell in space.cell_types:
-            assert np.array_equal(ra.counts[cell], rb.counts[cell])
+    assert _epd_equal(full.strategy, resumed.strategy)
+    _assert_same_history(full, resumed)
     assert result.final_architecture == resumed_result.final_architecture
     # the statistics: same keys every epoch, round statistics only on round epochs (1, 3, 5)
     keys = {k for k in full.history[0].metrics if k not in TIMING}
@@ -485,13 +496,6 @@ def _overlap_run(overlap, search_epochs=9, checkpoint=None, callbacks=(), space=
     return search, search.run(), log
 
 
-def _epd_equal(a: NAOStrategy, b: NAOStrategy) -> bool:
-    if not all(torch.equal(x, y) for x, y in zip(a.epd.parameters(), b.epd.parameters())):
-        return False
-    sa, sb = a.optimizer.state_dict()["state"], b.optimizer.state_dict()["state"]
-    return all(torch.equal(sa[k][n], sb[k][n]) for k in sa for n in ("exp_avg", "exp_avg_sq", "step"))
-
-
 @pytest.mark.parametrize("space", [CNN_SPACE, RNN_SPACE, NB201_SPACE])
 def test_an_overlapped_round_learns_what_a_blocking_round_learns_and_adopts_it_k_epochs_later(space):
     """overlap_epochs 2 with a round every 3 epochs (rounds at epochs 2, 5, 8): the background thread trains a copy
@@ -532,11 +536,7 @@ def test_a_search_killed_during_an_overlapped_round_resumes_to_the_same_end(tmp_
     assert rec.resumed == list(range(killed_after + 1))
     a, b = full.strategy, resumed.strategy
     assert _epd_equal(a, b) and a.pool == b.pool and a.scored == b.scored and a.pending == b.pending == 11
-    for ra, rb in zip(full.history, resumed.history):
-        ma = {k: v for k, v in ra.metrics.items() if k not in TIMING}
-        mb = {k: v for k, v in rb.metrics.items() if k not in TIMING}
-        assert ma.keys() == mb.keys()
-        assert all(ma[k] == mb[k] or (math.isnan(ma[k]) and math.isnan(mb[k])) for k in ma)
+    _assert_same_history(full, resumed)
     assert result.final_architecture == resumed_result.final_architecture
 
 
