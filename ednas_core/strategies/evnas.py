@@ -3,12 +3,13 @@ over DARTS-style architecture parameters, every individual trained and judged wi
 one-shot network. Follows the authors' code (nightstorm0909/EvNAS, commit 75e34e0: train_search.py, ga.py,
 chromosomes.py, population.py, utils.py):
 
-- an individual is one alpha matrix per cell type, [n_edges, n_ops] over the full DAG, each entry U[0, 1)
-  (chromosome.generate_parameters: torch.rand(k, num_ops));
-- decoding (utils.derive_architecture_topk / discretize): per edge the argmax op of softmax(alpha) and its
-  softmax weight as the edge's strength; per searched node the `inputs_per_node` strongest incoming edges (ties:
-  the earlier predecessor, Python's stable sort). EvNAS then trains the one-shot net with the one-hot
-  discretised alpha, i.e. exactly this architecture;
+- an individual is one alpha matrix per cell type, [n_edges, 1 + n_ops] over the full DAG, each entry U[0, 1)
+  (chromosome.generate_parameters: torch.rand(k, num_ops)); its first column is DARTS's `none` (PRIMITIVES[0]),
+  which this project's CNN and RNN op lists do not have: it is never chosen, but it is a gene like the others;
+- decoding (utils.derive_architecture_topk / discretize): per edge the argmax op of softmax(alpha) over all the
+  columns, `none`'s included, and if that is `none` the second best (so: the best op), with the op's softmax
+  weight as the edge's strength (a large `none` gene weakens its edge); per searched node the `inputs_per_node`
+  strongest incoming edges (ties: the earlier predecessor, Python's stable sort);
 - one generation per search epoch (train_search.py): the child phase trains the shared weights with the
   population in turn, individual (step % population_size) on child step `step` (train()); the reward phase
   scores EVERY individual, elites included, because the shared weights changed (validation() resets and
@@ -27,13 +28,20 @@ argmax per edge (TinyNetwork.discretize / genotype: op_names[weights.argmax()]),
 with the same rates; train_searchNAS201.py's other defaults are the S1 search's (pop_size 50, tsize 10,
 num_elites 1, mutate_rate 0.1, 50 epochs).
 
-Fitness is the reward of the decoded architecture on one validation batch (the authors: top-1 accuracy on the
-whole validation split, see `EvNASStrategy.rewards_wanted`). The number of generations is the search's epochs
-(train_search.py --epochs 50).
-
-Randomness: the initial population and each generation's evolution draw from a torch.Generator seeded from
-(seed, generation), so nothing but the generation counter is needed to resume; the loop's generator is unused
-(the child phase and the reward phase are deterministic given the population).
+Where this differs from the authors' code:
+- The shared weights train, and fitness is measured, on the decoded cell alone: one op per chosen edge, the
+  project's weight-sharing network that every strategy uses (the issue's "same supernet"). The authors copy the
+  one-hot discretised alpha into a DARTS one-shot network, whose forward pass takes the softmax of it
+  (model_search.py Network.forward, MixedOp: sum(w * op(x))): every op of every edge runs, a chosen edge's op at
+  weight e / (e + 7) = 0.28 and its other ops at 0.10, an unchosen edge's eight ops at 1/8 each (NB201's
+  search_model_NAS201.py likewise: 0.405 and 0.149). So their one-shot net trains and scores a mixture that leans
+  towards the individual's cell ("divert majority of the gradient information towards the given architecture",
+  their README), where here it is the cell itself.
+- Fitness is the reward of the decoded architecture on one validation batch, the reward every strategy is scored
+  by (in eval mode); the authors take top-1 accuracy on the whole validation split (see
+  `EvNASStrategy.rewards_wanted`), with the one-shot net's BatchNorm on batch statistics (train_search.py's
+  validation() leaves `model.eval()` commented out; train_searchNAS201.py calls it).
+- The number of generations is the search's epochs (train_search.py --epochs 50).
 """
 
 from __future__ import annotations
@@ -85,8 +93,9 @@ def check_settings(settings: EvNASConfig, prefix: str = "search.evnas.") -> None
 
 
 def alpha_columns(space: SearchSpace) -> int:
-    """Columns of an individual's alpha rows: the ops, and `none` first on an any-subset cell (NB201's five)."""
-    return len(space.cell.ops) + (1 if space.cell.any_subset else 0)
+    """Columns of an individual's alpha rows: `none` first (DARTS's PRIMITIVES[0]; an any-subset cell's code 0),
+    then the space's ops."""
+    return 1 + len(space.cell.ops)
 
 
 def random_alphas(count: int, space: SearchSpace, generator: torch.Generator) -> torch.Tensor:
@@ -96,18 +105,19 @@ def random_alphas(count: int, space: SearchSpace, generator: torch.Generator) ->
 
 
 def decode(space: SearchSpace, alphas: torch.Tensor) -> list[Architecture]:
-    """DARTS decoding of individuals [P, cell types, n_edges, n_ops] (utils.derive_architecture_topk): per edge
-    the argmax op of softmax(alpha) with its softmax weight as strength; per node the inputs_per_node strongest
-    incoming edges (ties: the earlier predecessor first; argmax ties: the first op). Any-subset cells
-    [P, cell types, n_edges, 1 + n_ops]: per edge the argmax column is its code (0: `none`, the edge left out;
-    search_model_NAS201.py TinyNetwork.genotype)."""
+    """DARTS decoding of individuals [P, cell types, n_edges, 1 + n_ops] (utils.derive_architecture_topk): per
+    edge the argmax column of softmax(alpha), the second best when that is `none` (column 0), i.e. the best op,
+    with its softmax weight over all the columns as the edge's strength; per node the inputs_per_node strongest
+    incoming edges (ties: the earlier predecessor first; argmax ties: the first op). Any-subset cells: per edge the
+    argmax column is its code (0: `none`, the edge left out; search_model_NAS201.py TinyNetwork.genotype)."""
     cell = space.cell
     probs = torch.softmax(alphas.float(), dim=-1)
-    ops = probs.argmax(-1)
     if cell.any_subset:
         return [space.validate({t: cell.cell_from_edge_codes(codes, label=f"{space.name}.{t}")
-                                for t, codes in zip(space.cell_types, individual)}) for individual in ops.tolist()]
-    strengths = probs.gather(-1, ops.unsqueeze(-1)).squeeze(-1).tolist()
+                                for t, codes in zip(space.cell_types, individual)})
+                for individual in probs.argmax(-1).tolist()]
+    ops = probs[..., 1:].argmax(-1)  # `none` is never an op of these spaces: the best of the others
+    strengths = probs[..., 1:].gather(-1, ops.unsqueeze(-1)).squeeze(-1).tolist()
     ops = ops.tolist()
     out = []
     for strength_p, ops_p in zip(strengths, ops):
@@ -337,7 +347,8 @@ class EvNASStrategy(Strategy):
     def load_state_dict(self, state: dict) -> None:
         if tuple(state["alphas"].shape) != tuple(self.alphas.shape):
             raise ValueError(f"evnas: checkpoint population {tuple(state['alphas'].shape)} does not match "
-                             f"{tuple(self.alphas.shape)} (population_size or search space changed)")
+                             f"{tuple(self.alphas.shape)} (population_size or search space changed, or the "
+                             "checkpoint predates the CNN and RNN alphas' `none` column: restart the search)")
         self.seed = int(state["seed"])
         self.alphas = state["alphas"].clone()
         self.fitness = state["fitness"].clone()

@@ -81,7 +81,8 @@ def test_strategy_rejects_inconsistent_settings(overrides, keys):
 
 
 def _reference_decode(space, alphas):
-    """utils.derive_architecture_topk in plain Python, one individual [cell types, n_edges, n_ops]."""
+    """utils.derive_architecture_topk in plain Python, one individual [cell types, n_edges, 1 + n_ops], column 0
+    DARTS's `none`: the argmax of each edge's softmax, the second best if that is `none`, its weight the strength."""
     cell = space.cell
     arch = {}
     for t, alpha in zip(space.cell_types, alphas.tolist()):
@@ -92,8 +93,10 @@ def _reference_decode(space, alphas):
                 row = alpha[offset + j]
                 e = [math.exp(x - max(row)) for x in row]
                 probs = [x / sum(e) for x in e]
-                op = probs.index(max(probs))
-                candidates.append((op, j, probs[op]))
+                index = probs.index(max(probs))
+                if index == 0:  # `none`: torch.topk(tmp, 2).indices[1]
+                    index = max(range(1, len(probs)), key=lambda k: probs[k])
+                candidates.append((index - 1, j, probs[index]))
             offset += node
             candidates.sort(key=lambda c: c[2], reverse=True)
             nodes.append(tuple(sorted((j, op) for op, j, _ in candidates[: cell.inputs_per_node])))
@@ -102,28 +105,37 @@ def _reference_decode(space, alphas):
 
 
 def test_decoding_matches_a_hand_built_alpha():
-    alphas = torch.zeros(1, 2, CELL.n_edges, len(CELL.ops))  # all ties: earlier inputs, first op
-    normal = alphas[0, 0]
+    alphas = torch.zeros(2, 2, CELL.n_edges, 1 + len(CELL.ops))  # all ties: earlier inputs, first op
+    normal = alphas[0, 0, :, 1:]  # the ops' columns; column 0 is `none`
     e = CELL.edge_id
     normal[e(2, 0), 3] = 2.0
     normal[e(2, 1), 5] = 1.0
     # node 3: strength is the SOFTMAX weight of the best op (the authors'), not the raw alpha: pred 1's raw 4 is
-    # the second largest but spread over six ops (weight 0.17); pred 0's single 3 (0.77) and pred 2's 5 shared
+    # the second largest but spread over six ops (weight 0.16); pred 0's single 3 (0.74) and pred 2's 5 shared
     # by two ops (0.49, first op wins the tie) are the strongest
     normal[e(3, 0), 4] = 3.0
     normal[e(3, 1), :6] = 4.0
     normal[e(3, 2), :2] = 5.0
-    # node 4 stays all zeros; node 5: pred 4 strongest, then a tie between preds 1 and 3 -> the earlier one
+    # node 4: preds 0, 1 and 2 each have one op at 2 (weight 0.51), but pred 0's `none` gene is 3: `none` is its
+    # argmax, so its op is the second best (op 2) and its strength only 0.22; preds 1 and 2 are the strongest
+    normal[e(4, 0), 2] = 2.0
+    alphas[0, 0, e(4, 0), 0] = 3.0
+    normal[e(4, 1), 3] = 2.0
+    normal[e(4, 2), 1] = 2.0
+    # node 5: pred 4 strongest, then a tie between preds 1 and 3 -> the earlier one
     normal[e(5, 4), 6] = 3.0
     normal[e(5, 1), 2] = 2.0
     normal[e(5, 3), 2] = 2.0  # the same row as pred 1's, so the same softmax weight to the last bit
-    arch = decode(CNN_SPACE, alphas)[0]
-    assert arch["normal"] == (((0, 3), (1, 5)), ((0, 4), (2, 0)), ((0, 0), (1, 0)), ((1, 2), (4, 6)))
-    assert arch["reduce"] == (((0, 0), (1, 0)),) * 4
+    alphas[1] = alphas[0]
+    alphas[1, 0, e(4, 0), 0] = 0.0  # without its `none` gene, pred 0 ties with preds 1 and 2 and comes first
+    first, second = decode(CNN_SPACE, alphas)
+    assert first["normal"] == (((0, 3), (1, 5)), ((0, 4), (2, 0)), ((1, 3), (2, 1)), ((1, 2), (4, 6)))
+    assert first["reduce"] == (((0, 0), (1, 0)),) * 4
+    assert second["normal"][2] == ((0, 2), (1, 3))
 
-    rnn = torch.zeros(1, 1, RNN_SPACE.cell.n_edges, 4)
-    rnn[0, 0, RNN_SPACE.cell.edge_id(5, 3), 2] = 1.0
-    rnn[0, 0, RNN_SPACE.cell.edge_id(8, 7), 1] = 0.5
+    rnn = torch.zeros(1, 1, RNN_SPACE.cell.n_edges, 1 + len(RNN_SPACE.cell.ops))
+    rnn[0, 0, RNN_SPACE.cell.edge_id(5, 3), 1 + 2] = 1.0
+    rnn[0, 0, RNN_SPACE.cell.edge_id(8, 7), 1 + 1] = 0.5
     arch = decode(RNN_SPACE, rnn)[0]["recurrent"]
     assert arch == (((0, 0),), ((0, 0),), ((0, 0),), ((0, 0),), ((3, 2),), ((0, 0),), ((0, 0),), ((7, 1),))
 
@@ -279,6 +291,14 @@ def test_final_architecture_and_candidates_rank_the_last_evaluated_generation():
     keys = [CNN_SPACE.arch_key(a) for a in s.derive_candidates(torch.Generator().manual_seed(0), 100)]
     assert len(keys) == len(set(keys)) <= 6
     assert s.epoch_statistics()["best_fitness_so_far"] == 0.7  # a record of earlier (stale) generations
+
+
+def test_a_checkpoint_without_the_none_column_is_refused_in_one_line():
+    state = _strategy().state_dict()
+    state["alphas"] = state["alphas"][..., 1:]  # the alphas as written before they had DARTS's `none` column
+    with pytest.raises(ValueError, match="restart the search") as err:
+        _strategy().load_state_dict(state)
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("space", [CNN_SPACE, RNN_SPACE], ids=lambda s: s.name)
