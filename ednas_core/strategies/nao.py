@@ -2,7 +2,8 @@
 
 A pool of architectures trains the shared weights (each child step on a pool member drawn uniformly, NAO-WS's
 child_sample_policy=uniform). Every `update_every` epochs the reward phase scores the whole pool (one validation
-batch each), then the encoder-predictor-decoder (EPD) learns from (pool, min-max normalised rewards):
+batch each), then the encoder-predictor-decoder (EPD) learns from (pool, min-max normalised rewards; on PTB their
+logs, predictor_target: log_reward, which is 1 - NAO-WS/rnn's normalised validation loss):
 
     encoder    token embeddings, each (input, op) pair concatenated into one step (NAO's source_length =
                2 * encoder_length), an LSTM, outputs l2-normalised; the architecture embedding is their mean,
@@ -48,10 +49,17 @@ Where this differs from NAO-WS's code:
   stops after scoring); final_architecture and derive_candidates use the last scored pool.
 - Tokens are in canonical order (a node's inputs ascending), so NAO's input-swap augmentation (--controller_symmetry,
   --controller_expand) has nothing to add; constrained decoding keeps that order (NAO-WS masks only the ranges).
-- The decoder starts from (embedding, embedding) and attends with NAO's PyTorch Attention (NAO-WS/rnn, NAO_pytorch);
-  the TensorFlow CNN decoder starts from the encoder state and uses normed Bahdanau attention. Encoder dropout is
-  on the token embeddings (PyTorch) rather than on the LSTM outputs (TensorFlow).
-- One Adam optimizer lives across rounds (NAO-WS/rnn); weights start uniform(-0.1, 0.1) (NAO-WS/cnn).
+- The decoder starts from (embedding, embedding), as both of NAO-WS's decoders do, and attends with NAO's PyTorch
+  Attention (NAO-WS/rnn, NAO_pytorch); the TensorFlow CNN decoder uses normed Bahdanau attention. Encoder dropout
+  is on the token embeddings (PyTorch) rather than on the LSTM outputs (TensorFlow's DropoutWrapper), and it stays
+  on in every round: NAO-WS/cnn's encoder.Model sets the shared params' encoder_dropout to 0 when it builds its
+  PREDICT graph, so from the second round on its EPD trains without encoder dropout (a side effect, not copied).
+  The MLP's dropout is 0 on the CNN space because NAO-WS/cnn's never takes effect (NAOConfig.mlp_dropout).
+- One Adam optimizer lives across rounds (NAO-WS/rnn), with its L2 term added to the clipped gradient (NAO-WS/rnn;
+  NAO-WS/cnn adds the L2 loss before clipping). Every weight and bias starts uniform(-0.1, 0.1) (NAO-WS/cnn's
+  scope initializer; its dense and LSTM biases start at 0, its LSTM adds a forget bias of 1, and its decoder's
+  LSTM is orthogonally initialised).
+- Step sizes 1 to max_step_size (NAO-WS/rnn; NAO-WS/cnn's loop stops after max_step_size + 1).
 - The fresh random architectures of a round are distinct from the pool (NAO-WS does not check).
 - PTB: update_every 30 of a 150-epoch search instead of 200 of 1000 (rnn_defaults).
 
@@ -113,10 +121,15 @@ class NAOConfig:
     decoder_layers: int = knob(1, ge=1)           # --controller_decoder_num_layers default 1
     mlp_layers: int = knob(3, ge=0)               # --controller_mlp_num_layers=3
     mlp_hidden_size: int = knob(100, ge=1)        # --controller_mlp_hidden_size=100
-    mlp_dropout: float = knob(0.1, ge=0.0, lt=1.0)      # --controller_mlp_dropout=0.1
+    # --controller_mlp_dropout=0.1 is passed, but NAO-WS/cnn/encoder/encoder.py applies it as
+    # tf.layers.dropout(x, 0.1), whose `training` defaults to False: the published search never drops
+    mlp_dropout: float = knob(0.0, ge=0.0, lt=1.0)
     encoder_dropout: float = knob(0.1, ge=0.0, lt=1.0)  # --controller_encoder_dropout default 0.1
     decoder_dropout: float = knob(0.0, ge=0.0, lt=1.0)  # --controller_decoder_dropout default 0.0
     attention: bool = True                        # --controller_attention
+    # what the predictor learns, min-max normalised: the reward (NAO-WS/cnn: the validation accuracy), or its log
+    # (PTB's reward is c * exp(-loss), so this is 1 - the normalised validation loss, NAO-WS/rnn's target)
+    predictor_target: str = knob("reward", choices=("reward", "log_reward"))
     # where the EPD computes: cpu, or search = the search's device (runtime.device: its GPU, as NAO-WS trains
     # its controller); not a NAO-WS setting
     device: str = knob("cpu", choices=("cpu", "search"))
@@ -173,6 +186,7 @@ def rnn_defaults() -> NAOConfig:
         encoder_dropout=0.1,        # --controller_encoder_dropout=0.1
         decoder_dropout=0.0,        # --controller_decoder_dropout=0
         attention=True,             # the PyTorch decoder always attends
+        predictor_target="log_reward",  # train_search.py: normalize_target(valid losses); -log(reward / c) is the loss
         device="cpu",               # not a NAO-WS setting (NAOConfig.device)
         overlap_epochs=0,           # not a NAO-WS setting (NAOConfig.overlap_epochs)
     )
@@ -580,8 +594,9 @@ class NAOStrategy(Strategy):
         of `ranked`, new architectures from its top_k, fresh uniform ones) and the round's statistics."""
         s = self.settings
         with torch.enable_grad():
-            self.train_epd(ranked, _minmax(ranked_rewards), s.epochs, generator)
-            mse, nll, predicted = self.evaluate_epd(ranked, _minmax(ranked_rewards))
+            targets = self.targets(ranked_rewards)
+            self.train_epd(ranked, targets, s.epochs, generator)
+            mse, nll, predicted = self.evaluate_epd(ranked, targets)
             new, step = self.generate(ranked[: s.top_k], set(ranked), s.new_architectures)
         fresh = self._distinct_uniform(s.random_architectures, set(ranked) | set(new), generator)
         keep = len(ranked) - len(new) - len(fresh)
@@ -589,6 +604,16 @@ class NAOStrategy(Strategy):
             "predictor_loss": mse, "reconstruction_loss": nll,
             "pairwise_accuracy": pairwise_accuracy(ranked_rewards, predicted),
             "new_architectures": float(len(new)), "step_size": float(step)}
+
+    def targets(self, rewards: Sequence[float]) -> list[float]:
+        """The predictor's targets: the rewards (predictor_target reward) or their logs (log_reward), min-max
+        normalised over the pool."""
+        if self.settings.predictor_target == "reward":
+            return _minmax(rewards)
+        if min(rewards) <= 0:
+            raise ValueError(f"search.nao.predictor_target: log_reward needs positive rewards, got {min(rewards)!r}; "
+                             "use predictor_target: reward for a task whose reward can be 0 (an accuracy)")
+        return _minmax([math.log(r) for r in rewards])
 
     def _adopt(self, pool: list[Tokens], stats: dict[str, float]) -> None:
         """The round's new pool takes over; the round is finished."""

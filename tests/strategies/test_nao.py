@@ -234,7 +234,8 @@ def test_seed_controls_the_epd():
 
 
 @pytest.mark.parametrize("key,value", [("update_every", 0), ("trade_off", 1.5), ("lr", 0.0), ("mlp_dropout", 1.0),
-                                       ("hidden_size", "big"), ("attention", 1), ("seed_architectures", 1)])
+                                       ("hidden_size", "big"), ("attention", 1), ("seed_architectures", 1),
+                                       ("predictor_target", "loss")])
 def test_bad_settings_raise_one_line_naming_the_key(key, value):
     data = {**dataclasses.asdict(NAOConfig()), key: value}
     with pytest.raises(ConfigError) as err:
@@ -269,7 +270,42 @@ def test_defaults_load_and_rnn_defaults_differ_where_nao_ws_ptb_does():
     assert from_mapping(NAOConfig, dataclasses.asdict(NAOConfig()), prefix="search.nao.") == NAOConfig()
     rnn = from_mapping(NAOConfig, dataclasses.asdict(rnn_defaults()), prefix="ptb.search.nao.")
     diff = {k for k, v in dataclasses.asdict(rnn).items() if v != getattr(NAOConfig(), k)}
-    assert diff == {"new_architectures", "max_step_size", "mlp_layers", "mlp_hidden_size", "mlp_dropout"}
+    assert diff == {"new_architectures", "max_step_size", "mlp_layers", "mlp_hidden_size", "predictor_target"}
+
+
+def test_log_reward_targets_are_nao_ws_ptb_normalised_losses():
+    """NAO-WS/rnn trains its predictor on normalize_target(validation losses) and descends it; PTB's reward is
+    c * exp(-loss), so the min-max of its log is 1 - that target, whatever c is. The plain reward's min-max is
+    not (exp is not linear): the CNN's target."""
+    losses = [4.1, 4.3, 4.35, 5.0, 6.2, 7.0]
+    normalised = [(v - min(losses)) / (max(losses) - min(losses)) for v in losses]
+    for c in (1.0, 80.0):
+        rewards = [c * math.exp(-v) for v in losses]
+        targets = _nao(predictor_target="log_reward").targets(rewards)
+        assert targets == pytest.approx([1.0 - t for t in normalised], abs=1e-12)
+        plain = _nao().targets(rewards)
+        assert plain[0] == 1.0 and plain[-1] == 0.0
+        assert max(abs(a - b) for a, b in zip(plain, targets)) > 0.2
+    with pytest.raises(ValueError, match="search.nao.predictor_target: log_reward needs positive rewards") as err:
+        _nao(predictor_target="log_reward").targets([0.5, 0.0])
+    assert "\n" not in str(err.value)
+
+
+def test_a_round_trains_the_predictor_on_its_targets(monkeypatch):
+    nao = _nao(predictor_target="log_reward", epochs=1)
+    seen = []
+    train = nao.train_epd
+    monkeypatch.setattr(nao, "train_epd",
+                        lambda pool, targets, *rest: seen.append(list(targets)) or train(pool, targets, *rest))
+    g = torch.Generator().manual_seed(0)
+    nao.begin_epoch(0)
+    nao.train_architecture(g)
+    rewards = {}
+    _score_round(nao, lambda a: rewards.setdefault(RNN_SPACE.arch_key(a), 0.1 + 0.8 * len(rewards) / 12), g)
+    assert len(seen) == 1
+    ranked = sorted(rewards.values(), reverse=True)
+    logs = [math.log(r) for r in ranked]
+    assert seen[0] == pytest.approx([(v - min(logs)) / (max(logs) - min(logs)) for v in logs])
 
 
 # --- through the real search loop ------------------------------------------------------------------------------
