@@ -38,10 +38,16 @@ Where this differs from ENAS, and why:
   equally likely, as in EDNAS, whatever the op list.
 - Each LSTM layer is PyTorch's (w_ih, w_hh; gates i, f, g, o), ENAS's single w [2H, 4H] on [x, h] (gates i, f, o, g)
   re-indexed: the same function and the same uniform initialisation, no biases.
-- Adam's epsilon: PyTorch adds it to sqrt(v_hat), TensorFlow to sqrt(v) (i.e. eps * sqrt(1 - beta2^t) in PyTorch's
-  terms): the same value damps PyTorch's first steps less.
-- On the RNN space the same micro controller runs (one input per node, ops = activations); ENAS's PTB controller
-  also adds a distance prior (j - i)^2 / 12 to its input logits and scales the chosen input's embedding, not here.
+- Adam's epsilon: PyTorch adds it to sqrt(v_hat), TensorFlow to sqrt(v) (i.e. eps / sqrt(1 - beta2^t) in PyTorch's
+  terms: 31.6 x eps at the first step, still 1.25 x at the 1,000th): the same value damps PyTorch's first steps
+  less.
+- On the RNN space the same micro controller runs (one input per node, ops = activations), not ENAS's PTB
+  controller (src/ptb/ptb_enas_controller.py, commit 2d0cd4b), which differs from it in: two LSTM steps per node,
+  the first on the previous op's embedding (its h is the node's anchor and queries the inputs), the second on the
+  chosen input's anchor divided by 0.1 + (i - j) (it picks the op), and no g_emb between nodes; a distance prior
+  (i - j)^2 / 6 subtracted from the input logits (/ 12 in the earlier commit 00787a, which also did not carry the
+  LSTM state from step to step, a bug its maintainer fixed); op logits without b_soft; and an entropy bonus of only
+  the sampled choices' -p log p terms, where this controller sums every decision's full entropy.
 
 On an any-subset cell (NAS-Bench-201) the controller does what the benchmark's ENAS baseline does
 (D-X-Y/AutoDL-Projects, lib/models/cell_searchs/search_model_enas_utils.py Controller, run by exps/algos/ENAS.py):
@@ -51,7 +57,14 @@ the previous code's embedding (the first on g_emb), logits = h @ w_soft + b_soft
 c = tanh_constant / op_tanh_reduce. A sample is its edge codes (CellSpace.edge_codes), one sequence per cell, so
 log P(arch) is that sequence's. The baseline's controller settings are nb201_defaults(); its own differences from
 this one: a torch.nn.LSTM with biases and an nn.Linear output (bias initialised by PyTorch's default), where this
-controller has ENAS's bias-free LSTM and a zero b_soft, and a gradient-norm clip of 5 on the controller.
+controller has ENAS's bias-free LSTM and a zero b_soft; only its first LSTM layer initialised uniform(-0.1, 0.1)
+(the second keeps PyTorch's uniform(+-1/sqrt(32))); a gradient-norm clip of 5 on the controller; the entropy bonus
+left in the graph (reward = accuracy + w * H with H's gradient); and its baseline (exps/algos/ENAS.py
+train_controller): in the first epoch each sample's own accuracy (so the advantage is only the entropy bonus),
+then per sample b - (1 - decay) * (b - reward) with b the value the previous epoch ended on, fixed for the whole
+epoch, where this controller keeps its bias-corrected moving average. The tabular NB201 search takes one Adam step
+of 20 samples an epoch (params.yaml nb201.search.enas.train_steps: 1, within its 150 look-ups; the benchmark's
+script: 50 steps, 1,000 rewards an epoch).
 
 Cost: the controller runs on the CPU, on one thread, and every pass is batched over many samples: the child phase
 draws TRAIN_BLOCK architectures per pass and hands them out one per child step, the reward phase draws the rest of
