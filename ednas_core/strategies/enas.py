@@ -21,8 +21,10 @@ Training (ENAS's build_trainer): reward' = reward + entropy_weight * H(sample), 
 entropy of every decision's distribution (no gradient); advantage = reward' - baseline; loss = -log p(sequence) *
 advantage, averaged over `num_aggregate` samples per Adam step (ENAS's SyncReplicasOptimizer with
 replicas_to_aggregate = num_aggregate); `train_steps` Adam steps per epoch (rewards_wanted = their product), Adam
-with ENAS's beta1 = 0 and epsilon = 1e-3; no weight decay, no gradient clipping, constant lr, as ENAS's controller.
-The child phase trains on controller samples, one per child step.
+with ENAS's beta1 = 0 and epsilon = 1e-3 added where TensorFlow adds it (to sqrt(v), not to PyTorch's sqrt(v_hat):
+eps / sqrt(1 - beta2^t) in PyTorch's terms, 31.6 x eps at the first step, 1.25 x at the 1,000th; adam_epsilon);
+no weight decay, no gradient clipping, constant lr, as ENAS's controller. The child phase trains on controller
+samples, one per child step.
 
 Where this differs from ENAS, and why:
 - Inputs are distinct (masked after being drawn): this project's spaces need two distinct inputs per node; ENAS
@@ -38,9 +40,6 @@ Where this differs from ENAS, and why:
   equally likely, as in EDNAS, whatever the op list.
 - Each LSTM layer is PyTorch's (w_ih, w_hh; gates i, f, g, o), ENAS's single w [2H, 4H] on [x, h] (gates i, f, o, g)
   re-indexed: the same function and the same uniform initialisation, no biases.
-- Adam's epsilon: PyTorch adds it to sqrt(v_hat), TensorFlow to sqrt(v) (i.e. eps / sqrt(1 - beta2^t) in PyTorch's
-  terms: 31.6 x eps at the first step, still 1.25 x at the 1,000th): the same value damps PyTorch's first steps
-  less.
 - On the RNN space the same micro controller runs (one input per node, ops = activations), not ENAS's PTB
   controller (src/ptb/ptb_enas_controller.py, commit 2d0cd4b), which differs from it in: two LSTM steps per node,
   the first on the previous op's embedding (its h is the node's anchor and queries the inputs), the second on the
@@ -117,6 +116,9 @@ class ENASConfig:
     adam_beta1: float = knob(0.0, ge=0.0, lt=1.0)    # utils.get_train_ops: AdamOptimizer(beta1=0.0)
     adam_beta2: float = knob(0.999, ge=0.0, lt=1.0)  # utils.get_train_ops: TF AdamOptimizer default beta2
     adam_eps: float = knob(1e-3, gt=0.0)             # utils.get_train_ops: AdamOptimizer(epsilon=1e-3)
+    # where epsilon goes: tensorflow (ENAS's tf.train.AdamOptimizer: lr_t * m / (sqrt(v) + eps)) or pytorch
+    # (torch.optim.Adam: lr * m_hat / (sqrt(v_hat) + eps), NAS-Bench-201's PyTorch ENAS baseline)
+    adam_eps_form: str = knob("tensorflow", choices=("tensorflow", "pytorch"))
     train_steps: int = knob(30, ge=1)                # --controller_train_steps=30 (Adam steps per epoch)
     num_aggregate: int = knob(10, ge=1)              # --controller_num_aggregate=10 (samples per Adam step)
 
@@ -155,6 +157,7 @@ def nb201_defaults() -> ENASConfig:
         adam_beta1=0.0,         # ENAS.config controller_betas [0, 0.999]
         adam_beta2=0.999,
         adam_eps=1e-3,          # ENAS.config controller_eps 0.001
+        adam_eps_form="pytorch",  # exps/algos/ENAS.py: torch.optim.Adam
         train_steps=50,         # --controller_train_steps 50
         num_aggregate=20,       # --controller_num_aggregate 20
     )
@@ -292,6 +295,15 @@ class ENASController(nn.Module):
                 entropy = entropy - (lp.exp() * lp.masked_fill(torch.isinf(logits), 0.0)).sum((1, 2))
         sequences = torch.stack(columns, 1) if forced is None else forced
         return sequences, log_prob, entropy
+
+
+def adam_epsilon(settings: ENASConfig, step: int) -> float:
+    """torch.optim.Adam's epsilon at Adam step `step` (from 1) that makes its update the one the settings' form
+    of Adam takes. TensorFlow's is lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps), i.e. PyTorch's
+    lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps') with eps' = eps / sqrt(1 - beta2^t)."""
+    if settings.adam_eps_form == "pytorch":
+        return settings.adam_eps
+    return settings.adam_eps / math.sqrt(1.0 - settings.adam_beta2 ** step)
 
 
 @contextlib.contextmanager
@@ -447,6 +459,8 @@ class ENASStrategy(Strategy):
             loss = -(log_prob * advantages).mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            for group in self.optimizer.param_groups:
+                group["eps"] = adam_epsilon(self.settings, self.updates + 1)
             self.optimizer.step()
         self.updates += 1
         self._stats["loss"].append(float(loss.detach()))
