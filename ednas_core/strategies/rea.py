@@ -17,6 +17,10 @@ exps/NATS-algos/regularized_ea.py for NATS-Bench), function regularized_evolutio
   types: the cell type is drawn uniformly first;
 - the answer is the best architecture ever scored (`max(history, key=accuracy)`).
 
+The child is scored as regularized_ea.py scores it (`simulate_train_eval(child.arch, ...)`); a version of
+algos-v2/REA.py scores `model.arch`, the initial population's last member, for every child, a slip the later
+file corrects.
+
 With the search loop: one architecture per proposal (the initial population in as few proposals as the loop
 allows). Weight-sharing mode trains the shared weights on a uniformly drawn member of the population (a uniform
 architecture before the first score); members are not re-scored when the weights change, as in Algorithm 1.
