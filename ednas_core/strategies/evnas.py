@@ -42,6 +42,10 @@ Where this differs from the authors' code:
   `EvNASStrategy.rewards_wanted`), with the one-shot net's BatchNorm on batch statistics (train_search.py's
   validation() leaves `model.eval()` commented out; train_searchNAS201.py calls it).
 - The number of generations is the search's epochs (train_search.py --epochs 50).
+
+Randomness: the initial population and each generation's evolution draw from a torch.Generator seeded from
+(seed, generation), so nothing but the generation counter is needed to resume; the loop's generator is unused
+(the child phase and the reward phase are deterministic given the population).
 """
 
 from __future__ import annotations
