@@ -120,8 +120,9 @@ def decode(space: SearchSpace, alphas: torch.Tensor) -> list[Architecture]:
         return [space.validate({t: cell.cell_from_edge_codes(codes, label=f"{space.name}.{t}")
                                 for t, codes in zip(space.cell_types, individual)})
                 for individual in probs.argmax(-1).tolist()]
-    ops = probs[..., 1:].argmax(-1)  # `none` is never an op of these spaces: the best of the others
-    strengths = probs[..., 1:].gather(-1, ops.unsqueeze(-1)).squeeze(-1).tolist()
+    op_probs = probs[..., 1:]  # `none` (column 0) is never an op of these spaces: the best of the others
+    ops = op_probs.argmax(-1)
+    strengths = op_probs.gather(-1, ops.unsqueeze(-1)).squeeze(-1).tolist()
     ops = ops.tolist()
     out = []
     for strength_p, ops_p in zip(strengths, ops):
