@@ -26,7 +26,7 @@ slowdown) and their share of a search epoch over NAO-WS's round interval (`<load
 added / (update_every x epoch + added), update_every 30 as NAO-WS's CIFAR-10 search).
 
     python -m benchmarks.nao_overlap [--overlap K (16)] [--scale S (10)] [--child-epoch-s T] [--load sleep,dispatch]
-                                     [--device cuda] [--threads N] [--out DIR]
+                                     [--device cuda] [--threads N] [--epd-threads N] [--out DIR]
 """
 
 from __future__ import annotations
@@ -80,12 +80,15 @@ class TimedChild(SyntheticChild):
             self._scratch.add_(1.0)
 
 
-def nao_search_config(k: int, overlap: int, passes: int, sizes: Sizes = PAPER) -> SearchConfig:
+def nao_search_config(k: int, overlap: int, passes: int, sizes: Sizes = PAPER, epd_threads: int | None = None
+                      ) -> SearchConfig:
     """NAO's published settings with one round at epoch k+1 of 2k+3 epochs, `passes` EPD passes and
-    overlap_epochs `overlap` (0 or k), the child at `sizes`."""
+    overlap_epochs `overlap` (0 or k), the child at `sizes`, the background EPD on `epd_threads` torch threads
+    (None: the setting's default)."""
     base = SearchConfig(batch_size=sizes.batch, policy_batch_size=sizes.batch, layers=sizes.search_layers,
                         init_channels=sizes.search_channels)
-    nao = dataclasses.replace(base.nao, update_every=k + 2, overlap_epochs=overlap, epochs=passes)
+    nao = dataclasses.replace(base.nao, update_every=k + 2, overlap_epochs=overlap, epochs=passes,
+                              overlap_threads=epd_threads or base.nao.overlap_threads)
     return dataclasses.replace(base, strategy="nao", epochs=2 * k + 3, nao=nao)
 
 
@@ -120,15 +123,17 @@ def measure_round(search: EDNASSearch, k: int, overlap: int, interval: int) -> d
 
 
 def measure(overlap: int, scale: float, child_epoch_s: float, loads: Sequence[str], device: str = "cpu",
-            sizes: Sizes = PAPER) -> dict[str, float]:
+            sizes: Sizes = PAPER, epd_threads: int | None = None) -> dict[str, float]:
     passes = max(1, round(SearchConfig().nao.epochs / scale))
     interval = SearchConfig().nao.update_every
     child_steps = max(1, round(CIFAR_STEPS[0] / scale))
+    config = nao_search_config(overlap, overlap, passes, sizes, epd_threads)
     out: dict[str, float] = {"overlap_epochs": overlap, "scale": scale, "child_epoch_s": child_epoch_s,
-                             "epd_passes": passes, "cpu_threads": torch.get_num_threads()}
+                             "epd_passes": passes, "cpu_threads": torch.get_num_threads(),
+                             "epd_threads": config.nao.overlap_threads}
     for load in loads:
         for mode, setting in (("blocking", 0), ("overlap", overlap)):  # the same schedule, overlap_epochs 0 or K
-            config = nao_search_config(overlap, setting, passes, sizes)
+            config = nao_search_config(overlap, setting, passes, sizes, epd_threads)
             search = (real_search(config, sizes, child_steps, device) if load == "real"
                       else timed_search(config, load, child_epoch_s / scale / CIFAR_STEPS[0]))
             m = measure_round(search, overlap, setting, interval)
@@ -169,12 +174,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cpu", help="the real child's device (default cpu)")
     parser.add_argument("--quick", action="store_true", help="the real child at toy sizes (a smoke test)")
     parser.add_argument("--threads", type=at_least(1), default=None, help="torch's CPU threads (default: torch's)")
+    parser.add_argument("--epd-threads", type=at_least(1), default=None,
+                        help="search.nao.overlap_threads: the background EPD's torch threads (default: its default, 1)")
     parser.add_argument("--out", type=Path, default=None, help="folder for nao_overlap.json")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     out: dict[str, Any] = measure(args.overlap, args.scale, args.child_epoch_s, args.load, args.device,
-                                  QUICK if args.quick else PAPER)
+                                  QUICK if args.quick else PAPER, args.epd_threads)
     text = json.dumps(out, indent=2)
     print(text)
     if args.out is not None:

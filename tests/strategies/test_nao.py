@@ -576,6 +576,31 @@ def test_a_search_killed_during_an_overlapped_round_resumes_to_the_same_end(tmp_
     assert result.final_architecture == resumed_result.final_architecture
 
 
+def test_a_background_round_runs_with_its_own_torch_threads(monkeypatch):
+    """The EPD's thread runs with overlap_threads torch threads (one more than the search's thread here, so that the
+    test cannot pass by default); the search's thread keeps its count, while the round runs and after."""
+    main = torch.get_num_threads()
+    seen = []
+    real = NAOStrategy._grow
+
+    def grow(self, ranked, ranked_rewards, generator):
+        seen.append((threading.current_thread().name, torch.get_num_threads()))
+        return real(self, ranked, ranked_rewards, generator)
+
+    class MainThreads(EpochCallback):
+        def __init__(self):
+            self.counts = []
+
+        def on_epoch_end(self, report):
+            self.counts.append(torch.get_num_threads())
+
+    monkeypatch.setattr(NAOStrategy, "_grow", grow)
+    counts = MainThreads()
+    _overlap_run(2, search_epochs=6, callbacks=[counts], overlap_threads=main + 1)
+    assert seen == [("nao-epd", main + 1)] * 2
+    assert counts.counts == [main] * 6 and torch.get_num_threads() == main
+
+
 def test_a_failing_background_round_fails_the_search_with_its_error(monkeypatch):
     def broken(self, ranked, ranked_rewards, generator):
         raise FloatingPointError("EPD loss is nan")
@@ -616,6 +641,7 @@ def test_waiting_for_a_background_round_shows_its_passes(monkeypatch):
     (dict(overlap_epochs=2, device="search"), "search.nao.overlap_epochs: got 2; a round overlaps the child's "
                                               "epochs only with the EPD on the CPU"),
     (dict(overlap_epochs=-1), "search.nao.overlap_epochs: got -1"),
+    (dict(overlap_epochs=2, overlap_threads=0), "search.nao.overlap_threads: got 0"),
 ])
 def test_overlap_settings_that_cannot_work_are_refused(overrides, message):
     data = {**dataclasses.asdict(NAOConfig()), **overrides}
