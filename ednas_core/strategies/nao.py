@@ -24,11 +24,12 @@ pool keeps its size: the pool sorted by reward, its bottom replaced by the new a
 The EPD lives on the CPU by default (device: cpu), a few hundred thousand numbers trained on at most a few
 thousand sequences; its dropout draws from a generator seeded by (seed, round), not from the global RNG, so a
 round does not disturb the child's randomness and a resumed search repeats it exactly. Cost: NAO-WS's 1000 passes
-over a pool of 1000 (10,000 Adam steps) take about 4-5 minutes of a 2-core CPU per round on the CNN space; `epochs`
-sets it. device: search puts the EPD on the search's device (NAO-WS trains its controller on the GPU): the
-search loop calls place(runtime.device); the training loop reads its losses once per round, not per step; dropout
-draws from a generator on that device seeded from the round's; with several GPUs, whose kernels need not agree
-bit for bit, every rank takes rank 0's new pool (one broadcast per round) so that the ranks stay in lockstep.
+over a pool of 1000 (10,000 Adam steps) take about 3 minutes of a 2-core CPU per round on the CNN space (163 to 180
+s, README); `epochs` sets it. device: search puts the EPD on the search's device (NAO-WS trains its controller on
+the GPU): the search loop calls place(runtime.device); the training loop reads its losses once per round, not per
+step; dropout draws from a generator on that device seeded from the round's; with several GPUs, whose kernels need
+not agree bit for bit, every rank takes rank 0's new pool (one broadcast per round) so that the ranks stay in
+lockstep.
 
 Overlapped rounds (overlap_epochs k >= 1, not a NAO-WS setting; the EPD on the CPU): the search need not wait for
 a round's EPD. Once the pool is scored, the EPD's training, evaluation and generation run in a background thread on
