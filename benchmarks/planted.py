@@ -4,8 +4,9 @@
                                  [--epochs 15] [--enas-steps N] [--set enas.lr=0.02 ...]
 
 Each search is the real loop (ednas_core.search.EDNASSearch) with the space's task's default settings (nb201:
-ednas_core.config.nb201_search_defaults, params.yaml's nb201.search; cnn: the CIFAR-10 search section, search;
-rnn: the PTB one, ptb.search; all paper / published settings) over a SyntheticChild whose reward is the share of
+ednas_core.config.nb201_search_defaults, which params.yaml's nb201.search repeats; cnn: the CIFAR-10 search
+section's defaults, search; rnn: the PTB one's, ptb.search; all paper / published settings; tests/test_config.py
+holds params.yaml equal to them) over a SyntheticChild whose reward is the share of
 the planted cell's decisions an architecture makes (synthetic.planted_reward; NB201: of its 6 edge codes, so 5/6
 for the planted cell's nearest neighbours), 2 child steps and 20 reward batches per epoch (a strategy that wants
 more rewards an epoch, as ENAS and NAO do, cycles them). For each strategy and seed it prints the rewards spent,

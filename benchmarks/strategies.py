@@ -1,8 +1,9 @@
 """The host-side cost of every search strategy (sampling, learning, decoding) per search epoch, at the paper's
 sizes: the real search loop (ednas_core.search.EDNASSearch) over a SyntheticChild, whose steps cost nothing, so
-an epoch's time is the strategy's alone. Each strategy runs with its params.yaml defaults (the published ones)
-for a whole period of its schedule (NAO: `update_every` epochs, one round of scoring and controller training),
-and the cost is reported per epoch, amortised over the period, and for the most expensive epoch.
+an epoch's time is the strategy's alone. Each strategy runs with its config defaults (the published ones, which
+params.yaml repeats: tests/test_config.py holds the two equal) for a whole period of its schedule (NAO:
+`update_every` epochs, one round of scoring and controller training), and the cost is reported per epoch,
+amortised over the period, and for the most expensive epoch.
 
 Beside the child: when benchmarks/run.py's search_epoch section measured the child's epoch on the same device,
 each strategy's share of a search epoch is host / (child phase + its rewards x one reward forward + host).

@@ -13,11 +13,12 @@ The search loop (ednas_core/search.py) drives any strategy through one protocol 
 and strategy.close() once the epochs are over (or have failed): a strategy that learns in the background (NAO's
 overlapped rounds) stops there.
 
-A sampling policy (EDNAS, ENAS, random) proposes one sample and learns from its reward; a population method
-(EvNAS, NAO) proposes the individuals it wants scored and forms its next generation in `observe`. `gen` is a
-torch.Generator the loop seeds from (run seed, epoch): a strategy draws all its randomness from it (or from
-state it saves), so that a search killed after epoch k and resumed from its checkpoint ends identical to one
-that was not.
+A sampling policy (EDNAS, ENAS, random) proposes samples of its distribution and learns from their rewards (EDNAS
+from each one, ENAS from each window of num_aggregate); a population method (EvNAS, NAO, REA) proposes the
+individuals it wants scored (REA: its initial population, then one mutant at a time) and forms its next
+generation in `observe`. `gen` is a torch.Generator the loop seeds from (run seed, epoch): a strategy draws all
+its randomness from it (or from state it saves), so that a search killed after epoch k and resumed from its
+checkpoint ends identical to one that was not.
 
 Capabilities in the style of Archai / NASLib: the abstract methods are what every strategy must do; the rest
 have defaults that fit most strategies (`log_prob` only means something for a distribution over cells).

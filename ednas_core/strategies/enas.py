@@ -61,15 +61,15 @@ controller has ENAS's bias-free LSTM and a zero b_soft; only its first LSTM laye
 left in the graph (reward = accuracy + w * H with H's gradient); and its baseline (exps/algos/ENAS.py
 train_controller): in the first epoch each sample's own accuracy (so the advantage is only the entropy bonus),
 then per sample b - (1 - decay) * (b - reward) with b the value the previous epoch ended on, fixed for the whole
-epoch, where this controller keeps its bias-corrected moving average. The tabular NB201 search takes one Adam step
-of 20 samples an epoch (params.yaml nb201.search.enas.train_steps: 1, within its 150 look-ups; the benchmark's
-script: 50 steps, 1,000 rewards an epoch).
+epoch, where this controller keeps its bias-corrected moving average. The NB201 search takes one Adam step of 20
+samples an epoch (params.yaml nb201.search.enas.train_steps: 1; the benchmark's script: 50 steps, 1,000 rewards an
+epoch); tabular, at 10 look-ups an epoch, that is one step every second epoch, 7 in its 150 look-ups.
 
 Cost: the controller runs on the CPU, on one thread, and every pass is batched over many samples: the child phase
 draws TRAIN_BLOCK architectures per pass and hands them out one per child step, the reward phase draws the rest of
 the current aggregation window in one pass, and an update scores the window's `num_aggregate` samples in one pass
 with gradients. Blocks are drawn from the loop's generator; drawn-but-unused samples are saved in state_dict, so a
-resumed search continues exactly. A CIFAR-10 epoch at ENAS's settings (391 child steps, 300 rewards, 30 updates)
+resumed search continues exactly. A CIFAR-10 epoch at ENAS's settings (313 child steps, 300 rewards, 30 updates)
 costs about half a second of host time.
 """
 
