@@ -427,6 +427,13 @@ class StageRun:
         if items:
             _retry(self.client.log_batch, self.parent_id, metrics=items)
 
+    def set_pipeline_tags(self, tags: dict[str, Any]) -> None:
+        """Tags on the pipeline's parent run (the report's `ednas.reused`: stages whose results came from an earlier
+        pipeline)."""
+        from mlflow.entities import RunTag
+
+        _retry(self.client.log_batch, self.parent_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
     def restart(self) -> None:
         """The stage discards its checkpoint and starts over (call it before any epoch is logged): a continued
         run (it holds the discarded epochs) is closed as KILLED and a new run, given the params, tags, dicts and

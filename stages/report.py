@@ -36,7 +36,7 @@ from ednas_core.genotypes import from_architecture, load_genotype
 from ednas_core.spaces import NB201_SPACE
 from ednas_core.tasks.nb201 import nb201_genotype
 from ednas_core.report import (build_report, comparison_table, markdown_to_html, pipelines_from_runs,
-                               results_pipeline, write_comparison, write_figures)
+                               results_pipeline, reused_headline, used_tag, write_comparison, write_figures)
 from ednas_core.report.seed_study import build_study, write_study
 
 from .common import (DERIVE_DIR, METRICS_DIR, SEARCH_DIR, StageError, flat_params, read_params, replace_folder,
@@ -90,10 +90,18 @@ def main() -> None:
                                 _read_rows(METRICS_DIR / "search_epochs.csv"),
                                 _read_rows(METRICS_DIR / "evaluate_epochs.csv"), params.task_config().search.strategy,
                                 task=params.task)
+        # the stage runs whose results this report shows, tagged before the store is read: a stage that DVC skipped
+        # here (its inputs unchanged) is an earlier pipeline's run, which this pipeline's row then reuses
+        used = {stage: info.get("mlflow_run_id", "") for stage, info in
+                (("evaluate", evaluate), ("derive", derive), ("search", search))}
+        run.set_tags({used_tag(stage): run_id for stage, run_id in used.items() if run_id})
         runs = ednas_runs()
-        current = results_pipeline(runs, [info.get("mlflow_run_id", "") for info in (evaluate, derive, search)],
-                                   run.tags["ednas.pipeline_id"])
+        current = results_pipeline(runs, list(used.values()), run.tags["ednas.pipeline_id"])
         pipelines = pipelines_from_runs(runs, current, writing=run.run_id)
+        this = next((p for p in pipelines if p["pipeline"] == current == run.tags["ednas.pipeline_id"]), None)
+        if this is not None and this["reused"]:  # its parent run gets the reused stages' headline numbers too
+            run.log_pipeline_metrics(reused_headline(runs, this))
+            run.set_pipeline_tags({"ednas.reused": this["reused"]})
         comparison = comparison_table(pipelines, params.task, current)
         write_comparison(*comparison, METRICS_DIR / "comparison.md", METRICS_DIR / "comparison.csv")
         study = build_study(pipelines, params.task)

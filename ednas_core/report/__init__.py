@@ -15,7 +15,7 @@ Reading the pipeline's files and writing the outputs is stages/report.py's.
 """
 
 from .comparison import (COMPARISON_FIXED, COMPARISON_METRICS, comparison_table, differing_params,
-                         pipelines_from_runs, results_pipeline, write_comparison)
+                         pipelines_from_runs, results_pipeline, reused_headline, used_tag, write_comparison)
 from .figures import FigureRef, Figures, write_figures
 from .html import markdown_to_html
 from .markdown import build_report, md_table
@@ -24,6 +24,6 @@ from .paper import MAIN_METRIC, PAPER, PAPER_RANDOM, PAPER_TABLE, PUBLISHED, mai
 __all__ = [
     "COMPARISON_FIXED", "COMPARISON_METRICS", "MAIN_METRIC", "PAPER", "PAPER_RANDOM", "PAPER_TABLE", "PUBLISHED",
     "FigureRef", "Figures", "build_report", "comparison_table", "differing_params", "results_pipeline",
-    "main_metric", "markdown_to_html", "md_table", "paper_table", "pipelines_from_runs", "published",
-    "write_comparison", "write_figures",
+    "main_metric", "markdown_to_html", "md_table", "paper_table", "pipelines_from_runs", "published", "reused_headline",
+    "used_tag", "write_comparison", "write_figures",
 ]

@@ -26,6 +26,7 @@ COMPARISON_METRICS = ["search_child_acc", "search_reward", "search_rewards_total
 
 
 STAGE_ORDER = ("prepare-data", "search", "derive", "evaluate", "report")
+RESULT_STAGES = ("search", "derive", "evaluate")  # the stages whose results a report describes
 PARENT_STAGE = "pipeline"  # ednas.stage of a pipeline's parent run (tracking.PIPELINE_STAGE): not a stage's run
 FAILED_STATUSES = ("FAILED", "KILLED")
 
@@ -70,17 +71,32 @@ def pipeline_status(stages: Mapping[str, list[Any]], writing: str = "") -> tuple
     return f"stopped after {order[-1]}", "", ""
 
 
-def results_pipeline(runs: Iterable[Any], run_ids: Sequence[str], fallback: str) -> str:
-    """The pipeline whose results a report describes: that of the first of `run_ids` (the stage runs recorded in
-    metrics/info/*.json, evaluate first) found among `runs`; `fallback` (the report run's own) when none is.
-    After `git commit`, `dvc repro -f -s report` runs at another revision, so its report run starts a pipeline of
-    its own with no results; the results' pipeline is still the one the report is about."""
+def used_tag(stage: str) -> str:
+    """The report run's tag naming the run of `stage` whose results it reported (metrics/info/<stage>.json)."""
+    return f"ednas.used.{stage}"
+
+
+def results_pipeline(runs: Iterable[Any], run_ids: Sequence[str], own: str) -> str:
+    """The pipeline a report describes: its own (`own`, the report run's) when a search, derive or evaluate run of
+    it is among `runs`; else that of the first of `run_ids` (the stage runs recorded in metrics/info/*.json,
+    evaluate first) found among `runs`, else `own`. A pipeline in which DVC skipped a stage whose inputs had not
+    changed reuses that stage's results from an earlier pipeline (pipelines_from_runs), and is still the one its
+    report is about. After `git commit`, `dvc repro -f -s report` runs at another revision, so its report run starts
+    a pipeline of its own in which no stage ran; the results' pipeline is the one that report is about."""
+    runs = list(runs)
+    if any(run.data.tags.get("ednas.pipeline_id") == own and _stage(run) in RESULT_STAGES for run in runs):
+        return own
     by_id = {getattr(run.info, "run_id", None): run for run in runs}
     for run_id in run_ids:
         run = by_id.get(run_id) if run_id else None
         if run is not None and run.data.tags.get("ednas.pipeline_id"):
             return run.data.tags["ednas.pipeline_id"]
-    return fallback
+    return own
+
+
+def _stage(run: Any) -> str:
+    tags = run.data.tags
+    return tags.get("ednas.stage") or tags.get("dvc.stage", "?")
 
 
 def pipelines_from_runs(runs: Iterable[Any], current: str = "", writing: str = "") -> list[dict[str, Any]]:
@@ -88,26 +104,35 @@ def pipelines_from_runs(runs: Iterable[Any], current: str = "", writing: str = "
     metrics (NaN where a stage did not run or did not log the metric) and its status (pipeline_status: `status`,
     `failed_stage`, `error`). The pipeline's parent run (ednas.stage `pipeline`) is not a stage's and is skipped.
     Pipelines without a search, derive or evaluate run are left out, except `current` and failed ones.
-    `writing`: the id of the report run that writes the table (see _status)."""
+    `writing`: the id of the report run that writes the table (see _status).
+
+    A stage that DVC skipped in a pipeline (its inputs unchanged: an ablation of evaluate's settings reuses the
+    search, a search that derives the same cell as the last one reuses its evaluation) has no run there; the
+    pipeline's report names the run whose results it reported (used_tag), and that run's metrics fill the
+    pipeline's row. `reused` says which stages came from which pipeline ("evaluate of <pipeline>")."""
     groups: dict[str, dict[str, list]] = {}
+    runs = list(runs)
+    by_id = {getattr(run.info, "run_id", None): run for run in runs}
     for run in runs:
-        tags = run.data.tags
-        pid = tags.get("ednas.pipeline_id")
+        pid = run.data.tags.get("ednas.pipeline_id")
         if not pid:
             continue
-        stage = tags.get("ednas.stage") or tags.get("dvc.stage", "?")
+        stage = _stage(run)
         if stage == PARENT_STAGE:
             continue
         groups.setdefault(pid, {}).setdefault(stage, []).append(run)
     out = []
     for pid, stages in groups.items():
         status, failed_stage, error = pipeline_status(stages, writing)
-        if not {"search", "derive", "evaluate"} & set(stages) and pid != current and not failed_stage:
+        if not set(RESULT_STAGES) & set(stages) and pid != current and not failed_stage:
             continue  # only a prepare-data or report run: nothing to compare
         picked = {stage: _pick(rs, writing) for stage, rs in stages.items()}
         any_run = picked.get("search") or next(iter(picked.values()))
         tags = any_run.data.tags
         started = min(r.info.start_time or 0 for rs in stages.values() for r in rs)
+        finished = [s for s in STAGE_ORDER if s in picked and _status(picked[s], writing) == "FINISHED"]
+        reused = _reused(picked, by_id, pid, writing)
+        picked.update({stage: run for stage, (run, _) in reused.items()})
 
         def metric(stage: str, key: str) -> float:
             run = picked.get(stage)
@@ -116,8 +141,6 @@ def pipelines_from_runs(runs: Iterable[Any], current: str = "", writing: str = "
         hours = metric("search", "search_gpu_hours")
         if math.isnan(hours):
             hours = metric("search", "search_cpu_hours")
-        finished = [s for s in STAGE_ORDER
-                    if s in picked and _status(picked[s], writing) == "FINISHED"]
         out.append({
             "pipeline": pid,
             "task": tags.get("ednas.task", ""),
@@ -127,6 +150,8 @@ def pipelines_from_runs(runs: Iterable[Any], current: str = "", writing: str = "
             "started": datetime.fromtimestamp(started / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "started_ms": started,
             "stages": " ".join(finished),
+            "reused": ", ".join(f"{stage} of {source}" for stage, (_, source) in reused.items()),
+            "reused_from": {stage: source for stage, (_, source) in reused.items()},
             "search_run_id": picked["search"].info.run_id if "search" in picked else "",
             "search_child_acc": metric("search", "child_acc"),
             "search_reward": metric("search", "reward"),
@@ -144,6 +169,42 @@ def pipelines_from_runs(runs: Iterable[Any], current: str = "", writing: str = "
             "failed_stage": failed_stage,
             "error": error,
         })
+    return out
+
+
+def _reused(picked: Mapping[str, Any], by_id: Mapping[Any, Any], pid: str, writing: str
+            ) -> dict[str, tuple[Any, str]]:
+    """{stage: (run, its pipeline)} for each result stage that pipeline `pid` did not run but whose finished run of
+    another pipeline its finished report names (used_tag)."""
+    report = picked.get("report")
+    if report is None or _status(report, writing) != "FINISHED":
+        return {}
+    out = {}
+    for stage in RESULT_STAGES:
+        run = by_id.get(report.data.tags.get(used_tag(stage)))
+        if stage in picked or run is None or _status(run, writing) != "FINISHED":
+            continue
+        source = run.data.tags.get("ednas.pipeline_id", "")
+        if source and source != pid and _stage(run) == stage:
+            out[stage] = (run, source)
+    return out
+
+
+def parent_metric_stage(key: str) -> str:
+    """The stage that put a headline number on a pipeline's parent run: search_* the search's, derive_* derive's,
+    the others (test_error, params_m, evaluate_hours, ...) evaluate's."""
+    return next((stage for stage in ("search", "derive") if key.startswith(f"{stage}_")), "evaluate")
+
+
+def reused_headline(runs: Iterable[Any], pipeline: Mapping[str, Any]) -> dict[str, float]:
+    """The headline numbers of the stages `pipeline` reused (its reused_from), as the parent runs of the pipelines
+    that ran them hold them: what its own parent run lacks for `mlflow ui` to compare it with the others."""
+    parents = {run.data.tags.get("ednas.pipeline_id"): run for run in runs if _stage(run) == PARENT_STAGE}
+    out: dict[str, float] = {}
+    for stage, source in pipeline.get("reused_from", {}).items():
+        parent = parents.get(source)
+        if parent is not None:
+            out.update({k: float(v) for k, v in parent.data.metrics.items() if parent_metric_stage(k) == stage})
     return out
 
 
@@ -189,7 +250,8 @@ def differing_params(pipelines: Sequence[Mapping[str, Any]]) -> list[str]:
 def comparison_table(pipelines: Sequence[Mapping[str, Any]], task: str,
                      current: str = "") -> tuple[list[str], list[list[Any]]]:
     """Header and rows: the current task's pipelines first, each task sorted by its main metric ascending
-    (pipelines without it last, newest first among them); `current` marks this report's pipeline."""
+    (pipelines without it last, newest first among them); `current` marks this report's pipeline; a `reused`
+    column where some pipeline reused another's stage."""
     varying = differing_params(pipelines)
     metrics = [m for m in COMPARISON_METRICS
                if m not in ("test_error", "test_ppl") or any(not math.isnan(p[m]) for p in pipelines)]
@@ -200,8 +262,9 @@ def comparison_table(pipelines: Sequence[Mapping[str, Any]], task: str,
         return (p["task"] != task, p["task"], missing, 0.0 if missing else value, -p.get("started_ms", 0))
 
     ranked = sorted(pipelines, key=order)
-    header = COMPARISON_FIXED + ["this"] + varying + metrics
-    rows = [[p[k] for k in COMPARISON_FIXED] + ["yes" if p["pipeline"] == current else ""] +
+    fixed = COMPARISON_FIXED + (["reused"] if any(p.get("reused") for p in pipelines) else [])
+    header = fixed + ["this"] + varying + metrics
+    rows = [[p.get(k, "") for k in fixed] + ["yes" if p["pipeline"] == current else ""] +
             [p["params"].get(k, "") for k in varying] + [p[m] for m in metrics] for p in ranked]
     return header, rows
 
@@ -218,7 +281,9 @@ def write_comparison(header: list[str], rows: list[list[Any]], md_path: Path, cs
                       "main metric (lower is better). `stages`: those that finished; `status`: finished, "
                       "running, failed / killed at a stage (its metrics are those it logged until then), or "
                       "stopped after a stage (no later stage ran: a partial `dvc repro`, or one that stopped "
-                      "before the next stage's run began). "
+                      "before the next stage's run began). `reused` (where a pipeline has one): the stages DVC "
+                      "skipped because their inputs had not changed, whose results (and metrics here) are those "
+                      "of the named earlier pipeline. "
                       "Parameter columns are the keys that differ between pipelines of a task (a strategy's own "
                       "section only where its pipelines differ in it).",
                       ""] + md_table(header, rows)) + "\n"

@@ -9,7 +9,8 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-from ednas_core.report import comparison_table, differing_params, pipelines_from_runs, write_comparison
+from ednas_core.report import (comparison_table, differing_params, pipelines_from_runs, results_pipeline, used_tag,
+                               write_comparison)
 
 
 def fake_run(pid: str, stage: str, start: int, metrics: dict | None = None, status: str = "FINISHED",
@@ -99,6 +100,63 @@ def test_a_strategy_section_is_a_column_only_where_that_strategys_pipelines_diff
               fake_run("d2", "search", 7, task="digits", params={"digits.search.strategy": "nao",
                                                                  "digits.search.nao.epochs": "9"})]
     assert "digits.search.nao.epochs" in differing_params(pipelines_from_runs(runs + digits))
+
+
+def _reporting(pid: str, start: int, used: dict, **kw) -> SimpleNamespace:
+    """A pipeline's report run naming the stage runs whose results it reported (as the report stage tags it)."""
+    run = fake_run(pid, "report", start, **kw)
+    run.data.tags.update({used_tag(stage): run_id for stage, run_id in used.items()})
+    return run
+
+
+def test_a_stage_that_dvc_skipped_is_reused_from_the_pipeline_its_report_names():
+    """`dvc exp run` skips a stage whose inputs did not change: a search that derives the same cell as the last
+    pipeline's keeps that pipeline's evaluation, an ablation of evaluate's settings keeps its search and derive.
+    Such a pipeline's row shows the reused runs' metrics and says where they came from; its own runs give its
+    params, stages and status."""
+    base = {"search.lr": "0.1", "evaluate.epochs": "600"}
+    first = [fake_run("p1", "search", 1, {"child_acc": 0.6}, params=base),
+             fake_run("p1", "derive", 2, {"best_reward": 0.7}, params=base),
+             fake_run("p1", "evaluate", 3, {"test_error": 2.5, "params_m": 3.3}, params=base)]
+    first.append(_reporting("p1", 4, {s: f"p1-{s}-{t}" for s, t in (("search", 1), ("derive", 2), ("evaluate", 3))},
+                            params=base))
+    same_cell = {**base, "search.lr": "0.2"}
+    second = [fake_run("p2", "search", 5, {"child_acc": 0.65}, params=same_cell, exp="lr-0.2"),
+              fake_run("p2", "derive", 6, {"best_reward": 0.72}, params=same_cell, exp="lr-0.2"),
+              _reporting("p2", 7, {"search": "p2-search-5", "derive": "p2-derive-6", "evaluate": "p1-evaluate-3"},
+                         params=same_cell, exp="lr-0.2")]
+    longer = {**base, "evaluate.epochs": "900"}
+    third = [fake_run("p3", "evaluate", 8, {"test_error": 2.1, "params_m": 3.3}, params=longer),
+             _reporting("p3", 9, {"search": "p1-search-1", "derive": "p1-derive-2", "evaluate": "p3-evaluate-8"},
+                        params=longer, exp="epochs-900")]
+    # a report refreshed at another revision: a pipeline in which no stage ran is not a row (results_pipeline)
+    refreshed = [_reporting("p4", 10, {"search": "p1-search-1", "derive": "p1-derive-2", "evaluate": "p1-evaluate-3"},
+                            params=base)]
+    # a report that failed names nothing it reported
+    failed = [fake_run("p5", "search", 11, {"child_acc": 0.5}, params={**base, "search.lr": "0.3"}),
+              _reporting("p5", 12, {"evaluate": "p1-evaluate-3"}, params={**base, "search.lr": "0.3"},
+                         status="FAILED")]
+    runs = first + second + third + refreshed + failed
+    pipelines = {p["pipeline"]: p for p in pipelines_from_runs(runs)}
+    assert set(pipelines) == {"p1", "p2", "p3", "p5"}
+    p1, p2, p3, p5 = (pipelines[k] for k in ("p1", "p2", "p3", "p5"))
+    assert p1["reused"] == "" and p1["test_error"] == 2.5
+    assert p2["reused"] == "evaluate of p1" and p2["test_error"] == 2.5 and p2["params_m"] == 3.3
+    assert p2["search_child_acc"] == 0.65 and p2["derive_best_reward"] == 0.72
+    assert p2["stages"] == "search derive report"
+    assert p2["status"] == "finished" and p2["params"] == same_cell and p2["experiment"] == "lr-0.2"
+    assert p3["reused"] == "search of p1, derive of p1" and p3["search_child_acc"] == 0.6
+    assert p3["derive_best_reward"] == 0.7 and p3["test_error"] == 2.1 and p3["params"] == longer
+    assert p3["stages"] == "evaluate report" and p3["search_run_id"] == "p1-search-1"
+    assert p5["reused"] == "" and math.isnan(p5["test_error"]) and p5["status"] == "failed at report"
+    header, rows = comparison_table(list(pipelines.values()), "cifar10", current="p2")
+    table = {row[0]: dict(zip(header, row)) for row in rows}
+    assert header.index("reused") == header.index("status") + 1
+    assert table["p2"]["reused"] == "evaluate of p1" and table["p2"]["this"] == "yes"
+    header, _ = comparison_table([p1], "cifar10")
+    assert "reused" not in header  # only where some pipeline reused a stage
+    assert results_pipeline(runs, ["p1-evaluate-3"], "p2") == "p2"  # it ran a stage: its report is about it
+    assert results_pipeline(runs, ["p1-evaluate-3"], "p4") == "p1"  # nothing ran in it: the results' pipeline
 
 
 def test_report_package_does_not_import_mlflow():

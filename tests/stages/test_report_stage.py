@@ -241,6 +241,45 @@ def test_the_results_pipeline_is_this_one_when_the_report_reruns_at_another_revi
         assert sum(int(r["incomplete"]) for r in csv.DictReader(f) if r["task"] == "digits") == 1  # `unfinished`
 
 
+def test_a_pipeline_whose_evaluate_dvc_skipped_reuses_the_evaluation_its_report_names(done, tmp_path, monkeypatch):
+    """`dvc exp run` whose search derives the cell that was evaluated last: DVC skips evaluate (its inputs are
+    unchanged), so metrics/info/evaluate.json names an earlier pipeline's run. This pipeline, whose search and derive
+    ran, is `this`; its row shows that evaluation's test error and says it is reused; the study counts it; its
+    MLflow parent run gets that evaluation's headline numbers from pipe2's parent (not pipe2's search's)."""
+    root = tmp_path / "skipped"
+    shutil.copytree(done, root)
+    own = next(r["pipeline"] for r in comparison(done) if r["this"] == "yes")  # the report's own pipeline id
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    digits = client.get_experiment_by_name("ednas-digits").experiment_id
+    log_pipeline(client, digits, own, "digits", "", flat_params(dataclasses.replace(Params(), task="digits")), None,
+                 ("search", "derive"))
+    (pipe2_eval,) = [r for r in client.search_runs([digits]) if r.data.tags["ednas.pipeline_id"] == "pipe2"
+                     and r.data.tags["ednas.stage"] == "evaluate"]
+    (root / "metrics/info/evaluate.json").write_text(json.dumps(dict(EVALUATE_INFO,
+                                                                     mlflow_run_id=pipe2_eval.info.run_id)))
+    parent2 = client.create_run(digits, tags={"ednas.pipeline_id": "pipe2", "ednas.stage": "pipeline",
+                                              "ednas.task": "digits"})  # pipe2's headline numbers
+    now = int(time.time() * 1000)
+    client.log_batch(parent2.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in
+                                                   {"test_error": 1.0, "evaluate_hours": 0.5, "params_m": 0.01,
+                                                    "search_child_acc": 0.6, "derive_best_reward": 0.7}.items()])
+    client.set_terminated(parent2.info.run_id, "FINISHED")
+    monkeypatch.setattr(report_stage, "write_figures", lambda *a, **k: Figures())
+    run_report(root, monkeypatch)
+    (parent,) = [r for r in client.search_runs([digits]) if r.data.tags["ednas.pipeline_id"] == own
+                 and r.data.tags["ednas.stage"] == "pipeline"]  # mlflow ui compares experiments there
+    assert parent.data.metrics == {"test_error": 1.0, "evaluate_hours": 0.5, "params_m": 0.01}
+    assert parent.data.tags["ednas.reused"] == "evaluate of pipe2"
+    rows = [r for r in comparison(root) if r["task"] == "digits"]
+    (this,) = [r for r in rows if r["this"] == "yes"]
+    assert (this["pipeline"], this["stages"], this["reused"]) == (own, "search derive report", "evaluate of pipe2")
+    assert this["test_error"] == "1.0" and this["status"] == "finished"
+    assert [r["reused"] for r in rows if r["this"] != "yes"] == [""] * (len(rows) - 1)
+    assert "`reused`" in (root / "metrics/comparison.md").read_text()
+    with open(root / "metrics/study.csv", newline="") as f:
+        assert sum(int(r["incomplete"]) for r in csv.DictReader(f) if r["task"] == "digits") == 1  # `unfinished`
+
+
 def test_named_genotype_from_evaluate_json_is_drawn(done, tmp_path, monkeypatch):
     root = tmp_path / "named"
     shutil.copytree(done, root)
