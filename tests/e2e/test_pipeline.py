@@ -122,6 +122,28 @@ def test_exp_run_ablation_reruns_search_and_after_but_not_prepare(workspace):
     assert "lr-ablation" in json.dumps(shown) and "child_acc" in json.dumps(shown)
 
 
+def test_an_evaluate_ablation_reuses_the_search_and_derive_that_dvc_skipped(workspace):
+    """`dvc exp run -S digits.evaluate.init_channels=6`: DVC runs evaluate and report only; the experiment's
+    pipeline reuses the search and derive of the pipeline that made them, in its comparison row and on its MLflow
+    parent run, so that both compare it whole."""
+    searched = json.loads((workspace / "metrics/info/search.json").read_text())["mlflow_run_id"]
+    source = client(workspace).get_run(searched).data.tags["ednas.pipeline_id"]
+    before = {r.info.run_id for r in mlflow_runs(workspace)}
+    dvc(workspace, "exp", "run", "-n", "eval-ablation", "-S", "digits.evaluate.init_channels=6")
+    new = [r for r in mlflow_runs(workspace) if r.info.run_id not in before]
+    assert sorted(r.data.tags["dvc.stage"] for r in new) == ["evaluate", "report"]
+    with open(workspace / "metrics/comparison.csv", newline="") as f:
+        row = next(r for r in csv.DictReader(f) if r["experiment"] == "eval-ablation")
+    assert row["this"] == "yes" and row["stages"] == "evaluate report"
+    assert row["reused"] == f"search of {source}, derive of {source}"
+    search = json.loads((workspace / "metrics/search.json").read_text())
+    assert float(row["search_child_acc"]) == pytest.approx(search["child_acc"]) and row["test_error"] != ""
+    [parent] = [r for r in mlflow_runs(workspace, parents=True) if r.data.tags["dvc.exp_name"] == "eval-ablation"]
+    assert parent.data.tags["ednas.reused"] == row["reused"]
+    assert parent.data.metrics["search_child_acc"] == pytest.approx(search["child_acc"])
+    assert {"derive_best_reward", "test_error", "evaluate_hours"} <= set(parent.data.metrics)
+
+
 @pytest.mark.parametrize("name, extra", [("enas", ()), ("evnas", ()), ("nao", set_args(NAO_SMALL))])
 def test_exp_run_with_another_strategy(workspace, name, extra):
     """`dvc exp run -S <task>.search.strategy=<name>`: the whole pipeline runs with that strategy, MLflow tags
