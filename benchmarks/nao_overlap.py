@@ -55,6 +55,7 @@ from .run import PAPER, QUICK, Sizes, synthetic_cifar
 from .strategies import cifar_steps
 
 CIFAR_STEPS = cifar_steps(PAPER)  # (child, policy) batches of a CIFAR-10 search epoch at the paper's sizes
+EPD_THREADS = SearchConfig().nao.overlap_threads  # search.nao.overlap_threads' default
 LOADS = ("sleep", "dispatch", "real")
 
 
@@ -80,15 +81,14 @@ class TimedChild(SyntheticChild):
             self._scratch.add_(1.0)
 
 
-def nao_search_config(k: int, overlap: int, passes: int, sizes: Sizes = PAPER, epd_threads: int | None = None
+def nao_search_config(k: int, overlap: int, passes: int, sizes: Sizes = PAPER, epd_threads: int = EPD_THREADS
                       ) -> SearchConfig:
     """NAO's published settings with one round at epoch k+1 of 2k+3 epochs, `passes` EPD passes and
-    overlap_epochs `overlap` (0 or k), the child at `sizes`, the background EPD on `epd_threads` torch threads
-    (None: the setting's default)."""
+    overlap_epochs `overlap` (0 or k), the child at `sizes`, the background EPD on `epd_threads` torch threads."""
     base = SearchConfig(batch_size=sizes.batch, policy_batch_size=sizes.batch, layers=sizes.search_layers,
                         init_channels=sizes.search_channels)
     nao = dataclasses.replace(base.nao, update_every=k + 2, overlap_epochs=overlap, epochs=passes,
-                              overlap_threads=epd_threads or base.nao.overlap_threads)
+                              overlap_threads=epd_threads)
     return dataclasses.replace(base, strategy="nao", epochs=2 * k + 3, nao=nao)
 
 
@@ -123,14 +123,12 @@ def measure_round(search: EDNASSearch, k: int, overlap: int, interval: int) -> d
 
 
 def measure(overlap: int, scale: float, child_epoch_s: float, loads: Sequence[str], device: str = "cpu",
-            sizes: Sizes = PAPER, epd_threads: int | None = None) -> dict[str, float]:
+            sizes: Sizes = PAPER, epd_threads: int = EPD_THREADS) -> dict[str, float]:
     passes = max(1, round(SearchConfig().nao.epochs / scale))
     interval = SearchConfig().nao.update_every
     child_steps = max(1, round(CIFAR_STEPS[0] / scale))
-    config = nao_search_config(overlap, overlap, passes, sizes, epd_threads)
     out: dict[str, float] = {"overlap_epochs": overlap, "scale": scale, "child_epoch_s": child_epoch_s,
-                             "epd_passes": passes, "cpu_threads": torch.get_num_threads(),
-                             "epd_threads": config.nao.overlap_threads}
+                             "epd_passes": passes, "cpu_threads": torch.get_num_threads(), "epd_threads": epd_threads}
     for load in loads:
         for mode, setting in (("blocking", 0), ("overlap", overlap)):  # the same schedule, overlap_epochs 0 or K
             config = nao_search_config(overlap, setting, passes, sizes, epd_threads)
@@ -174,8 +172,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cpu", help="the real child's device (default cpu)")
     parser.add_argument("--quick", action="store_true", help="the real child at toy sizes (a smoke test)")
     parser.add_argument("--threads", type=at_least(1), default=None, help="torch's CPU threads (default: torch's)")
-    parser.add_argument("--epd-threads", type=at_least(1), default=None,
-                        help="search.nao.overlap_threads: the background EPD's torch threads (default: its default, 1)")
+    parser.add_argument("--epd-threads", type=at_least(1), default=EPD_THREADS,
+                        help=f"search.nao.overlap_threads: the background EPD's torch threads (default {EPD_THREADS})")
     parser.add_argument("--out", type=Path, default=None, help="folder for nao_overlap.json")
     args = parser.parse_args(argv)
     if args.threads:

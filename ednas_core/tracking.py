@@ -430,9 +430,7 @@ class StageRun:
     def set_pipeline_tags(self, tags: dict[str, Any]) -> None:
         """Tags on the pipeline's parent run (the report's `ednas.reused`: stages whose results came from an earlier
         pipeline)."""
-        from mlflow.entities import RunTag
-
-        _retry(self.client.log_batch, self.parent_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self._log_tags(self.parent_id, tags)
 
     def restart(self) -> None:
         """The stage discards its checkpoint and starts over (call it before any epoch is logged): a continued
@@ -535,10 +533,13 @@ class StageRun:
             _retry(self.client.log_batch, run_id, params=items[i : i + 100])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
+        self._tags_set.update({k: str(v) for k, v in tags.items()})
+        self._log_tags(self.run_id, tags)
+
+    def _log_tags(self, run_id: str, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        self._tags_set.update({k: str(v) for k, v in tags.items()})
-        _retry(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        _retry(self.client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         from mlflow.entities import Metric

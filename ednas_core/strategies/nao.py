@@ -406,7 +406,6 @@ class BackgroundRound:
         self.cancel = threading.Event()
         self.passes = 0
         self.seconds = math.nan
-        self.threads = 0  # torch's CPU threads in the thread, once it runs
         self._work = work
         self._outcome: tuple[list[Tokens], dict[str, float]] | None = None
         self._error: BaseException | None = None
@@ -418,7 +417,6 @@ class BackgroundRound:
     def _run(self) -> None:
         start = time.perf_counter()
         torch.set_num_threads(self.worker.settings.overlap_threads)  # this thread's OpenMP team only
-        self.threads = torch.get_num_threads()
         try:
             self._outcome = self._work()
         except BaseException as error:  # handed to the search's thread by result()
