@@ -322,6 +322,8 @@ def imagenet_search_defaults() -> ImageNetSearchConfig:
                                 lr_step_epochs=10, lr_step_gamma=0.1, nesterov=False)
 
 
+# the tasks params.yaml accepts; each is a Task registered under that name in ednas_core/tasks (kept apart so that
+# reading params imports no network code; tests/tasks/test_tasks_dispatch.py checks that both name the same tasks)
 TASKS: tuple[str, ...] = ("cifar10", "digits", "ptb", "markov", "nb201", "imagenet")
 
 

@@ -17,8 +17,8 @@ from ednas_core.checkpoint import load_checkpoint, require_keys
 from ednas_core.derive import derive
 from ednas_core.genotypes import save_genotype, to_architecture
 from ednas_core.runtime import Runtime
-from ednas_core.tasks import derive_scorer, load_data, restore_search
-from ednas_core.tasks.nb201 import derive_queried, load_prepared_table, lookup
+from ednas_core.tasks import get_task
+from ednas_core.tasks.nb201 import derive_queried, lookup
 from ednas_core.tracking import StageRun
 
 from .common import (DERIVE_DIR, METRICS_DIR, PREPARED, StageError, flat_params, read_params, run_stage,
@@ -35,16 +35,17 @@ def main() -> None:
     if not SUPERNET.is_file():
         raise StageError(f"{SUPERNET} is missing; run the search stage first (dvc repro search)")
     state = require_keys(load_checkpoint(SUPERNET, RERUN_SEARCH), ("child", "policy"), SUPERNET, RERUN_SEARCH)
-    table = load_prepared_table(PREPARED) if params.task == "nb201" else None
-    dataset = load_data(params.task, PREPARED, params.data, task.search)
+    task_def = get_task(params.task)
+    table = task_def.load_table(PREPARED)
+    dataset = task_def.load_data(PREPARED, params.data, task.search)
     with StageRun("derive", params.task, flat_params(params), text, extra_tags=stage_tags(params)) as run:
-        child, strategy = restore_search(params.task, dataset, task.search, params.data, runtime, state, SUPERNET,
-                                         RERUN_SEARCH, table=table)
+        child, strategy = task_def.restore_search(dataset, task.search, params.data, runtime, state, SUPERNET,
+                                                  RERUN_SEARCH, table=table)
         queried = task.derive.mode == "queried"
         if queried:  # NB201's protocol: the best of the search's own look-ups, no look-up beyond its budget
             result, scored_on = derive_queried(child, strategy), 0
         else:
-            score, scored_on = derive_scorer(params.task, child, task.derive.batch_size, runtime)
+            score, scored_on = task_def.derive_scorer(child, task.derive.batch_size, runtime)
             result = derive(strategy, score, task.derive.samples, runtime.generator("derive"), task.derive.mode)
 
         save_genotype(result.chosen.genotype, DERIVE_DIR / "genotype.json")

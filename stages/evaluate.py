@@ -2,8 +2,8 @@
 evaluate.genotype) and reports top-1 test error (image tasks) or valid/test perplexity (text tasks) and
 parameters. Writes data/evaluate/model.safetensors, metrics/evaluate.json and metrics/evaluate_epochs.csv. A
 resumable checkpoint (data/evaluate/checkpoint.safetensors, not a DVC output) is written every epoch and removed
-when training has finished. nb201: the cell is looked up in the benchmark table instead (evaluate_nb201), and with
-nb201.evaluate.train also trained here with the benchmark's recipe (ednas_core/train_nb201.py).
+when training has finished. nb201: the cell is looked up in the benchmark table instead (evaluate_by_lookup), and
+with nb201.evaluate.train also trained here with the benchmark's recipe (ednas_core/train_nb201.py).
 
 runtime.gpus > 1: the stage re-launches itself under torchrun (one process per GPU, DDP); under the user's own
 torchrun command (several nodes) it runs as the rank it is. Rank 0 alone logs to MLflow and writes files."""
@@ -16,13 +16,11 @@ from ednas_core import distributed
 from ednas_core.checkpoint import save_checkpoint
 from ednas_core.data.prepared import read_manifest
 from ednas_core.config import Params
-from ednas_core.genotypes import Genotype, from_architecture, load_genotype
-from ednas_core.spaces import NB201_SPACE
-from ednas_core.tasks.nb201 import TABLE_DATASETS, load_prepared_table, lookup, nb201_genotype
 from ednas_core.runtime import Runtime
 from ednas_core.epochs import CheckpointMismatch, discard_unreadable
 from ednas_core.tracking import StageRun
-from ednas_core.tasks import is_text, load_data, make_trainer
+from ednas_core.tasks import Task, get_task
+from ednas_core.tasks.nb201 import TABLE_DATASETS
 from ednas_core.train import TrainCallback, TrainEpoch
 
 from .common import (DERIVE_DIR, EVALUATE_DIR, METRICS_DIR, PREPARED, Progress, RankRun, code_version, epoch_rows,
@@ -45,17 +43,13 @@ class MLflowTrainLogger(TrainCallback):
         self.run.log_metrics(report.metrics, step=report.epoch + 1)
 
 
-def _nb201_cell(source: str) -> tuple[Genotype, dict]:
-    """nb201.evaluate.genotype as a genotype, and what the benchmark table says of that cell."""
-    arch = nb201_genotype(source, DERIVE_DIR / "genotype.json")
-    return from_architecture(NB201_SPACE, arch), lookup(load_prepared_table(PREPARED), arch)
-
-
-def evaluate_nb201(params: Params, text: str) -> None:
-    """nb201: the benchmark trained every cell (200 epochs on CIFAR-10, CIFAR-100 and ImageNet16-120), so the
-    cell is looked up, not trained. data/evaluate/model.safetensors holds the cell and its table row, no weights."""
-    source = params.nb201.evaluate.genotype
-    genotype, truth = _nb201_cell(source)
+def evaluate_by_lookup(task_def: Task, params: Params, text: str) -> None:
+    """A task with a table that does not train (nb201.evaluate.train false): the benchmark trained every cell (200
+    epochs on CIFAR-10, CIFAR-100 and ImageNet16-120), so the cell is looked up, not trained.
+    data/evaluate/model.safetensors holds the cell and its table row, no weights."""
+    source = params.task_config().evaluate.genotype
+    genotype = task_def.genotype_of(source, DERIVE_DIR / "genotype.json")
+    truth = task_def.truth(genotype, PREPARED)
     with StageRun("evaluate", params.task, flat_params(params), text, extra_tags=stage_tags(params)) as run:
         run.set_tags({"ednas.genotype_source": source, "ednas.nb201_arch": truth["arch_string"]})
         run.log_dict(genotype.to_dict(), "genotype.json")
@@ -78,8 +72,9 @@ def evaluate_nb201(params: Params, text: str) -> None:
 
 def main() -> None:
     params, text = read_params()
-    if params.task == "nb201" and not params.nb201.evaluate.train:
-        evaluate_nb201(params, text)
+    task_def = get_task(params.task)
+    if not task_def.trains(params.task_config().evaluate):
+        evaluate_by_lookup(task_def, params, text)
         return
     if relaunched("evaluate", params):  # runtime.gpus > 1: torchrun ran the ranks of this stage
         return
@@ -87,12 +82,10 @@ def main() -> None:
     runtime = Runtime.from_config(params.runtime)  # under torchrun: joins the process group, cuda:LOCAL_RANK
     main_rank = distributed.is_main()
     source = task.evaluate.genotype
-    if params.task == "nb201":  # trained with the benchmark's recipe, and looked up beside
-        genotype, truth = _nb201_cell(source)
-    else:
-        genotype, truth = load_genotype(DERIVE_DIR / "genotype.json" if source == "derived" else source), None
+    genotype = task_def.genotype_of(source, DERIVE_DIR / "genotype.json")
+    truth = task_def.truth(genotype, PREPARED)  # nb201: trained with the benchmark's recipe, and looked up beside
     # the images to train on (no search config: a tabular nb201 search has no images, its evaluation does)
-    dataset = load_data(params.task, PREPARED, params.data, None)
+    dataset = task_def.load_data(PREPARED, params.data, None)
     settings = {"code": code_version(), "data_md5": read_manifest(PREPARED).dataset_md5}  # checkpoint fingerprint
     if main_rank:  # an unreadable one is set aside before the MLflow run looks
         discard_unreadable(CHECKPOINT, "evaluate")
@@ -104,12 +97,12 @@ def main() -> None:
                       "ednas.world_size": str(world.size),
                       "ednas.global_batch_size": str(world.size * task.evaluate.batch_size)})
         run.log_dict(genotype.to_dict(), "genotype.json")
-        headline = ("train_ppl", "valid_ppl") if is_text(params.task) else ("train_loss", "train_acc", "test_acc")
+        headline = ("train_ppl", "valid_ppl") if task_def.text else ("train_loss", "train_acc", "test_acc")
         progress = Progress("evaluate", params.tracking.progress, headline)
 
         def build():
-            return make_trainer(params.task, genotype, dataset, task.evaluate, runtime, CHECKPOINT,
-                                [MLflowTrainLogger(run), progress] if main_rank else [], settings=settings)
+            return task_def.make_trainer(genotype, dataset, task.evaluate, runtime, CHECKPOINT,
+                                         [MLflowTrainLogger(run), progress] if main_rank else [], settings=settings)
 
         try:
             result = build().run()
@@ -129,7 +122,7 @@ def main() -> None:
         hours_key = "train_gpu_hours" if runtime.device.type == "cuda" else "train_cpu_hours"
         # metrics/evaluate.json: the headline numbers DVC compares; the rest, with the genotype source, the device
         # and the MLflow run id, in metrics/info/evaluate.json (a plain output, read by the report)
-        if is_text(params.task):
+        if task_def.text:
             scores = {"test_ppl": result.test_ppl, "valid_ppl": result.valid_ppl}
             more = {"best_valid_ppl": result.best_valid_ppl, "test_epoch": result.test_epoch}
             headline = f"test perplexity {result.test_ppl:.2f} (weights of epoch {result.test_epoch})"

@@ -32,9 +32,7 @@ from typing import Any
 import numpy as np
 
 from ednas_core.checkpoint import atomic_write_text
-from ednas_core.genotypes import from_architecture, load_genotype
-from ednas_core.spaces import NB201_SPACE
-from ednas_core.tasks.nb201 import nb201_genotype
+from ednas_core.tasks import get_task
 from ednas_core.report import (build_report, comparison_table, markdown_to_html, pipelines_from_runs,
                                results_pipeline, reused_headline, used_tag, write_comparison, write_figures)
 from ednas_core.report.seed_study import build_study, write_study
@@ -77,10 +75,7 @@ def main() -> None:
     params, text = read_params()
     search, derive, evaluate = _load("search.json"), _load("derive.json"), _load("evaluate.json")
     source = evaluate["genotype"]
-    if params.task == "nb201":  # an NB201 architecture string is a genotype there too
-        genotype = from_architecture(NB201_SPACE, nb201_genotype(source, DERIVE_DIR / "genotype.json"))
-    else:
-        genotype = load_genotype(DERIVE_DIR / "genotype.json" if source == "derived" else source)
+    genotype = get_task(params.task).genotype_of(source, DERIVE_DIR / "genotype.json")  # nb201: a string too
     flat = flat_params(params)
     with StageRun("report", params.task, flat, text, extra_tags=stage_tags(params)) as run:
         staging = METRICS_DIR / ".report-staging" / FIGURES_DIR.name  # same folder name: the figures' links hold

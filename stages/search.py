@@ -19,12 +19,10 @@ import numpy as np
 
 from ednas_core import distributed
 from ednas_core.checkpoint import atomic_write_bytes, save_checkpoint
-from ednas_core.data.dataset import ImageDataset, check_search_split
 from ednas_core.data.prepared import read_manifest
 from ednas_core.genotypes import from_architecture
-from ednas_core.tasks import load_data, make_search
-from ednas_core.tasks.imagenet import PreparedImageNet, check_imagenet_split
-from ednas_core.tasks.nb201 import is_tabular, load_prepared_table
+from ednas_core.tasks import get_task
+from ednas_core.tasks.nb201 import is_tabular
 from ednas_core.runtime import Runtime
 from ednas_core.epochs import CheckpointMismatch, discard_unreadable
 from ednas_core.search import SearchResult
@@ -63,13 +61,10 @@ def main() -> None:
     runtime = Runtime.from_config(params.runtime)  # under torchrun: joins the process group, cuda:LOCAL_RANK
     main_rank = distributed.is_main()
     world = distributed.world()
-    table = load_prepared_table(PREPARED) if params.task == "nb201" else None
-    dataset = load_data(params.task, PREPARED, params.data, task.search)
-    if isinstance(dataset, ImageDataset):  # each part of the split fills a batch, or nothing is written
-        check_search_split(len(dataset.train_labels), params.data.train_portion, task.search.batch_size,
-                           task.search.policy_batch_size, params.task_prefix())
-    if isinstance(dataset, PreparedImageNet):
-        check_imagenet_split(dataset, task.search, params.task_prefix())
+    task_def = get_task(params.task)
+    table = task_def.load_table(PREPARED)
+    dataset = task_def.load_data(PREPARED, params.data, task.search)
+    task_def.check_search_data(dataset, task.search, params.data, params.task_prefix())  # before anything is written
     if main_rank:  # an unreadable one is set aside before the MLflow run looks
         discard_unreadable(CHECKPOINT, "search")
     # several processes: rank 0 alone logs to MLflow (one run per stage) and writes; the others search with it
@@ -91,8 +86,8 @@ def main() -> None:
                     **({"table_md5": manifest.table_md5} if manifest.table_md5 else {})}
 
         def build():
-            return make_search(params.task, dataset, task.search, params.data, runtime, CHECKPOINT, callbacks,
-                               settings, table=table)
+            return task_def.make_search(dataset, task.search, params.data, runtime, CHECKPOINT, callbacks, settings,
+                                        table=table)
 
         search = build()
         try:

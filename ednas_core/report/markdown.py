@@ -9,12 +9,10 @@ import math
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ..strategies import STRATEGIES, Strategy
-from ..tasks import TEXT_TASKS
+from ..tasks import get_task
 from .figures import FigureRef, Figures, has_policy
 from .nb201 import nb201_result_lines
 from .paper import METHOD_NAMES, main_metric, paper_table, published
-
-AUXILIARY_HEAD_TASKS = ("cifar10", "digits", "imagenet")  # the DARTS-style networks; RNNs and NB201's have none
 
 if TYPE_CHECKING:  # seed_study imports md_table from here
     from .seed_study import Study
@@ -47,8 +45,7 @@ def _images(refs: Sequence[FigureRef]) -> list[str]:
 def _paper_rows(task: str, strategy: str, evaluate: dict, search_days: float, kind: str) -> list[list[Any]]:
     paper = published(strategy, task)
     metric = main_metric(task)
-    label = ("test perplexity" if metric == "test_ppl" else
-             "top-1 error (%)" if task == "imagenet" else "test error (%)")
+    label = "test perplexity" if metric == "test_ppl" else get_task(task).error_label
     rows = [[label, evaluate.get(metric, math.nan), metric],
             *([["top-5 error (%)", evaluate.get("top5_error", math.nan), "top5_error"]]
               if "top5_error" in evaluate or (paper and "top5_error" in paper) else []),
@@ -66,7 +63,7 @@ def _scored_on(derive: dict, task: str) -> str:
     count = derive.get("scored_on_images")  # images, or predicted tokens for text tasks; 0 for table look-ups
     if count == 0:
         return "table look-ups (the tabular reward)"
-    return f"{count} validation tokens (one bptt window)" if task in TEXT_TASKS else f"{count} validation images"
+    return f"{count} validation tokens (one bptt window)" if get_task(task).text else f"{count} validation images"
 
 
 def _table_section(title: str, intro: str, header: list[str], rows: list[list[Any]]) -> list[str]:
@@ -81,6 +78,8 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
     """The report as Markdown. Figures link metrics/figures/ relative to metrics/ (where report.md lives);
     `study_figure` is the study's strip plot, `study_curves_figure` its per-epoch curves (nb201), linked so."""
     prefix = "" if task == "cifar10" else f"{task}."
+    task_def = get_task(task)
+    table = task_def.has_table  # a benchmark table's result section instead of the paper's
     strategy = str(params.get(f"{prefix}search.strategy", "ednas"))
     hours = search.get("search_gpu_hours", search.get("search_cpu_hours", 0.0))
     kind = "GPU" if "search_gpu_hours" in search else "CPU"
@@ -91,16 +90,16 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
     lines = [f"# EDNAS report: {task}", "",
              f"Search strategy `{strategy}`; search on {search.get('device', '?')}, "
              + (f"evaluation on {evaluate['device']}." if "device" in evaluate else
-                "evaluation: a look-up in the NAS-Bench-201 table." if task == "nb201" else "evaluation on ?."), ""]
-    if task == "nb201":
+                "evaluation: a look-up in the NAS-Bench-201 table." if table else "evaluation on ?."), ""]
+    if table:
         lines += nb201_result_lines(str(params.get("nb201.search.mode", "?")), strategy, search, derive, evaluate)
     else:
         lines += ["## Result against the paper", ""]
         lines += md_table(["", "this run", f"paper ({which})" if paper else "paper", "difference"],
                           _paper_rows(task, strategy, evaluate, hours / 24.0, kind))
-    if not paper and task != "nb201":
+    if not paper and not table:
         lines += ["", f"No published {task} result of strategy `{strategy}`; the numbers above stand alone."]
-    if kind == "CPU" and paper and task != "nb201":  # nb201's published rows hold no search cost
+    if kind == "CPU" and paper and not table:  # nb201's published rows hold no search cost
         lines += ["", "The search cost here is measured in CPU time; the paper's is GPU time."]
     rows = paper_table(task)
     if rows:
@@ -118,7 +117,7 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
         lines.append(f"- final reward baseline ({cls.baseline_title}) {_fmt(search['baseline'])}")
     if "rewards_total" in search:  # the strategy's reward budget
         unit = ("table look-ups" if "queries" in search else
-                "validation windows" if task in TEXT_TASKS else "validation batches")
+                "validation windows" if task_def.text else "validation batches")
         lines.append(f"- rewards scored: {search['rewards_total']:.0f} ({unit}, one a reward)")
     lines += [f"- measured cost: {hours:.4g} {kind}-hours on {search.get('device', '?')}", ""]
     if figures:
@@ -131,7 +130,7 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
               "", "Evaluated genotype:", "", "```json", json.dumps(genotype_json), "```", ""]
     if figures:
         lines += _images(figures.genotype)
-    if task == "nb201" and "params" not in evaluate:  # looked up only (nb201.evaluate.train: false)
+    if table and "params" not in evaluate:  # looked up only (nb201.evaluate.train: false)
         lines += ["## Evaluation", "", f"- genotype: {evaluate['genotype']}, looked up in the NAS-Bench-201 table "
                   f"(no training here): CIFAR-10 test error {evaluate['test_error']:.2f}% after the benchmark's "
                   "200 epochs", ""]
@@ -142,10 +141,9 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
                   (f"- test perplexity {evaluate['test_ppl']:.2f}" if "test_ppl" in evaluate else
                    f"- top-1 test error {evaluate['test_error']:.2f}% (accuracy {evaluate['test_acc']:.4f})"
                    + (f", top-5 error {evaluate['top5_error']:.2f}%" if "top5_error" in evaluate else "")
-                   + (" on the 50,000 validation images (ImageNet's test labels are not public)"
-                      if task == "imagenet" else ""))
+                   + task_def.error_note)
                   + f", {evaluate['params']:,} parameters"
-                  + (" (auxiliary head excluded)" if task in AUXILIARY_HEAD_TASKS else ""), ""]
+                  + (" (auxiliary head excluded)" if task_def.auxiliary_head else ""), ""]
     if figures:
         lines += _images(figures.evaluate)
     if comparison is not None:

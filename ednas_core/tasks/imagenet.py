@@ -19,7 +19,7 @@ import torch
 
 from .. import distributed
 from ..child_cnn import ImageChild
-from ..config import DataConfig, ImageNetSearchConfig
+from ..config import DataConfig, ImageNetSearchConfig, Params
 from ..data import DataError
 from ..knobs import ConfigError
 from ..data.imagenet import (INDEX_FILE, ImageNetBatches, ImageNetDataset, ImageNetIndex, index_imagenet, load_index,
@@ -27,12 +27,15 @@ from ..data.imagenet import (INDEX_FILE, ImageNetBatches, ImageNetDataset, Image
 from ..data.imagenet_archives import extract_official_archives
 from ..data.prepared import Manifest, read_manifest, save_index_manifest
 from ..epochs import EpochCallback
+from ..genotypes import Genotype
 from ..repo import raw_data_root
 from ..runtime import Runtime, seed_for
 from ..search import EDNASSearch, load_search_state
 from ..spaces import CNN_SPACE, Architecture
 from ..strategies import Strategy, make_strategy
 from ..supernet.cnn import ImageNetSearchNetwork
+from .base import Scorer
+from .image import ImageTask
 
 IMAGENET_DIR = "imagenet"  # data.root/imagenet holds train/ and val/
 
@@ -175,5 +178,43 @@ def imagenet_scorer(child: ImageNetChild, batch_size: int,
     return (lambda arch: child.reward(arch, (images, labels))), int(labels.shape[0])
 
 
-__all__ = ["IMAGENET_DIR", "check_imagenet_split", "ImageNetChild", "PreparedImageNet", "imagenet_root", "imagenet_scorer", "imagenet_search",
-           "load_prepared_imagenet", "prepare_imagenet", "resize_for", "restore_imagenet"]
+class ImageNetTask(ImageTask):
+    """ImageNet searched and evaluated directly: the images indexed where they are, the search on files."""
+
+    name = "imagenet"
+    error_label = "top-1 error (%)"
+    error_note = " on the 50,000 validation images (ImageNet's test labels are not public)"
+
+    def prepare(self, params: Params, root: Path, folder: Path) -> tuple[Manifest, None]:
+        return prepare_imagenet(params.data, folder)[0], None
+
+    def load_data(self, folder: Path, data_config: DataConfig, search_config: Any | None) -> PreparedImageNet:
+        return load_prepared_imagenet(folder, data_config)
+
+    def check_search_data(self, data: Any, search_config: Any, data_config: DataConfig, prefix: str) -> None:
+        check_imagenet_split(data, search_config, prefix)
+
+    def make_search(self, data: Any, search_config: Any, data_config: DataConfig, runtime: Runtime,
+                    checkpoint: Path | None, callbacks: Iterable[EpochCallback], settings: dict,
+                    table: Any = None) -> EDNASSearch:
+        return imagenet_search(data, search_config, data_config, runtime, checkpoint, callbacks, settings)
+
+    def restore_search(self, data: Any, search_config: Any, data_config: DataConfig, runtime: Runtime,
+                       state: dict, source: Path, fix: str, table: Any = None) -> tuple[ImageNetChild, Strategy]:
+        return restore_imagenet(data, search_config, data_config, runtime, state, source, fix)
+
+    def derive_scorer(self, child: Any, batch_size: int, runtime: Runtime) -> Scorer:
+        return imagenet_scorer(child, batch_size, runtime)
+
+    def _trainer(self, genotype: Genotype, data: Any, evaluate_config: Any, runtime: Runtime,
+                 checkpoint: Path | None, callbacks: Iterable[EpochCallback], settings: dict):
+        from ..train_imagenet import ImageNetTrainer
+
+        return ImageNetTrainer(genotype, data, evaluate_config, runtime, checkpoint, callbacks, settings)
+
+
+IMAGENET = ImageNetTask()
+
+__all__ = ["IMAGENET", "IMAGENET_DIR", "ImageNetChild", "ImageNetTask", "PreparedImageNet", "check_imagenet_split",
+           "imagenet_root", "imagenet_scorer", "imagenet_search", "load_prepared_imagenet", "prepare_imagenet",
+           "resize_for", "restore_imagenet"]

@@ -14,20 +14,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..config import DataConfig, NB201SearchConfig
-from ..data import DataError, DeviceLoader, ImageDataset
+from ..config import DataConfig, NB201SearchConfig, Params
+from ..data import DataError, ImageDataset
 from ..data.nb201_table import NB201Table
-from ..data.prepared import TABLE_FILE, read_manifest
+from ..data.prepared import TABLE_FILE, Manifest, read_manifest, save_prepared, save_table_manifest
 from ..derive import DeriveResult, derive_from
 from ..epochs import EpochCallback
-from ..genotypes import Genotype, to_architecture
+from ..genotypes import Genotype, from_architecture, to_architecture
 from ..runtime import Runtime
 from ..search import EDNASSearch, load_search_state
 from ..spaces import NB201_SPACE, Architecture, from_nb201_string, to_nb201_string
 from ..strategies import Strategy, make_strategy
 from ..tabular import TableChild, tabular_search
+from .base import Scorer
+from .cifar10 import CIFAR10
+from .image import ImageTask, fixed_batch_scorer
 
 TABLE_DATASETS = ("cifar10", "cifar100", "imagenet16")
+NB201_DIR = "nb201"  # data.root/nb201: the NAS-Bench-201 table (ednas_core/data/nb201_table.py says which files)
 
 
 def load_prepared_table(folder: Path) -> NB201Table:
@@ -89,16 +93,12 @@ def restore_nb201(table: NB201Table, data: ImageDataset | None, search_config: N
     return child, strategy
 
 
-def nb201_scorer(child: Any, batch_size: int, runtime: Runtime) -> tuple[Callable[[Architecture], float], int]:
+def nb201_scorer(child: Any, batch_size: int, runtime: Runtime) -> Scorer:
     """Derive's score: the search's own reward (tabular: the table's 12-epoch validation accuracy; weight
     sharing: accuracy of the shared weights on one fixed validation batch); also what it is scored on."""
     if isinstance(child, TableChild):
         return (lambda arch: child.reward(arch, None)), 0
-    valid = child.valid_loader
-    loader = DeviceLoader(valid.images, valid.labels, batch_size, valid.mean, valid.std, seed=runtime.seed,
-                          shuffle=False, channels_last=runtime.channels_last)
-    images, labels = next(iter(loader.epoch(0)))
-    return (lambda arch: child.reward(arch, (images, labels))), int(labels.shape[0])
+    return fixed_batch_scorer(child, batch_size, runtime)
 
 
 def best_queried(child: Any) -> Architecture:
@@ -151,5 +151,73 @@ def nb201_genotype(source: str, derived: Path) -> Architecture:
     return to_architecture(genotype)
 
 
-__all__ = ["TABLE_DATASETS", "best_queried", "derive_queried", "is_tabular", "load_prepared_table", "lookup", "make_nb201_search", "nb201_genotype",
-           "nb201_scorer", "restore_nb201", "Strategy"]
+class NB201Task(ImageTask):
+    """The NAS-Bench-201 cell against its table: searched on the table alone (tabular) or on CIFAR-10 with shared
+    weights; evaluate looks the cell up, or trains it with the benchmark's recipe (nb201.evaluate.train)."""
+
+    name = "nb201"
+    space = NB201_SPACE
+    auxiliary_head = False
+    has_table = True
+
+    def load_raw(self, root: Path) -> tuple[ImageDataset, dict[str, str]]:
+        return CIFAR10.load_raw(root)
+
+    def prepare(self, params: Params, root: Path, folder: Path) -> tuple[Manifest, NB201Table]:
+        """The checked table from data.root/nb201 into `folder`; CIFAR-10 beside it unless neither the search
+        (tabular) nor evaluate (no training) needs images."""
+        table = NB201Table.load(root / NB201_DIR)
+        folder.mkdir(parents=True, exist_ok=True)
+        table_md5 = table.save(folder / TABLE_FILE)
+        sources = {f"{NB201_DIR}/{name}": md5 for name, md5 in table.sources.items()}
+        if params.nb201.search.mode == "tabular" and not params.nb201.evaluate.train:
+            return save_table_manifest(folder, self.name, table_md5, sources), table
+        dataset, cifar_sources = self.load_raw(root)
+        return save_prepared(dataset, folder, self.name, {**sources, **cifar_sources}, table_md5), table
+
+    def load_table(self, folder: Path) -> NB201Table:
+        return load_prepared_table(folder)
+
+    def load_data(self, folder: Path, data_config: DataConfig, search_config: Any | None) -> ImageDataset | None:
+        """CIFAR-10, or nothing for a tabular search (the table alone)."""
+        return None if is_tabular(search_config) else super().load_data(folder, data_config, search_config)
+
+    def check_search_data(self, data: Any, search_config: Any, data_config: DataConfig, prefix: str) -> None:
+        if data is not None:
+            super().check_search_data(data, search_config, data_config, prefix)
+
+    def make_search(self, data: Any, search_config: Any, data_config: DataConfig, runtime: Runtime,
+                    checkpoint: Path | None, callbacks: Iterable[EpochCallback], settings: dict,
+                    table: NB201Table | None = None) -> EDNASSearch:
+        assert table is not None, "task nb201 needs its table"
+        return make_nb201_search(table, data, search_config, data_config, runtime, checkpoint, callbacks, settings)
+
+    def restore_search(self, data: Any, search_config: Any, data_config: DataConfig, runtime: Runtime,
+                       state: dict, source: Path, fix: str, table: NB201Table | None = None) -> tuple[Any, Strategy]:
+        assert table is not None, "task nb201 needs its table"
+        return restore_nb201(table, data, search_config, data_config, runtime, state, source, fix)
+
+    def derive_scorer(self, child: Any, batch_size: int, runtime: Runtime) -> Scorer:
+        return nb201_scorer(child, batch_size, runtime)
+
+    def trains(self, evaluate_config: Any) -> bool:
+        return bool(evaluate_config.train)
+
+    def genotype_of(self, source: str, derived: Path) -> Genotype:
+        """'derived', an NB201 architecture string (|nor_conv_3x3~0|+...) or an nb201 genotype JSON file."""
+        return from_architecture(NB201_SPACE, nb201_genotype(source, derived))
+
+    def truth(self, genotype: Genotype, folder: Path) -> dict[str, Any]:
+        return lookup(load_prepared_table(folder), to_architecture(genotype))
+
+    def _trainer(self, genotype: Genotype, data: Any, evaluate_config: Any, runtime: Runtime,
+                 checkpoint: Path | None, callbacks: Iterable[EpochCallback], settings: dict):
+        from ..train_nb201 import NB201Trainer
+
+        return NB201Trainer(genotype, data, evaluate_config, runtime, checkpoint, callbacks, settings)
+
+
+NB201 = NB201Task()
+
+__all__ = ["NB201", "NB201Task", "NB201_DIR", "TABLE_DATASETS", "best_queried", "derive_queried", "is_tabular",
+           "load_prepared_table", "lookup", "make_nb201_search", "nb201_genotype", "nb201_scorer", "restore_nb201"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ import pytest
 from ednas_core.checkpoint import load_checkpoint
 from ednas_core.data.nb201_table import N_ARCHITECTURES, NB201Table, all_arch_strings
 from ednas_core.genotypes import Genotype, load_genotype, to_architecture
+from ednas_core.tasks.nb201 import NB201Task
 from helpers import stages_without_tracking
 from stages import derive as derive_stage
 from stages import prepare_data as prepare_stage
@@ -47,7 +47,7 @@ def derived(request, tmp_path_factory) -> dict:
     (root / "data" / "raw" / "nb201").mkdir(parents=True)
     (root / "data" / "raw" / "nb201" / "nb201.csv").write_text(table.to_csv())
     restored: dict = {}
-    original = derive_stage.restore_search
+    original = NB201Task.restore_search
 
     def recording(*args, **kwargs):
         restored["child"], restored["strategy"] = out = original(*args, **kwargs)
@@ -55,7 +55,7 @@ def derived(request, tmp_path_factory) -> dict:
 
     with pytest.MonkeyPatch.context() as mp:
         stages_without_tracking(mp, root)
-        mp.setattr(derive_stage, "restore_search", recording)
+        mp.setattr(NB201Task, "restore_search", recording)
         prepare_stage.main()
         search_stage.main()
         derive_stage.main()

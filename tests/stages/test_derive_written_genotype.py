@@ -2,7 +2,7 @@
 (stages/derive.py main(), after real prepare-data and search stages in a temporary workspace) must write the
 genotype it scored. Checked through what the stages write (data/derive/*.json, candidates.csv,
 metrics/derive.json) and by scoring the written genotypes again with the stage's own scorer
-(tasks.derive_scorer on the child network derive restored), never through the search's state files.
+(the task's derive_scorer on the child network derive restored), never through the search's state files.
 
 MLflow is replaced by a no-op run (tests/test_tracking.py covers it) to keep the test fast."""
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ednas_core.genotypes import Genotype, load_genotype, to_architecture
+from ednas_core.tasks import get_task
 from helpers import stages_without_tracking
 from stages import derive as derive_stage
 from stages import prepare_data as prepare_stage
@@ -33,17 +34,18 @@ COMMON = {"runtime.device": "cpu", "runtime.seed": 3, "tracking.progress": "off"
 
 
 def run_derive(root: Path, mode: str, task: str) -> dict:
-    """derive's main() with derive.mode = `mode`; returns what derive_scorer was called with."""
+    """derive's main() with derive.mode = `mode`; returns what the task's derive_scorer was called with."""
     set_params(root / "params.yaml", {f"{task}.derive.mode": mode})
     seen: dict = {}
-    original = derive_stage.derive_scorer
+    task_class = type(get_task(task))
+    original = task_class.derive_scorer
 
-    def recording(task_name, child, batch_size, runtime):
-        seen.update(task=task_name, child=child, runtime=runtime)
-        return original(task_name, child, batch_size, runtime)
+    def recording(self, child, batch_size, runtime):
+        seen.update(task=self.name, child=child, runtime=runtime)
+        return original(self, child, batch_size, runtime)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(derive_stage, "derive_scorer", recording)
+        mp.setattr(task_class, "derive_scorer", recording)
         derive_stage.main()
     assert seen, "the derive stage never built its scorer"
     return {**seen, "outputs": read_outputs(root)}
@@ -82,7 +84,7 @@ def derived(request, tmp_path_factory) -> dict:
 def rescore(run: dict, genotype: Genotype) -> float:
     """The reward of `genotype` by the scorer derive uses, built again on the child derive restored."""
     batch_size = TASKS[run["task"]][f"{run['task']}.derive.batch_size"]
-    score, _ = derive_stage.derive_scorer(run["task"], run["child"], batch_size, run["runtime"])
+    score, _ = get_task(run["task"]).derive_scorer(run["child"], batch_size, run["runtime"])
     return float(score(to_architecture(genotype)))
 
 

@@ -1,15 +1,9 @@
-"""prepare-data: the task's raw data (digits, CIFAR-10 bin/py, offline download) and the prepared-dataset files."""
+"""prepare-data: a temp experiment's data.root and the prepared-dataset files (each task's raw data: tests/tasks/)."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import os
-import socket
-import sys
-import types
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -18,142 +12,12 @@ import torch
 from ednas_core.data import DataError, ImageDataset
 from ednas_core.data.prepared import (DATASET_FILE, MANIFEST_FILE, load_prepared, md5sum, read_manifest,
                                       save_prepared)
-from stages.prepare_data import CIFAR_FILES, _cifar_sources, load_task_data
-
-BIN, PY = "cifar-10-batches-bin", "cifar-10-batches-py"
 
 
 def one_line(err: pytest.ExceptionInfo) -> str:
     message = str(err.value)
     assert message and "\n" not in message, message
     return message
-
-
-# --- digits -------------------------------------------------------------------------------------------------
-
-def test_digits_task_data(tmp_path):
-    dataset, sources = load_task_data("digits", tmp_path / "unused")
-    assert isinstance(dataset, ImageDataset)
-    assert tuple(dataset.train_images.shape) == (1497, 1, 8, 8)
-    assert tuple(dataset.test_images.shape) == (300, 1, 8, 8)
-    assert dataset.train_images.dtype == torch.uint8 and dataset.test_images.dtype == torch.uint8
-    assert dataset.num_classes == 10 and dataset.classes == [str(d) for d in range(10)]
-    assert set(dataset.train_labels.tolist()) == set(range(10))
-    assert int(dataset.train_images.max()) == 255  # 0..16 rescaled to 0..255
-    (key, value), = sources.items()
-    assert "load_digits" in key and value.startswith("scikit-learn ")
-    assert not (tmp_path / "unused").exists()
-
-
-# --- CIFAR-10: missing and incomplete data ------------------------------------------------------------------
-
-@pytest.fixture
-def fake_cifar10(monkeypatch):
-    """torchvision's CIFAR10 replaced by an offline stand-in that records its calls (a stand-in
-    torchvision.datasets module: the stage imports CIFAR10 from it at call time; importing the real one is slow)."""
-    calls = []
-
-    def offline(root, train=True, download=False, **kwargs):
-        calls.append({"root": root, "download": download, "timeout": socket.getdefaulttimeout()})
-        raise urllib.error.URLError("offline")
-
-    monkeypatch.setitem(sys.modules, "torchvision.datasets", types.SimpleNamespace(CIFAR10=offline))
-    return calls
-
-
-def test_cifar10_incomplete_bin_folder_names_missing_files(tmp_path, fake_cifar10):
-    folder = tmp_path / BIN
-    folder.mkdir()
-    (folder / "data_batch_1.bin").write_bytes(b"\0" * 100)
-    with pytest.raises(DataError) as err:
-        load_task_data("cifar10", tmp_path)
-    message = one_line(err)
-    for name in ["data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"]:
-        assert name in message
-    assert "missing data_batch_1.bin" not in message
-    assert str(folder) in message
-    assert fake_cifar10 == []  # the folder exists: no download attempted
-
-
-def test_cifar10_empty_root_tries_download_then_one_line(tmp_path, fake_cifar10):
-    before = socket.getdefaulttimeout()
-    with pytest.raises(DataError) as err:
-        load_task_data("cifar10", tmp_path)
-    message = one_line(err)
-    assert f"{BIN}/" in message and f"{PY}/" in message
-    assert str(tmp_path) in message
-    assert "URLError" in message
-    assert len(fake_cifar10) == 1
-    assert fake_cifar10[0]["download"] is True and Path(fake_cifar10[0]["root"]) == tmp_path
-    assert fake_cifar10[0]["timeout"] == 30          # a bounded download ...
-    assert socket.getdefaulttimeout() == before      # ... and the global timeout restored afterwards
-
-
-# --- _cifar_sources -----------------------------------------------------------------------------------------
-
-def write_dummy_files(folder: Path) -> dict[str, bytes]:
-    folder.mkdir(parents=True)
-    contents = {}
-    for i, name in enumerate(CIFAR_FILES[folder.name]):
-        contents[name] = f"dummy {i}".encode()
-        (folder / name).write_bytes(contents[name])
-    return contents
-
-
-def test_cifar_sources_py_with_wrong_md5(tmp_path):
-    write_dummy_files(tmp_path / PY)
-    with pytest.raises(DataError) as err:
-        _cifar_sources(tmp_path)
-    message = one_line(err)
-    assert message.startswith(f"{tmp_path / PY}: md5 of ")
-    for name in ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]:
-        assert name in message
-    assert "official" in message
-
-
-def test_cifar_sources_py_names_only_differing_files(tmp_path, monkeypatch):
-    import stages.prepare_data as prepare_data
-
-    contents = write_dummy_files(tmp_path / PY)
-    official = dict(prepare_data.OFFICIAL_PY_MD5)
-    for name in ["data_batch_1", "data_batch_2", "data_batch_4", "data_batch_5"]:  # pretend these are official
-        official[name] = hashlib.md5(contents[name]).hexdigest()
-    monkeypatch.setattr(prepare_data, "OFFICIAL_PY_MD5", official)
-    with pytest.raises(DataError) as err:
-        _cifar_sources(tmp_path)
-    message = one_line(err)
-    assert "md5 of data_batch_3, test_batch differs" in message
-
-
-def test_cifar_sources_bin_returns_md5_of_six_files(tmp_path):
-    contents = write_dummy_files(tmp_path / BIN)
-    sources = _cifar_sources(tmp_path)
-    assert sources == {f"{BIN}/{name}": hashlib.md5(data).hexdigest() for name, data in contents.items()}
-    assert len(sources) == 6
-
-
-def test_cifar_sources_incomplete_folder_is_empty(tmp_path):
-    write_dummy_files(tmp_path / BIN)
-    (tmp_path / BIN / "test_batch.bin").unlink()
-    assert _cifar_sources(tmp_path) == {}
-
-
-# --- real CIFAR-10 ------------------------------------------------------------------------------------------
-
-def test_real_cifar10():
-    if not os.environ.get("EDNAS_DATA_ROOT"):
-        pytest.skip("EDNAS_DATA_ROOT is not set (the folder holding cifar-10-batches-bin/)")
-    root = Path(os.environ["EDNAS_DATA_ROOT"])
-    if not (root / BIN).is_dir() and not (root / PY).is_dir():
-        pytest.skip(f"no CIFAR-10 folder in EDNAS_DATA_ROOT={root}")
-    dataset, sources = load_task_data("cifar10", root)
-    assert tuple(dataset.train_images.shape) == (50000, 3, 32, 32)
-    assert tuple(dataset.test_images.shape) == (10000, 3, 32, 32)
-    assert dataset.num_classes == 10
-    assert torch.bincount(dataset.test_labels).tolist() == [1000] * 10
-    assert torch.bincount(dataset.train_labels).tolist() == [5000] * 10
-    assert len(sources) == 6
-    assert all(len(v) == 32 for v in sources.values())
 
 
 # --- a `dvc exp run --temp/--queue` copy: the repository's data.root -----------------------------------------
@@ -168,7 +32,7 @@ def temp_experiment_copy(tmp_path, monkeypatch):
     from ednas_core.data.ptb import PTB_FILES
     from tests.helpers import stages_without_tracking
     from tools.workspace import set_params
-    import stages.prepare_data as prepare_data
+    import ednas_core.tasks.ptb as ptb_task
 
     repo = tmp_path / "repo"
     copy = repo / ".dvc" / "tmp" / "exps" / "run" / "abc"
@@ -181,7 +45,7 @@ def temp_experiment_copy(tmp_path, monkeypatch):
     stages_without_tracking(monkeypatch, copy)
     monkeypatch.setenv("DVC_ROOT", str(repo))
     downloads: list[Path] = []
-    monkeypatch.setattr(prepare_data, "_download_ptb", downloads.append)
+    monkeypatch.setattr(ptb_task, "download_ptb", downloads.append)
     return repo, copy, downloads
 
 
