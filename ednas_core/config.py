@@ -327,6 +327,11 @@ def imagenet_search_defaults() -> ImageNetSearchConfig:
 TASKS: tuple[str, ...] = ("cifar10", "digits", "ptb", "markov", "nb201", "imagenet")
 
 
+def task_prefix(task: str) -> str:
+    """Where a task's sections live in params.yaml: '' for CIFAR-10 (search.lr), 'digits.' for digits."""
+    return "" if task == "cifar10" else f"{task}."
+
+
 @dataclass
 class TaskConfig:
     """The per-task sections: what search, derive and evaluate do for one task."""
@@ -430,7 +435,7 @@ class Params:
         """derive.mode queried picks among a tabular search's own look-ups: nb201 in tabular mode only. (Several
         processes, runtime.gpus, train every task: the text tasks shard the columns of their token streams.)"""
         for task in TASKS:
-            where = "" if task == "cifar10" else f"{task}."
+            where = task_prefix(task)
             config = TaskConfig(self.search, self.derive, self.evaluate) if task == "cifar10" else getattr(self, task)
             tabular = task == "nb201" and config.search.mode == "tabular"
             if config.derive.mode == "queried" and not tabular:
@@ -444,12 +449,12 @@ class Params:
 
     def task_prefix(self) -> str:
         """Where the selected task's sections live in params.yaml ('' for CIFAR-10, 'digits.' for digits)."""
-        return "" if self.task == "cifar10" else f"{self.task}."
+        return task_prefix(self.task)
 
     @staticmethod
     def task_prefixes() -> tuple[str, ...]:
         """Where every task's sections live in params.yaml."""
-        return tuple("" if t == "cifar10" else f"{t}." for t in TASKS)
+        return tuple(task_prefix(t) for t in TASKS)
 
 
 T = TypeVar("T")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ednas_core.checkpoint import atomic_write_text
+from ednas_core.config import task_prefix
 
 from .markdown import md_table
 from .paper import main_metric
@@ -210,7 +211,7 @@ def reused_headline(runs: Iterable[Any], pipeline: Mapping[str, Any]) -> dict[st
 
 def strategy_key(task: str) -> str:
     """The flat key of a task's search strategy (shown as the strategy column, not as a parameter column)."""
-    return "search.strategy" if task == "cifar10" else f"{task}.search.strategy"
+    return f"{task_prefix(task)}search.strategy"
 
 
 def _strategy_param(task: str, params: Mapping[str, str]) -> str:

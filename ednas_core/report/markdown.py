@@ -8,6 +8,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from ..config import task_prefix
 from ..strategies import STRATEGIES, Strategy
 from ..tasks import get_task
 from .figures import FigureRef, Figures, has_policy
@@ -77,7 +78,7 @@ def build_report(task: str, params: dict[str, Any], search: dict, derive: dict, 
                  study_figure: str = "", study_curves_figure: str = "", report_run_id: str = "") -> str:
     """The report as Markdown. Figures link metrics/figures/ relative to metrics/ (where report.md lives);
     `study_figure` is the study's strip plot, `study_curves_figure` its per-epoch curves (nb201), linked so."""
-    prefix = "" if task == "cifar10" else f"{task}."
+    prefix = task_prefix(task)
     task_def = get_task(task)
     table = task_def.has_table  # a benchmark table's result section instead of the paper's
     strategy = str(params.get(f"{prefix}search.strategy", "ednas"))

@@ -14,9 +14,9 @@ from ..data.prepared import Manifest
 from ..epochs import EpochCallback
 from ..genotypes import Genotype, load_genotype
 from ..runtime import Runtime
-from ..search import EDNASSearch
+from ..search import EDNASSearch, load_search_state
 from ..spaces import Architecture, SearchSpace
-from ..strategies import Strategy
+from ..strategies import Strategy, make_strategy
 
 if TYPE_CHECKING:
     from ..data import ImageDataset
@@ -30,8 +30,8 @@ Scorer = tuple[Callable[[Architecture], float], int]
 
 
 class Task:
-    """A task of the pipeline. Subclasses set the class attributes and implement prepare, make_search,
-    restore_search, derive_scorer and _trainer."""
+    """A task of the pipeline. Subclasses set the class attributes and implement prepare, build_child,
+    make_search, derive_scorer and _trainer."""
 
     name: ClassVar[str]
     space: ClassVar[SearchSpace]
@@ -72,12 +72,20 @@ class Task:
         """The whole search, ready to run(); `settings` join its checkpoint fingerprint."""
         raise NotImplementedError
 
+    def build_child(self, data: "TaskData | None", search_config: Any, data_config: DataConfig, runtime: Runtime,
+                    table: "NB201Table | None" = None) -> Any:
+        """The search's child (network, data streams, reward) as make_search builds it, before any training."""
+        raise NotImplementedError
+
     def restore_search(self, data: "TaskData | None", search_config: Any, data_config: DataConfig,
                        runtime: Runtime, state: dict, source: Path, fix: str,
                        table: "NB201Table | None" = None) -> tuple[Any, Strategy]:
         """The child network and strategy of a finished search (`state`, loaded from `source`), for derive; a
         state that does not fit raises one StateFileError line naming `source` and saying `fix`."""
-        raise NotImplementedError
+        child = self.build_child(data, search_config, data_config, runtime, table)
+        strategy = make_strategy(self.space, search_config, seed=0)
+        load_search_state(child, strategy, state, source, fix)
+        return child, strategy
 
     def derive_scorer(self, child: Any, batch_size: int, runtime: Runtime) -> Scorer:
         """The search reward on one fixed validation batch, the same for every candidate; also its size

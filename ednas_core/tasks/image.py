@@ -15,9 +15,8 @@ from ..data.prepared import Manifest, save_prepared
 from ..epochs import EpochCallback
 from ..genotypes import Genotype
 from ..runtime import Runtime
-from ..search import EDNASSearch, load_search_state
+from ..search import EDNASSearch
 from ..spaces import CNN_SPACE
-from ..strategies import Strategy, make_strategy
 from .base import Scorer, Task
 
 
@@ -52,12 +51,9 @@ class ImageTask(Task):
                     table: Any = None) -> EDNASSearch:
         return cnn_search(data, search_config, data_config, runtime, checkpoint, callbacks, settings)
 
-    def restore_search(self, data: Any, search_config: Any, data_config: DataConfig, runtime: Runtime,
-                       state: dict, source: Path, fix: str, table: Any = None) -> tuple[ImageChild, Strategy]:
-        child = ImageChild.build(data, search_config, data_config, runtime)
-        strategy = make_strategy(self.space, search_config, seed=0)
-        load_search_state(child, strategy, state, source, fix)
-        return child, strategy
+    def build_child(self, data: Any, search_config: Any, data_config: DataConfig, runtime: Runtime,
+                    table: Any = None) -> ImageChild:
+        return ImageChild.build(data, search_config, data_config, runtime)
 
     def derive_scorer(self, child: Any, batch_size: int, runtime: Runtime) -> Scorer:
         return fixed_batch_scorer(child, batch_size, runtime)

@@ -30,9 +30,9 @@ from ..epochs import EpochCallback
 from ..genotypes import Genotype
 from ..repo import raw_data_root
 from ..runtime import Runtime, seed_for
-from ..search import EDNASSearch, load_search_state
+from ..search import EDNASSearch
 from ..spaces import CNN_SPACE, Architecture
-from ..strategies import Strategy, make_strategy
+from ..strategies import make_strategy
 from ..supernet.cnn import ImageNetSearchNetwork
 from .base import Scorer
 from .image import ImageTask
@@ -159,15 +159,6 @@ def imagenet_search(data: PreparedImageNet, search: ImageNetSearchConfig, data_c
     return EDNASSearch(CNN_SPACE, child, strategy, search, runtime, checkpoint_path, callbacks, settings)
 
 
-def restore_imagenet(data: PreparedImageNet, search: ImageNetSearchConfig, data_config: DataConfig,
-                     runtime: Runtime, state: dict, source: Path, fix: str) -> tuple[ImageNetChild, Strategy]:
-    """The trained search network and the strategy of a finished ImageNet search, for derive."""
-    child = ImageNetChild.build(data, search, data_config, runtime)
-    strategy = make_strategy(CNN_SPACE, search, seed=0)
-    load_search_state(child, strategy, state, source, fix)
-    return child, strategy
-
-
 def imagenet_scorer(child: ImageNetChild, batch_size: int,
                     runtime: Runtime) -> tuple[Callable[[Architecture], float], int]:
     """Derive's score: the search reward on one fixed batch of `batch_size` centre-cropped policy images (the
@@ -199,9 +190,9 @@ class ImageNetTask(ImageTask):
                     table: Any = None) -> EDNASSearch:
         return imagenet_search(data, search_config, data_config, runtime, checkpoint, callbacks, settings)
 
-    def restore_search(self, data: Any, search_config: Any, data_config: DataConfig, runtime: Runtime,
-                       state: dict, source: Path, fix: str, table: Any = None) -> tuple[ImageNetChild, Strategy]:
-        return restore_imagenet(data, search_config, data_config, runtime, state, source, fix)
+    def build_child(self, data: Any, search_config: Any, data_config: DataConfig, runtime: Runtime,
+                    table: Any = None) -> ImageNetChild:
+        return ImageNetChild.build(data, search_config, data_config, runtime)
 
     def derive_scorer(self, child: Any, batch_size: int, runtime: Runtime) -> Scorer:
         return imagenet_scorer(child, batch_size, runtime)
@@ -217,4 +208,4 @@ IMAGENET = ImageNetTask()
 
 __all__ = ["IMAGENET", "IMAGENET_DIR", "ImageNetChild", "ImageNetTask", "PreparedImageNet", "check_imagenet_split",
            "imagenet_root", "imagenet_scorer", "imagenet_search", "load_prepared_imagenet", "prepare_imagenet",
-           "resize_for", "restore_imagenet"]
+           "resize_for"]

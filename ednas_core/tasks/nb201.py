@@ -22,9 +22,9 @@ from ..derive import DeriveResult, derive_from
 from ..epochs import EpochCallback
 from ..genotypes import Genotype, from_architecture, to_architecture
 from ..runtime import Runtime
-from ..search import EDNASSearch, load_search_state
+from ..search import EDNASSearch
 from ..spaces import NB201_SPACE, Architecture, from_nb201_string, to_nb201_string
-from ..strategies import Strategy, make_strategy
+from ..strategies import Strategy
 from ..tabular import TableChild, tabular_search
 from .base import Scorer
 from .cifar10 import CIFAR10
@@ -75,22 +75,6 @@ def make_nb201_search(table: NB201Table, data: ImageDataset | None, search_confi
 
     return nb201_search(data, search_config, data_config, runtime, checkpoint, callbacks, settings,
                         epoch_probe=probe, answer_probe=answer_probe(table))
-
-
-def restore_nb201(table: NB201Table, data: ImageDataset | None, search_config: NB201SearchConfig,
-                  data_config: DataConfig, runtime: Runtime, state: dict, source: Path, fix: str):
-    """The child (a TableChild, or the trained supernet) and the strategy of a finished NB201 search."""
-    if search_config.mode == "tabular":
-        child: Any = TableChild(table, search_config.budget, search_config.queries_per_epoch)
-    else:
-        from ..child_nb201 import NB201Child
-
-        if data is None:
-            raise DataError("search.mode weight_sharing needs CIFAR-10 in data/prepared; rerun prepare-data")
-        child = NB201Child.build(data, search_config, data_config, runtime)
-    strategy = make_strategy(NB201_SPACE, search_config, seed=0)
-    load_search_state(child, strategy, state, source, fix)
-    return child, strategy
 
 
 def nb201_scorer(child: Any, batch_size: int, runtime: Runtime) -> Scorer:
@@ -192,10 +176,17 @@ class NB201Task(ImageTask):
         assert table is not None, "task nb201 needs its table"
         return make_nb201_search(table, data, search_config, data_config, runtime, checkpoint, callbacks, settings)
 
-    def restore_search(self, data: Any, search_config: Any, data_config: DataConfig, runtime: Runtime,
-                       state: dict, source: Path, fix: str, table: NB201Table | None = None) -> tuple[Any, Strategy]:
+    def build_child(self, data: Any, search_config: Any, data_config: DataConfig, runtime: Runtime,
+                    table: NB201Table | None = None) -> Any:
+        """A TableChild (tabular), or the NB201 supernet's child on CIFAR-10."""
         assert table is not None, "task nb201 needs its table"
-        return restore_nb201(table, data, search_config, data_config, runtime, state, source, fix)
+        if search_config.mode == "tabular":
+            return TableChild(table, search_config.budget, search_config.queries_per_epoch)
+        from ..child_nb201 import NB201Child
+
+        if data is None:
+            raise DataError("search.mode weight_sharing needs CIFAR-10 in data/prepared; rerun prepare-data")
+        return NB201Child.build(data, search_config, data_config, runtime)
 
     def derive_scorer(self, child: Any, batch_size: int, runtime: Runtime) -> Scorer:
         return nb201_scorer(child, batch_size, runtime)
@@ -220,4 +211,4 @@ class NB201Task(ImageTask):
 NB201 = NB201Task()
 
 __all__ = ["NB201", "NB201Task", "NB201_DIR", "TABLE_DATASETS", "best_queried", "derive_queried", "is_tabular",
-           "load_prepared_table", "lookup", "make_nb201_search", "nb201_genotype", "nb201_scorer", "restore_nb201"]
+           "load_prepared_table", "lookup", "make_nb201_search", "nb201_genotype", "nb201_scorer"]

@@ -14,9 +14,8 @@ from ..data.ptb import Corpus, batchify
 from ..epochs import EpochCallback
 from ..genotypes import Genotype
 from ..runtime import Runtime
-from ..search import EDNASSearch, load_search_state
+from ..search import EDNASSearch
 from ..spaces import RNN_SPACE
-from ..strategies import Strategy, make_strategy
 from .base import Scorer, Task
 
 
@@ -37,12 +36,9 @@ class TextTask(Task):
                     table: Any = None) -> EDNASSearch:
         return rnn_search(data, search_config, runtime, checkpoint, callbacks, settings)
 
-    def restore_search(self, data: Any, search_config: Any, data_config: DataConfig, runtime: Runtime,
-                       state: dict, source: Path, fix: str, table: Any = None) -> tuple[TextChild, Strategy]:
-        child = TextChild.build(data, search_config, runtime)
-        strategy = make_strategy(self.space, search_config, seed=0)
-        load_search_state(child, strategy, state, source, fix)
-        return child, strategy
+    def build_child(self, data: Any, search_config: Any, data_config: DataConfig, runtime: Runtime,
+                    table: Any = None) -> TextChild:
+        return TextChild.build(data, search_config, runtime)
 
     def derive_scorer(self, child: Any, batch_size: int, runtime: Runtime) -> Scorer:
         """c / perplexity on the first bptt window of the validation stream in `batch_size` columns."""
