@@ -1,7 +1,8 @@
 """The tasks the pipeline runs, registered by name (params.yaml `task`): each a Task (tasks/base.py) in a file of
 its own, cifar10.py, digits.py and imagenet.py (CNN cells, tasks/image.py), ptb.py and markov.py (recurrent cells,
 tasks/text.py), nb201.py (the NAS-Bench-201 cell against the benchmark's table). The stages and the report ask
-the task (get_task) instead of branching on its name; a new task is one new file and one line below.
+the task (get_task) instead of branching on its name; a new task is one new file and one line below (with its
+params.yaml section in config.py).
 
 The functions below are the same calls by task name, for callers that hold only the name."""
 

@@ -1,6 +1,6 @@
 """The image classification tasks held in memory (cifar10, digits): CNN cells searched on a split of the training
 images (child_cnn.py) and trained from scratch in the DARTS-style network (train.py). A task of this kind says only
-how its raw images are read (load_raw)."""
+how its raw images are read (load_raw); imagenet (images on disk) and nb201 (its own cell and table) build on it."""
 
 from __future__ import annotations
 
