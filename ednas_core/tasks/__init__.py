@@ -38,10 +38,6 @@ def get_task(name: str) -> Task:
         raise ValueError(f"unknown task {name!r}; expected one of {', '.join(TASK_REGISTRY)}") from None
 
 
-def is_text(task: str) -> bool:
-    return get_task(task).text
-
-
 def space_of(task: str) -> SearchSpace:
     return get_task(task).space
 
@@ -72,5 +68,5 @@ def make_trainer(task: str, genotype: Genotype, data: Any, evaluate_config: Any,
     return get_task(task).make_trainer(genotype, data, evaluate_config, runtime, checkpoint, callbacks, settings)
 
 
-__all__ = ["TASK_REGISTRY", "ImageNetChild", "PreparedImageNet", "Task", "derive_scorer", "get_task", "is_text",
+__all__ = ["TASK_REGISTRY", "ImageNetChild", "PreparedImageNet", "Task", "derive_scorer", "get_task",
            "load_data", "make_search", "make_trainer", "restore_search", "space_of"]
