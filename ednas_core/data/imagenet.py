@@ -26,19 +26,23 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
-from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms import v2
 
 from .. import distributed
 from ..checkpoint import atomic_write_text
 from .augment import augment_batch
 from .dataset import DataError
 from .loader import epoch_generator
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
+
+# torchvision is imported where images are decoded or transformed, not here: `import torchvision` costs a stage
+# 1.3 s of start-up (it loads torch._dynamo through torchvision.models), and only the ImageNet task uses it
 
 SPLITS = ("train", "val")
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")  # compared with the lower-cased name
@@ -336,6 +340,8 @@ class ImageNetDataset(Dataset):
         if data.size != expected:
             raise _Unreadable(f"{path} is {data.size:,} bytes but the index says {expected:,} (changed since "
                               "indexing: rerun prepare-data if that was on purpose)")
+        from torchvision.io import ImageReadMode, decode_image
+
         try:
             return decode_image(torch.from_numpy(data), mode=ImageReadMode.RGB)
         except RuntimeError as err:
@@ -376,12 +382,16 @@ class ImageNetDataset(Dataset):
 
 def train_transform(size: int = TRAIN_SIZE) -> v2.Compose:
     """DARTS's train_imagenet.py augmentation on uint8 CHW tensors (normalisation happens on the device)."""
+    from torchvision.transforms import v2
+
     return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip(),
                        v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2)])
 
 
 def val_transform(size: int = TRAIN_SIZE, resize: int = RESIZE) -> v2.Compose:
     """DARTS's validation transform: shorter side to `resize`, centre crop `size`; uint8 CHW in and out."""
+    from torchvision.transforms import v2
+
     return v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(size)])
 
 

@@ -39,7 +39,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..checkpoint import atomic_write_bytes
 from ..spaces import Architecture, from_nb201_string, to_nb201_string
@@ -152,6 +151,8 @@ class NB201Table:
 
     def to_csv(self) -> str:
         """The table in layout (b), row i = index i, accuracies written exactly (repr of the floats)."""
+        import pandas as pd  # here, not at the top: 0.4 s of every stage's start-up
+
         frame = pd.DataFrame({"index": np.arange(len(self)), ARCH: self.arch_strings, VALID: self.valid_12,
                               **{DATASETS[d]: acc for d, acc in self.tests.items()}})
         return frame.to_csv(index=False, lineterminator="\n")
@@ -232,6 +233,8 @@ def _md5(data: bytes) -> str:
 
 def _read(path: Path, rename: dict[str, str], required: tuple[str, ...], strict: bool) -> dict[str, list[str]]:
     """The CSV's columns as raw strings under our names; `strict`: no column outside `rename` is accepted."""
+    import pandas as pd
+
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
