@@ -21,9 +21,9 @@ $(STAMP): pyproject.toml
 
 # `make test` runs the suite on TEST_WORKERS pytest-xdist processes, a test file at a time each (a module's fixtures
 # are built once), and every test and every stage it starts on one thread (TEST_ENV): tiny tensors gain nothing
-# from more threads, and 2 processes x 2 threads on 2 cores made some tests 5x slower. 22.6 min here against 46.4
-# for one process with 2 threads. On a machine with an NVIDIA GPU the default is one process: tests there claim
-# the GPU (ednas_core/gpu_claim.py) and would wait for each other. `make test TEST_WORKERS=0`: one process.
+# from more threads, and 2 processes x 2 threads on 2 cores made some tests 5x slower (README: the times). On a
+# machine with an NVIDIA GPU the default is one process: tests there claim the GPU (ednas_core/gpu_claim.py) and
+# would wait for each other. `make test TEST_WORKERS=0`: one process.
 TEST_WORKERS ?= $(if $(shell nvidia-smi -L 2>/dev/null),0,2)
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 PYTEST := $(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 GRID = ("-S", "runtime.seed=1,3", "-S", "digits.search.strategy=ednas,random")
 # params.yaml's seed is 2: both seeds of the grid change it (the parent's ednas.changed_params lists it)
 STAGES = ("prepare-data", "search", "derive", "evaluate", "report")
-# the queue takes 5-6 min on a 2-core machine; a queue still busy after 20 is stuck, not slow (a CI run once spent
+# the queue takes 3 to 6 min on a 2-core machine; a queue still busy after 20 is stuck, not slow (a CI run once spent
 # the 40 min this was before on it): fail with what the workers wrote instead of waiting out CI's own limit
 QUEUE_TIMEOUT_S = 1200
 
